@@ -1,0 +1,86 @@
+"""API plumbing shared by every app: the exception handler, the audited viewset mixin,
+and the events endpoint."""
+
+import django_filters
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
+from django.db.models import ProtectedError
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.exceptions import APIException
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from console import audit
+from console.models import Event
+
+
+class Conflict(APIException):
+    """409: the request is valid but conflicts with the current state."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state."
+    default_code = "conflict"
+
+
+def exception_handler(exc, context):
+    """DRF's handler, plus: Django validation errors are 400 with field messages, protected
+    deletes and integrity errors are 409 — never a 500."""
+    if isinstance(exc, DjangoValidationError):
+        data = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        return Response(data, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, ProtectedError):
+        names = sorted({str(o) for o in list(exc.protected_objects)[:5]})
+        return Response({"detail": f"In use by: {', '.join(names)}"}, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, IntegrityError):
+        return Response({"detail": "Conflicts with an existing object."}, status=status.HTTP_409_CONFLICT)
+    return drf_exception_handler(exc, context)
+
+
+class AuditedModelViewSet(viewsets.ModelViewSet):
+    """A ModelViewSet that writes an audit event for create, update and destroy."""
+
+    def perform_create(self, serializer):
+        instance = serializer.save()
+        audit.record("create", instance, request=self.request, detail=self.audit_detail(serializer))
+
+    def perform_update(self, serializer):
+        instance = serializer.save()
+        audit.record("update", instance, request=self.request, detail=self.audit_detail(serializer))
+
+    def perform_destroy(self, instance):
+        pk, text = instance.pk, str(instance)
+        instance.delete()
+        audit.record("delete", None, request=self.request, object_type=instance._meta.model_name,
+                     object_id=pk, detail={"name": text})
+
+    secret_fields: tuple[str, ...] = ()
+
+    def audit_detail(self, serializer) -> dict:
+        """The changed fields, without secrets, as JSON-safe strings."""
+        data = getattr(serializer, "initial_data", {}) or {}
+        return {"fields": sorted(k for k in data.keys() if k not in self.secret_fields)}
+
+
+class EventFilter(django_filters.FilterSet):
+    object_id = django_filters.CharFilter()
+    since = django_filters.IsoDateTimeFilter(field_name="time", lookup_expr="gte")
+
+    class Meta:
+        model = Event
+        fields = ["object_type", "object_id", "verb", "actor"]
+
+
+class EventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Event
+        fields = ["id", "time", "actor", "verb", "object_type", "object_id", "object_repr", "detail",
+                  "source_address"]
+
+
+class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The audit and event log, newest first. Read-only."""
+
+    queryset = Event.objects.all()
+    serializer_class = EventSerializer
+    filterset_class = EventFilter
+    ordering_fields = ["time", "id"]

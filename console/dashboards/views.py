@@ -1,0 +1,40 @@
+"""Pages that span domains: the overview and the event log."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Count, Q, Sum
+from django.shortcuts import render
+
+from console.models import Event
+from nodes.models import Accelerator, Node
+
+
+@login_required
+def dashboard(request):
+    """Cluster overview: nodes by status, accelerators by vendor and health."""
+    node_counts = dict(Node.objects.values_list("status").annotate(n=Count("id")))
+    accelerators = Accelerator.objects.filter(present=True)
+    by_vendor = list(accelerators.values("vendor", "kind").annotate(
+        n=Count("id"), memory=Sum("memory_total_bytes"), used=Sum("memory_used_bytes"),
+        unhealthy=Count("id", filter=Q(health__in=["warning", "critical"])),
+    ).order_by("vendor"))
+    attention = Node.objects.exclude(status="online").order_by("name")[:20]
+    return render(request, "console/dashboard.html", {
+        "node_total": sum(node_counts.values()),
+        "node_counts": node_counts,
+        "by_vendor": by_vendor,
+        "accelerator_total": sum(row["n"] for row in by_vendor),
+        "attention": attention,
+        "recent_events": Event.objects.all()[:15],
+    })
+
+
+@login_required
+def events(request):
+    """The audit and event log, newest first, filterable by object."""
+    queryset = Event.objects.all()
+    for key in ("object_type", "object_id", "actor", "verb"):
+        if request.GET.get(key):
+            queryset = queryset.filter(**{key: request.GET[key]})
+    page = Paginator(queryset, 50).get_page(request.GET.get("page"))
+    return render(request, "console/events.html", {"page": page})

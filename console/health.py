@@ -1,0 +1,46 @@
+"""Liveness and readiness endpoints: ``/healthz`` and ``/readyz`` (shared/API.md)."""
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+
+
+@require_GET
+def healthz(request):
+    """200 while the process lives."""
+    return JsonResponse({"status": "ok"})
+
+
+def check_database() -> str | None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # any driver error means "not ready"
+        return f"database: {exc.__class__.__name__}: {exc}"
+    return None
+
+
+def check_broker() -> str | None:
+    from console.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:
+        return f"broker: {exc.__class__.__name__}: {exc}"
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        folder = settings.BROKER_DIR / "queue"
+        if not folder.is_dir():
+            return f"broker: spool folder {folder} is missing"
+    return None
+
+
+@require_GET
+def readyz(request):
+    """200 only when the database and the broker answer; 503 naming the failing part otherwise."""
+    failures = [problem for problem in (check_database(), check_broker()) if problem]
+    if failures:
+        return JsonResponse({"status": "unavailable", "failures": failures}, status=503)
+    return JsonResponse({"status": "ready"})

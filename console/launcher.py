@@ -1,0 +1,87 @@
+"""``make run``: the whole console in the foreground on one machine.
+
+Migrates, bootstraps (groups, admin user, node ``local``), then starts the ASGI web server
+(daphne), a Celery worker for every queue and Celery beat, and stops them all on Ctrl-C.
+Honours PORT, BIND, CONSOLE_DATA_DIR, CONSOLE_ADMIN_PASSWORD (shared/API.md).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+    env.setdefault("CONSOLE_DATA_DIR", str(ROOT / "var"))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _manage(*args: str, env: dict) -> None:
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env, check=True)
+
+
+def main() -> int:
+    env = _env()
+    port = env.get("PORT", "8000")
+    bind = env.get("BIND", "127.0.0.1")
+    data_dir = Path(env["CONSOLE_DATA_DIR"]).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _manage("migrate", "--noinput", "-v", "0", env=env)
+    _manage("bootstrap", env=env)
+
+    queues = "lifecycle,telemetry,long"
+    commands = {
+        "web": [str(BIN / "daphne"), "-b", bind, "-p", port, "--proxy-headers", "console.asgi:application"],
+        "worker": [str(BIN / "celery"), "-A", "console", "worker", "-Q", queues, "--pool", "threads",
+                   "--concurrency", env.get("CONSOLE_WORKER_CONCURRENCY", "8"), "-n", "embedded@%h",
+                   "--loglevel", "INFO"],
+        "beat": [str(BIN / "celery"), "-A", "console", "beat", "--loglevel", "INFO",
+                 "--schedule", str(data_dir / "celerybeat-schedule"), "--pidfile", ""],
+    }
+    processes: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def stop(*_args):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for name, argv in commands.items():
+        # Each child in its own session so that we, not the terminal, decide how they stop.
+        processes[name] = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True)
+    print(f"BooM Console is starting on http://{bind}:{port}/ (data in {data_dir}). Ctrl-C stops it.",
+          flush=True)
+    exit_code = 0
+    while not stopping:
+        for name, process in processes.items():
+            if process.poll() is not None:
+                print(f"{name} exited with status {process.returncode}; stopping the console.", flush=True)
+                exit_code = process.returncode or 1
+                stopping = True
+                break
+        time.sleep(0.5)
+    print("Stopping web server, worker and scheduler...", flush=True)
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for process in processes.values():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Inventory API views: thin; the work is in nodes.services."""
+
+from django.db import transaction
+from django.db.models import Count
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from console import audit
+from console.api import AuditedModelViewSet
+from nodes import services, tasks
+from nodes.api.filtersets import AcceleratorFilter, NodeFilter
+from nodes.api.serializers import (
+    AcceleratorSerializer,
+    CredentialSerializer,
+    MaintenanceSerializer,
+    NodeSerializer,
+    NodeStatusChangeSerializer,
+)
+from nodes.models import Accelerator, Credential, Node
+
+ERRORS = {400: OpenApiResponse(description="Invalid input, with field messages"),
+          401: OpenApiResponse(description="No credentials"), 403: OpenApiResponse(description="Role too weak"),
+          404: OpenApiResponse(description="Not found"), 409: OpenApiResponse(description="State conflict")}
+
+
+class CredentialViewSet(AuditedModelViewSet):
+    """SSH credentials (admin only for writes). ``private_key`` is write-only."""
+
+    queryset = Credential.objects.annotate(node_count=Count("nodes")).order_by("name")
+    serializer_class = CredentialSerializer
+    secret_fields = ("private_key", "passphrase")
+    ordering_fields = ["name", "created_at"]
+
+
+class NodeViewSet(AuditedModelViewSet):
+    """Nodes of the cluster. Operators may probe and set maintenance; admins manage them."""
+
+    queryset = Node.objects.select_related("credential").order_by("name")
+    serializer_class = NodeSerializer
+    filterset_class = NodeFilter
+    ordering_fields = ["name", "status", "last_seen", "created_at"]
+    operator_actions = ("probe", "maintenance")
+
+    def perform_create(self, serializer):
+        super().perform_create(serializer)
+        node_id = serializer.instance.pk
+        transaction.on_commit(lambda: tasks.probe_node.delay(node_id))
+
+    def perform_update(self, serializer):
+        super().perform_update(serializer)
+        node_id = serializer.instance.pk
+        transaction.on_commit(lambda: tasks.probe_node.delay(node_id))
+
+    @extend_schema(request=None, responses={202: NodeSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def probe(self, request, pk=None):
+        """Probe the node now. Answers 202 at once; poll the node for the result."""
+        node = self.get_object()
+        audit.record("probe", node, request=request)
+        transaction.on_commit(lambda: tasks.probe_node.delay(node.pk))
+        return Response(self.get_serializer(node).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=MaintenanceSerializer, responses={200: NodeSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def maintenance(self, request, pk=None):
+        """Enter (``enabled: true``) or leave maintenance."""
+        node = self.get_object()
+        body = MaintenanceSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.set_maintenance(node, body.validated_data["enabled"], request=request,
+                                 reason=body.validated_data.get("reason", ""))
+        return Response(self.get_serializer(node).data)
+
+    @extend_schema(request=None, responses={200: NodeSerializer, **ERRORS})
+    @action(detail=True, methods=["post"], url_path="reset-host-key")
+    def reset_host_key(self, request, pk=None):
+        """Forget the pinned SSH host key (after a reinstall); the next probe pins the new one."""
+        node = services.reset_host_key(self.get_object(), request=request)
+        transaction.on_commit(lambda: tasks.probe_node.delay(node.pk))
+        return Response(self.get_serializer(node).data)
+
+    @extend_schema(responses={200: NodeStatusChangeSerializer(many=True), **ERRORS})
+    @action(detail=True, methods=["get"])
+    def history(self, request, pk=None):
+        """The node's status transitions, newest first."""
+        node = self.get_object()
+        page = self.paginate_queryset(node.status_history.all())
+        return self.get_paginated_response(NodeStatusChangeSerializer(page, many=True).data)
+
+
+class AcceleratorViewSet(viewsets.ReadOnlyModelViewSet):
+    """Accelerators as the last probe saw them. Filters: ``?node=&vendor=&kind=&health=&present=``."""
+
+    queryset = Accelerator.objects.select_related("node").order_by("node__name", "vendor", "index")
+    serializer_class = AcceleratorSerializer
+    filterset_class = AcceleratorFilter
+    ordering_fields = ["index", "utilization_percent", "temperature_c", "memory_used_bytes"]

@@ -1,0 +1,140 @@
+"""Inventory: SSH credentials, nodes, their status history, and accelerators."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from nodes.choices import AcceleratorKind, Health, NodeStatus, Transport, Vendor
+
+
+def default_probe_interval():
+    return settings.CONSOLE_PROBE_INTERVAL_S
+
+
+class Credential(models.Model):
+    """An SSH identity. The private key is stored encrypted (nodes.crypto) and never returned."""
+
+    name = models.CharField(_("name"), max_length=64, unique=True)
+    username = models.CharField(_("username"), max_length=64)
+    encrypted_private_key = models.TextField(editable=False)
+    key_type = models.CharField(_("key type"), max_length=32, editable=False)
+    fingerprint = models.CharField(_("fingerprint"), max_length=80, editable=False)
+    public_key = models.TextField(_("public key"), editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("SSH credential")
+
+    def __str__(self):
+        return self.name
+
+    def private_key(self) -> str:
+        """The decrypted key, for the SSH transport only. Never log or return it."""
+        from nodes.crypto import default_box
+
+        return default_box().decrypt(self.encrypted_private_key)
+
+
+class Node(models.Model):
+    """A machine of the cluster, reached locally or over SSH."""
+
+    name = models.CharField(_("name"), max_length=63, unique=True)
+    address = models.CharField(_("address"), max_length=253)
+    transport = models.CharField(_("transport"), max_length=8, choices=Transport.choices, default=Transport.SSH)
+    ssh_port = models.PositiveIntegerField(
+        _("SSH port"), default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    ssh_user = models.CharField(_("SSH user"), max_length=64, blank=True,
+                                help_text=_("Defaults to the credential's username."))
+    credential = models.ForeignKey(Credential, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="nodes", verbose_name=_("credential"))
+    labels = models.JSONField(_("labels"), default=dict, blank=True)
+    status = models.CharField(_("status"), max_length=16, choices=NodeStatus.choices,
+                              default=NodeStatus.UNKNOWN, editable=False)
+    status_detail = models.TextField(_("status detail"), blank=True, editable=False)
+    status_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_seen = models.DateTimeField(_("last seen"), null=True, blank=True, editable=False)
+    facts = models.JSONField(_("facts"), default=dict, blank=True, editable=False)
+    probe_errors = models.JSONField(default=list, blank=True, editable=False)
+    probe_interval_s = models.PositiveIntegerField(
+        _("probe interval (s)"), default=default_probe_interval,
+        validators=[MinValueValidator(1), MaxValueValidator(3600)],
+    )
+    last_probe_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_probe_duration_ms = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    # When the next periodic probe is due; a probe round claims nodes by moving it forward.
+    next_probe_at = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
+    host_key = models.TextField(_("pinned host key"), blank=True, editable=False)
+    host_key_fingerprint = models.CharField(_("host key fingerprint"), max_length=80, blank=True, editable=False)
+    accelerator_count = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("node")
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def effective_ssh_user(self) -> str:
+        return self.ssh_user or (self.credential.username if self.credential_id else "")
+
+    def is_stale(self, now=None) -> bool:
+        """True when no probe succeeded for three intervals."""
+        now = now or timezone.now()
+        return self.last_seen is None or now - self.last_seen > timedelta(seconds=3 * self.probe_interval_s)
+
+
+class NodeStatusChange(models.Model):
+    """Append-only history of a node's status."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="status_history")
+    time = models.DateTimeField(default=timezone.now)
+    from_status = models.CharField(max_length=16, choices=NodeStatus.choices)
+    to_status = models.CharField(max_length=16, choices=NodeStatus.choices)
+    reason = models.TextField(blank=True)
+    actor = models.CharField(max_length=150, default="system")
+
+    class Meta:
+        ordering = ["-time", "-id"]
+        indexes = [models.Index(fields=["node", "-time"])]
+
+
+class Accelerator(models.Model):
+    """One addressable device (a GPU, or one chip of an Ascend card), as the last probe saw it."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="accelerators")
+    index = models.PositiveIntegerField(_("index"), help_text=_("The id CUDA_VISIBLE_DEVICES or "
+                                                                "ASCEND_RT_VISIBLE_DEVICES takes."))
+    vendor = models.CharField(_("vendor"), max_length=16, choices=Vendor.choices)
+    kind = models.CharField(_("kind"), max_length=8, choices=AcceleratorKind.choices)
+    model = models.CharField(_("model"), max_length=128, blank=True)
+    uuid = models.CharField(_("UUID"), max_length=128)
+    bus_id = models.CharField(_("bus id"), max_length=64, blank=True)
+    memory_total_bytes = models.BigIntegerField(null=True, blank=True)
+    memory_used_bytes = models.BigIntegerField(null=True, blank=True)
+    utilization_percent = models.FloatField(null=True, blank=True)
+    temperature_c = models.FloatField(null=True, blank=True)
+    power_w = models.FloatField(null=True, blank=True)
+    health = models.CharField(_("health"), max_length=16, choices=Health.choices, default=Health.UNKNOWN)
+    present = models.BooleanField(_("present"), default=True,
+                                  help_text=_("False when the last probe no longer saw it."))
+    missing_since = models.DateTimeField(null=True, blank=True)
+    extra = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["node_id", "vendor", "index"]
+        constraints = [models.UniqueConstraint(fields=["node", "uuid"], name="accelerator_unique_uuid_per_node")]
+        verbose_name = _("accelerator")
+
+    def __str__(self):
+        return f"{self.node.name}/{self.vendor}{self.index}"

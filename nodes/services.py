@@ -1,0 +1,274 @@
+"""Inventory workflows: node status transitions, probes and their results, credentials.
+
+These functions are the only code that changes a node's status or its accelerators.
+"""
+
+import logging
+import socket
+from concurrent.futures import ThreadPoolExecutor, wait
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from console import audit
+from nodes.choices import NODE_TRANSITIONS, Health, NodeStatus, Transport
+from nodes.models import Accelerator, Credential, Node, NodeStatusChange
+
+log = logging.getLogger(__name__)
+
+LOCAL_NODE_NAME = "local"
+
+
+class TransitionNotAllowed(Exception):
+    """The node's status table forbids this change."""
+
+
+def transition_node(node: Node, to_status: str, reason: str = "", actor: str = audit.SYSTEM,
+                    request=None, **fields) -> bool:
+    """Move ``node`` to ``to_status`` if it is still in the status we read.
+
+    A conditional write: returns False when someone else changed the status first. Equal
+    statuses only update ``status_detail`` (and the extra ``fields``). Records the history row
+    and an event for every real change.
+    """
+    from_status = node.status
+    now = timezone.now()
+    updates = dict(fields, status_detail=reason)
+    if from_status == to_status:
+        Node.objects.filter(pk=node.pk).update(**updates)
+        for key, value in updates.items():
+            setattr(node, key, value)
+        return True
+    if to_status not in NODE_TRANSITIONS[from_status]:
+        raise TransitionNotAllowed(f"a node cannot go from {from_status} to {to_status}")
+    with transaction.atomic():
+        changed = Node.objects.filter(pk=node.pk, status=from_status).update(
+            status=to_status, status_changed_at=now, **updates
+        )
+        if not changed:
+            return False
+        NodeStatusChange.objects.create(node=node, time=now, from_status=from_status, to_status=to_status,
+                                        reason=reason[:2000], actor=actor)
+        audit.record("status", node, actor=actor, request=request,
+                     detail={"from": from_status, "to": to_status, "reason": reason[:500]})
+    node.status, node.status_changed_at = to_status, now
+    for key, value in updates.items():
+        setattr(node, key, value)
+    return True
+
+
+def set_maintenance(node: Node, enabled: bool, *, request=None, reason: str = "") -> Node:
+    """Take a node out of service (probes keep running but do not change its status) or bring it back."""
+    actor = request.user.get_username() if request else audit.SYSTEM
+    if enabled and node.status != NodeStatus.MAINTENANCE:
+        transition_node(node, NodeStatus.MAINTENANCE, reason or "set by an operator", actor=actor, request=request)
+    elif not enabled and node.status == NodeStatus.MAINTENANCE:
+        transition_node(node, NodeStatus.UNKNOWN, reason or "maintenance ended", actor=actor, request=request,
+                        next_probe_at=timezone.now())
+    return node
+
+
+# --- probes -----------------------------------------------------------------------------------
+
+
+def apply_probe_outcome(node: Node, outcome) -> Node:
+    """Store what a probe saw: facts, accelerators, pinned host key, and the resulting status."""
+    now = timezone.now()
+    fields = {"last_probe_at": now, "last_probe_duration_ms": outcome.duration_ms}
+    if not outcome.reachable:
+        reason = outcome.error
+        if outcome.host_key_mismatch:
+            reason = f"host key changed, connection refused: {outcome.error}"
+        _set_probe_status(node, NodeStatus.UNREACHABLE, reason, fields)
+        return node
+
+    result = outcome.result
+    if outcome.host_key and not node.host_key:
+        from nodes.keys import host_key_fingerprint
+
+        fields["host_key"] = outcome.host_key
+        fields["host_key_fingerprint"] = host_key_fingerprint(outcome.host_key)
+        audit.record("pin_host_key", node, detail={"fingerprint": fields["host_key_fingerprint"]})
+    with transaction.atomic():
+        present, missing_now = _sync_accelerators(node, result.accelerators, now)
+    errors = list(result.errors) + list(outcome.warnings)
+    fields.update(facts=result.facts, probe_errors=errors, last_seen=now, accelerator_count=present)
+    problems = list(errors)
+    unhealthy = [a for a in result.accelerators if a.health in (Health.WARNING, Health.CRITICAL)]
+    if unhealthy:
+        problems.append(
+            "unhealthy accelerators: " + ", ".join(f"{a.vendor}{a.index} {a.health}" for a in unhealthy)
+        )
+    if missing_now:
+        problems.append("accelerators missing since the last probe: " + ", ".join(missing_now))
+    status = NodeStatus.DEGRADED if problems else NodeStatus.ONLINE
+    _set_probe_status(node, status, "; ".join(problems), fields)
+    return node
+
+
+def _set_probe_status(node: Node, status: str, reason: str, fields: dict) -> None:
+    if node.status == NodeStatus.MAINTENANCE:
+        Node.objects.filter(pk=node.pk).update(**fields)
+        for key, value in fields.items():
+            setattr(node, key, value)
+        return
+    if not transition_node(node, status, reason, **fields):
+        # Someone changed the status while we probed (an operator set maintenance): keep theirs.
+        node.refresh_from_db()
+        Node.objects.filter(pk=node.pk).update(**fields)
+
+
+def _sync_accelerators(node: Node, readings, now) -> tuple[int, list[str]]:
+    """Upsert the accelerators a probe saw; mark the ones it no longer sees as missing (never delete).
+
+    Returns the number present and the names of those that went missing in this probe.
+    """
+    existing = {a.uuid: a for a in Accelerator.objects.filter(node=node)}
+    seen = set()
+    to_create, to_update = [], []
+    fields = ["index", "vendor", "kind", "model", "bus_id", "memory_total_bytes", "memory_used_bytes",
+              "utilization_percent", "temperature_c", "power_w", "health", "extra"]
+    for reading in readings:
+        uuid = reading.uuid or f"{reading.vendor}-{reading.bus_id or reading.index}"
+        if uuid in seen:
+            uuid = f"{uuid}-{reading.index}"
+        seen.add(uuid)
+        values = {
+            "index": reading.index, "vendor": reading.vendor, "kind": reading.kind,
+            "model": (reading.model or "")[:128], "bus_id": (reading.bus_id or "")[:64],
+            "memory_total_bytes": reading.memory_total_bytes, "memory_used_bytes": reading.memory_used_bytes,
+            "utilization_percent": reading.utilization_percent, "temperature_c": reading.temperature_c,
+            "power_w": reading.power_w, "health": reading.health or Health.UNKNOWN, "extra": reading.extra or {},
+        }
+        accelerator = existing.get(uuid)
+        if accelerator is None:
+            to_create.append(Accelerator(node=node, uuid=uuid, present=True, **values))
+        else:
+            for key, value in values.items():
+                setattr(accelerator, key, value)
+            accelerator.present, accelerator.missing_since, accelerator.updated_at = True, None, now
+            to_update.append(accelerator)
+    if to_create:
+        Accelerator.objects.bulk_create(to_create)
+    if to_update:
+        Accelerator.objects.bulk_update(to_update, fields + ["present", "missing_since", "updated_at"])
+    vanished = [a for uuid, a in existing.items() if uuid not in seen and a.present]
+    if vanished:
+        Accelerator.objects.filter(pk__in=[a.pk for a in vanished]).update(
+            present=False, missing_since=now, health=Health.UNKNOWN, updated_at=now
+        )
+        for accelerator in vanished:
+            audit.record("missing", accelerator, detail={"node": node.name, "uuid": accelerator.uuid})
+    return len(seen), [f"{a.vendor}{a.index}" for a in vanished]
+
+
+def probe_node(node_id: int) -> Node | None:
+    """Probe one node now and store the outcome."""
+    from nodes.probes.runner import run_probe
+
+    node = Node.objects.select_related("credential").filter(pk=node_id).first()
+    if node is None:
+        return None
+    outcome = run_probe(node)
+    node.refresh_from_db(fields=["status", "host_key"])
+    return apply_probe_outcome(node, outcome)
+
+
+def claim_due_nodes(now=None, limit: int = 1000) -> list[int]:
+    """Claim the nodes whose periodic probe is due, by moving their ``next_probe_at`` forward.
+
+    A conditional update per node, so that two schedulers never probe the same node twice.
+    """
+    now = now or timezone.now()
+    claimed = []
+    for pk, due, interval in Node.objects.filter(next_probe_at__lte=now).values_list(
+        "pk", "next_probe_at", "probe_interval_s"
+    )[:limit]:
+        if Node.objects.filter(pk=pk, next_probe_at=due).update(
+            next_probe_at=now + timedelta(seconds=interval)
+        ):
+            claimed.append(pk)
+    return claimed
+
+
+_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = ThreadPoolExecutor(max_workers=settings.CONSOLE_PROBE_CONCURRENCY,
+                                       thread_name_prefix="probe")
+    return _EXECUTOR
+
+
+def _probe_in_thread(node_id: int):
+    try:
+        return probe_node(node_id)
+    except Exception:  # one node's bug must not stop the round
+        log.exception("probe of node %s failed", node_id)
+        return None
+    finally:
+        close_old_connections()
+
+
+def probe_round(node_ids: list[int], deadline_s: float | None = None) -> dict[int, bool]:
+    """Probe many nodes concurrently from a bounded pool; a slow node never delays the others'
+    results being stored (each is stored as soon as it finishes). Returns {node_id: finished}."""
+    if not node_ids:
+        return {}
+    futures = {_executor().submit(_probe_in_thread, pk): pk for pk in node_ids}
+    deadline_s = deadline_s or (settings.CONSOLE_SSH_CONNECT_TIMEOUT_S + settings.CONSOLE_SSH_COMMAND_TIMEOUT_S + 5)
+    done, _ = wait(futures, timeout=deadline_s)
+    return {pk: future in done for future, pk in futures.items()}
+
+
+# --- registration -----------------------------------------------------------------------------
+
+
+def register_local_node() -> Node:
+    """Register the machine the console runs on as node ``local`` (idempotent)."""
+    node, created = Node.objects.get_or_create(
+        name=LOCAL_NODE_NAME,
+        defaults={"address": "127.0.0.1", "transport": Transport.LOCAL, "labels": {},
+                  "facts": {"hostname": socket.gethostname()}},
+    )
+    if created:
+        audit.record("create", node, detail={"registered": "automatically"})
+    return node
+
+
+def create_credential(*, name: str, username: str, private_key: str, passphrase: str | None, request=None,
+                      instance: Credential | None = None) -> Credential:
+    """Store a credential with its key re-serialised without passphrase and encrypted at rest."""
+    from nodes.crypto import default_box
+    from nodes.keys import fingerprint, load_private_key, normalise_private_key, public_key_line
+
+    pkey = load_private_key(private_key, passphrase)
+    credential = instance or Credential()
+    credential.name, credential.username = name, username
+    credential.encrypted_private_key = default_box().encrypt(normalise_private_key(private_key, passphrase))
+    credential.key_type = pkey.get_name()
+    credential.fingerprint = fingerprint(pkey)
+    credential.public_key = public_key_line(pkey)
+    credential.save()
+    return credential
+
+
+def nodes_needing_attention():
+    """Nodes that are not online (for dashboards)."""
+    return Node.objects.filter(~Q(status=NodeStatus.ONLINE))
+
+
+def reset_host_key(node: Node, request=None) -> Node:
+    """Forget the pinned host key (a reinstalled machine); the next probe pins the new one."""
+    old = node.host_key_fingerprint
+    Node.objects.filter(pk=node.pk).update(host_key="", host_key_fingerprint="", next_probe_at=timezone.now())
+    node.host_key, node.host_key_fingerprint = "", ""
+    audit.record("reset_host_key", node, request=request, detail={"old_fingerprint": old})
+    return node
+
+

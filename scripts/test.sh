@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite. Uses PostgreSQL and Redis when they answer on 127.0.0.1 (always in CI,
+# where a missing service fails the run); otherwise SQLite and the filesystem broker, with a notice.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+ci=${CI:-false}
+
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+if answers 5432; then
+  export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/boom_console}
+  echo "Database tests: PostgreSQL ($DATABASE_URL)"
+elif [ "$ci" = true ]; then
+  echo "PostgreSQL does not answer on 127.0.0.1:5432 and CI=true: failing." >&2; exit 1
+else
+  unset DATABASE_URL
+  echo "NOTICE: PostgreSQL does not answer on 127.0.0.1:5432; database tests run on SQLite."
+fi
+if answers 6379; then
+  export TEST_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/9}
+  echo "Broker tests: Redis ($TEST_REDIS_URL)"
+elif [ "$ci" = true ]; then
+  echo "Redis does not answer on 127.0.0.1:6379 and CI=true: failing." >&2; exit 1
+else
+  unset TEST_REDIS_URL
+  echo "NOTICE: Redis does not answer on 127.0.0.1:6379; broker tests use the filesystem broker."
+fi
+
+export CONSOLE_DATA_DIR=${CONSOLE_DATA_DIR:-$(mktemp -d /tmp/boom-test-data.XXXXXX)}
+export CONSOLE_SECRET_KEY=${CONSOLE_SECRET_KEY:-test-secret-not-for-production}
+unset CELERY_BROKER_URL REDIS_URL
+
+.venv/bin/ruff check .
+$PY manage.py makemigrations --check --dry-run >/dev/null || { echo "Missing migrations." >&2; exit 1; }
+$PY manage.py spectacular --validate --fail-on-warn --file /dev/null
+exec .venv/bin/pytest "$@"
