@@ -1,4 +1,4 @@
-"""The Celery app. Workers: ``celery -A console worker -Q lifecycle,telemetry,long``; beat: ``celery -A console beat``."""
+"""The Celery app (``celery -A console worker -Q lifecycle,telemetry,long``; beat: ``celery -A console beat``)."""
 
 import os
 

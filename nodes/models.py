@@ -107,6 +107,9 @@ class NodeStatusChange(models.Model):
         ordering = ["-time", "-id"]
         indexes = [models.Index(fields=["node", "-time"])]
 
+    def __str__(self):
+        return f"{self.node_id}: {self.from_status} -> {self.to_status}"
+
 
 class Accelerator(models.Model):
     """One addressable device (a GPU, or one chip of an Ascend card), as the last probe saw it."""

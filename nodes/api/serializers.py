@@ -22,7 +22,8 @@ def _wrap(validator):
 class CredentialSerializer(serializers.ModelSerializer):
     """The private key is write-only: it is encrypted at rest and never returned."""
 
-    private_key = serializers.CharField(write_only=True, trim_whitespace=False, style={"base_template": "textarea.html"})
+    private_key = serializers.CharField(write_only=True, trim_whitespace=False,
+                                        style={"base_template": "textarea.html"})
     passphrase = serializers.CharField(write_only=True, required=False, allow_blank=True, trim_whitespace=False)
     name = serializers.CharField(max_length=63, validators=[_wrap(validators.validate_name)])
     username = serializers.CharField(max_length=32, validators=[_wrap(validators.validate_username)])

@@ -1,0 +1,653 @@
+"""The SSH transport: run commands on nodes over pooled, host-key-pinned paramiko connections.
+
+One process-wide ``POOL`` keeps one SSH connection per (host, port, user,
+credential, pinned host key) and opens a new channel on it for every command,
+so a probe every few seconds pays for the key exchange once, not every time.
+
+Guarantees callers rely on:
+
+- **Host keys are pinned.** With ``pinned_host_key=None`` (first contact) the
+  key the server shows is accepted and reported in ``CommandResult.host_key``
+  for the caller to pin. With a pin, a different key raises ``HostKeyMismatch``
+  right after the key exchange, before we authenticate or send any command.
+- **Everything is bounded in time.** TCP connect, banner, key exchange and
+  authentication each use ``SSHTarget.connect_timeout``; the command, from the
+  moment its channel is requested, uses ``run(timeout=...)``. DNS resolution
+  is the system resolver's and not bounded here.
+- **Failures are typed.** ``Unreachable`` (cannot talk SSH to it),
+  ``AuthFailed`` (the key is refused or unusable), ``HostKeyMismatch``,
+  ``CommandTimeout``; all are ``SSHError`` with a ``reason`` fit for a node's
+  ``status_detail``. No reason or log line contains key material,
+  passphrases, or command text (commands may carry secrets).
+- **List commands are quoted** with ``quote_argv`` (``shlex.join``); nothing
+  is interpolated into a shell string.
+
+Concurrency: any number of threads may call ``run``. A global lock guards only
+the pool's dictionary; each pool key has its own lock held while connecting,
+so a slow or dead host never blocks commands to other hosts. Commands to the
+same host share the connection and run in parallel on separate channels, at
+most ``max_sessions`` at a time (OpenSSH's ``MaxSessions`` defaults to 10).
+
+Django-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import select
+import shlex
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import paramiko
+from paramiko.common import cMSG_CHANNEL_REQUEST
+from paramiko.message import Message
+
+from nodes.keys import (
+    InvalidHostKey,
+    KeyProblem,
+    fingerprint,
+    host_key_fingerprint,
+    load_private_key,
+    split_key_line,
+)
+
+__all__ = [
+    "POOL",
+    "AuthFailed",
+    "CommandResult",
+    "CommandTimeout",
+    "HostKeyMismatch",
+    "SSHError",
+    "SSHPool",
+    "SSHTarget",
+    "Unreachable",
+    "quote_argv",
+]
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_S = 30  # SSH-level keep-alive on idle pooled transports
+MAX_SESSIONS = 8  # channels per connection; below OpenSSH's default MaxSessions of 10
+_READ_CHUNK = 1 << 16
+# While stdin is still being sent we poll for send window at this interval
+# (paramiko's send window is not select()-able); otherwise we sleep in select().
+_STDIN_POLL_S = 0.02
+
+
+# --------------------------------------------------------------------------- public types
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where and as whom to run a command. Holds the decrypted key: never log it.
+
+    ``private_key`` and ``passphrase`` are left out of ``repr`` so that a
+    target in a traceback or log line does not leak them.
+    """
+
+    host: str
+    port: int
+    username: str
+    private_key: str = field(repr=False)
+    passphrase: str | None = field(repr=False)
+    pinned_host_key: str | None
+    connect_timeout: float = 10.0
+    key_id: str = ""  # opaque; part of the pool key so a credential change opens a new connection
+
+
+@dataclass
+class CommandResult:
+    """What a command produced. ``exit_code`` is -1 when the remote sent none (killed by a signal)."""
+
+    stdout: str
+    stderr: str
+    exit_code: int
+    host_key: str  # the host key seen on this connection, "type base64"
+
+
+class SSHError(Exception):
+    """Base class of transport failures. ``reason`` is human-readable and safe to show."""
+
+    def __init__(self, reason: str, *, host_key: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        # The host key seen before the failure, when the key exchange got that far.
+        self.host_key = host_key
+
+
+class HostKeyMismatch(SSHError):
+    """The server's host key differs from the pinned one; nothing was sent to it."""
+
+    def __init__(self, reason: str, *, expected: str, seen: str) -> None:
+        super().__init__(reason, host_key=seen)
+        self.expected = expected
+        self.seen = seen
+
+
+class Unreachable(SSHError):
+    """No SSH conversation possible: DNS, refused, timed out, handshake failed, or connection lost."""
+
+
+class AuthFailed(SSHError):
+    """The server refused the key, or the stored key cannot be used at all."""
+
+
+class CommandTimeout(SSHError):
+    """The command did not finish in time; its channel was closed (the connection is kept)."""
+
+
+def quote_argv(argv: Sequence[str]) -> str:
+    """Quote an argument vector for the remote shell (``shlex.join``).
+
+    List commands always go through here: an argument such as
+    ``"; touch /tmp/x"`` reaches the program as one literal argument.
+    """
+    if isinstance(argv, str) or not argv:
+        raise ValueError("quote_argv needs a non-empty list of strings")
+    for arg in argv:
+        if not isinstance(arg, str):
+            raise TypeError(f"command arguments must be str, not {type(arg).__name__}")
+        if "\0" in arg:
+            raise ValueError("command arguments cannot contain NUL bytes")
+    return shlex.join(argv)
+
+
+# --------------------------------------------------------------------------- the pool
+
+
+@dataclass
+class _Connection:
+    transport: paramiko.Transport
+    host_key: str  # "type base64"
+
+
+class _Slot:
+    """Per pool-key state. ``connect_lock`` is held only while (re)connecting."""
+
+    def __init__(self, key: tuple, max_sessions: int) -> None:
+        self.key = key
+        self.connect_lock = threading.Lock()
+        self.sessions = threading.BoundedSemaphore(max_sessions)
+        self.conn: _Connection | None = None
+        self.in_flight = 0  # guarded by the pool's lock
+        self.last_used = time.monotonic()
+
+
+_POOLS: weakref.WeakSet[SSHPool] = weakref.WeakSet()
+
+
+class SSHPool:
+    """Thread-safe pool of SSH connections, one per target identity.
+
+    ``max_idle_s``: connections unused for longer are closed on the next call
+    to ``run`` (or ``reap_idle``); there is no background thread.
+    """
+
+    def __init__(
+        self, max_idle_s: float = 300, *, max_sessions: int = MAX_SESSIONS, keepalive_s: int = KEEPALIVE_S
+    ) -> None:
+        self.max_idle_s = max_idle_s
+        self.max_sessions = max_sessions
+        self.keepalive_s = keepalive_s
+        self._lock = threading.Lock()
+        self._slots: dict[tuple, _Slot] = {}
+        self._connections_opened = 0
+        _POOLS.add(self)
+
+    # -- introspection (tests, admin pages)
+
+    @property
+    def connections_opened(self) -> int:
+        """How many SSH connections this pool has opened since it was created."""
+        return self._connections_opened
+
+    def open_connections(self) -> int:
+        """How many pooled connections are currently open."""
+        with self._lock:
+            return sum(1 for s in self._slots.values() if s.conn and s.conn.transport.is_active())
+
+    # -- running commands
+
+    def run(
+        self,
+        target: SSHTarget,
+        command: str | Sequence[str],
+        *,
+        stdin: str | None = None,
+        timeout: float = 30.0,
+    ) -> CommandResult:
+        """Run ``command`` on ``target`` and return its output and exit code.
+
+        ``command`` is a shell string, or an argv list quoted with ``quote_argv``.
+        ``stdin`` is sent and then closed (e.g. a script for ``bash -s``); without
+        it the remote stdin is closed at once. ``timeout`` bounds the command
+        from the channel request to the exit status; connecting is bounded
+        separately by ``target.connect_timeout``.
+
+        Raises ``HostKeyMismatch``, ``Unreachable``, ``AuthFailed`` or
+        ``CommandTimeout`` (all ``SSHError``). A non-zero exit code is not an error.
+        """
+        text = command if isinstance(command, str) else quote_argv(command)
+        self.reap_idle()
+        key = _pool_key(target)
+        slot = self._checkout(key)
+        try:
+            if not slot.sessions.acquire(timeout=timeout):
+                raise CommandTimeout(
+                    f"no free SSH session to {_where(target)} within {timeout:g} s "
+                    f"({self.max_sessions} commands already running there)"
+                )
+            try:
+                chan, conn = self._open_channel(slot, target, timeout)
+                try:
+                    return self._execute(chan, conn, slot, target, text, stdin, timeout)
+                finally:
+                    chan.close()
+            finally:
+                slot.sessions.release()
+        finally:
+            self._checkin(slot)
+
+    def close(self, target: SSHTarget | None = None) -> None:
+        """Close the pooled connection for ``target`` (all connections when None)."""
+        if target is None:
+            self.close_all()
+            return
+        with self._lock:
+            slot = self._slots.pop(_pool_key(target), None)
+        if slot is not None and slot.conn is not None:
+            _close_quietly(slot.conn.transport)
+
+    def close_all(self) -> None:
+        """Close every pooled connection."""
+        with self._lock:
+            slots, self._slots = list(self._slots.values()), {}
+        for slot in slots:
+            if slot.conn is not None:
+                _close_quietly(slot.conn.transport)
+
+    def reap_idle(self) -> None:
+        """Close connections idle for longer than ``max_idle_s``, and forget dead ones."""
+        now = time.monotonic()
+        doomed = []
+        with self._lock:
+            for key, slot in list(self._slots.items()):
+                if slot.in_flight:
+                    continue
+                dead = slot.conn is None or not slot.conn.transport.is_active()
+                if dead or now - slot.last_used > self.max_idle_s:
+                    del self._slots[key]
+                    if slot.conn is not None:
+                        doomed.append(slot.conn.transport)
+        for transport in doomed:
+            _close_quietly(transport)
+
+    # -- internals
+
+    def _checkout(self, key: tuple) -> _Slot:
+        with self._lock:
+            slot = self._slots.get(key)
+            if slot is None:
+                slot = self._slots[key] = _Slot(key, self.max_sessions)
+            slot.in_flight += 1
+            slot.last_used = time.monotonic()
+            return slot
+
+    def _checkin(self, slot: _Slot) -> None:
+        with self._lock:
+            slot.in_flight -= 1
+            slot.last_used = time.monotonic()
+            # close()/close_all() removed this slot while we used it (perhaps
+            # while we were connecting): nobody else will close its connection.
+            orphan = slot.in_flight == 0 and self._slots.get(slot.key) is not slot
+            conn = slot.conn if orphan else None
+        if conn is not None:
+            _close_quietly(conn.transport)
+
+    def _connection(self, slot: _Slot, target: SSHTarget) -> tuple[_Connection, bool]:
+        """The slot's live connection, connecting first if needed. Returns (conn, freshly_opened)."""
+        conn = slot.conn
+        if conn is not None and conn.transport.is_active():
+            return conn, False
+        # Only threads wanting this very target wait here; others proceed.
+        with slot.connect_lock:
+            conn = slot.conn
+            if conn is not None and conn.transport.is_active():
+                return conn, False  # another thread connected while we waited
+            if conn is not None:
+                _close_quietly(conn.transport)
+                slot.conn = None
+            conn = _connect(target, self.keepalive_s)
+            slot.conn = conn
+            with self._lock:
+                self._connections_opened += 1
+            return conn, True
+
+    def _drop(self, slot: _Slot, conn: _Connection) -> None:
+        with slot.connect_lock:
+            if slot.conn is conn:
+                slot.conn = None
+        _close_quietly(conn.transport)
+
+    def _open_channel(
+        self, slot: _Slot, target: SSHTarget, timeout: float
+    ) -> tuple[paramiko.Channel, _Connection]:
+        """A new session channel. A reused connection that turns out dead is replaced once."""
+        while True:
+            conn, fresh = self._connection(slot, target)
+            try:
+                # A silently dead TCP peer (NAT timeout, rebooted host) makes
+                # this wait; bound it like a connect.
+                chan = conn.transport.open_session(timeout=min(timeout, target.connect_timeout))
+                return chan, conn
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                self._drop(slot, conn)
+                if fresh:
+                    raise Unreachable(
+                        f"{_where(target)} accepted the connection but refused a session: {_cause(exc)}",
+                        host_key=conn.host_key,
+                    ) from None
+                log.info(
+                    "ssh: pooled connection to %s was dead (%s); reconnecting", _where(target), _cause(exc)
+                )
+
+    def _execute(
+        self,
+        chan: paramiko.Channel,
+        conn: _Connection,
+        slot: _Slot,
+        target: SSHTarget,
+        command: str,
+        stdin: str | None,
+        timeout: float,
+    ) -> CommandResult:
+        started = time.monotonic()
+        deadline = started + timeout
+        chan.settimeout(timeout)
+        # exec_command waits for the server's answer without a timeout of its
+        # own; a watchdog closes the channel at the deadline, which wakes it.
+        watchdog = threading.Timer(timeout, chan.close)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            chan.exec_command(command)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            if time.monotonic() >= deadline:
+                raise self._timed_out(chan, target, timeout, conn) from None
+            if not conn.transport.is_active():
+                self._drop(slot, conn)
+                raise Unreachable(
+                    f"connection to {_where(target)} was lost: {_cause(exc)}", host_key=conn.host_key
+                ) from None
+            raise SSHError(
+                f"{_where(target)} refused to run the command: {_cause(exc)}", host_key=conn.host_key
+            ) from None
+        finally:
+            watchdog.cancel()
+
+        pending = memoryview(stdin.encode("utf-8")) if stdin else None
+        if pending is None:
+            chan.shutdown_write()  # like `ssh -n`: a command reading stdin gets EOF, not a hang
+        out: list[bytes] = []
+        err: list[bytes] = []
+        wakeup = chan.fileno()  # readable when stdout/stderr has data, or at EOF/close
+        while True:
+            if pending is not None and chan.send_ready():
+                try:
+                    sent = chan.send(pending[:_READ_CHUNK])
+                except (OSError, EOFError, paramiko.SSHException):
+                    sent = len(pending)  # remote stopped reading stdin: drop the rest
+                pending = pending[sent:] if sent < len(pending) else None
+                if pending is None:
+                    chan.shutdown_write()
+            _drain(chan, out, err)
+            if chan.eof_received or chan.closed:
+                break
+            if not conn.transport.is_active():
+                self._drop(slot, conn)
+                raise Unreachable(
+                    f"connection to {_where(target)} was lost while the command ran", host_key=conn.host_key
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._timed_out(chan, target, timeout, conn)
+            select.select([wakeup], [], [], min(remaining, _STDIN_POLL_S if pending is not None else 1.0))
+
+        # OpenSSH sends exit-status after EOF and before close.
+        if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
+            raise self._timed_out(chan, target, timeout, conn)
+        _drain(chan, out, err)
+        if not chan.eof_received and chan.exit_status == -1:
+            # Closed without EOF or exit status: the connection died under the
+            # command (paramiko closes the channels before it marks the
+            # transport inactive, so is_active() may not tell yet).
+            self._drop(slot, conn)
+            raise Unreachable(
+                f"connection to {_where(target)} was lost while the command ran", host_key=conn.host_key
+            )
+        result = CommandResult(
+            stdout=b"".join(out).decode("utf-8", errors="replace"),
+            stderr=b"".join(err).decode("utf-8", errors="replace"),
+            exit_code=chan.exit_status,
+            host_key=conn.host_key,
+        )
+        log.debug(
+            "ssh: command on %s exited %d in %.2f s",
+            _where(target),
+            result.exit_code,
+            time.monotonic() - started,
+        )
+        return result
+
+    def _timed_out(
+        self, chan: paramiko.Channel, target: SSHTarget, timeout: float, conn: _Connection
+    ) -> CommandTimeout:
+        _signal_remote(chan, "TERM")
+        chan.close()
+        return CommandTimeout(
+            f"the command did not finish within {timeout:g} s on {_where(target)}", host_key=conn.host_key
+        )
+
+    def _after_fork(self) -> None:
+        # The child shares the parent's sockets but none of paramiko's threads.
+        # Forget the connections without closing them: a close would send a
+        # disconnect on the parent's connection.
+        self._lock = threading.Lock()
+        self._slots = {}
+
+
+def _after_fork_in_child() -> None:
+    for pool in list(_POOLS):
+        pool._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+def _connect(target: SSHTarget, keepalive_s: int) -> _Connection:
+    """Open, verify and authenticate one connection, or raise a typed SSHError."""
+    where = _where(target)
+    pinned = None
+    if target.pinned_host_key:
+        try:
+            pinned = split_key_line(target.pinned_host_key)
+        except InvalidHostKey as exc:
+            raise SSHError(f"the pinned host key for {where} is not valid: {exc}") from None
+
+    try:
+        pkey = load_private_key(target.private_key, target.passphrase)
+    except KeyProblem as exc:
+        raise AuthFailed(f"the SSH key for {where} cannot be used: {exc}") from None
+
+    sock = _open_socket(target)
+    transport = None
+    try:
+        transport = paramiko.Transport(sock)
+        transport.banner_timeout = target.connect_timeout
+        transport.handshake_timeout = target.connect_timeout
+        transport.auth_timeout = target.connect_timeout
+        if pinned is not None:
+            _prefer_host_key_type(transport, pinned[0])
+        try:
+            transport.start_client(timeout=target.connect_timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise Unreachable(f"SSH handshake with {where} failed: {_cause(exc)}") from None
+        try:
+            server_key = transport.get_remote_server_key()
+        except paramiko.SSHException:
+            # start_client returns quietly when its timeout passes mid-negotiation.
+            raise Unreachable(
+                f"SSH handshake with {where} did not finish within {target.connect_timeout:g} s"
+            ) from None
+        seen = (server_key.get_name(), server_key.get_base64())
+        seen_line = f"{seen[0]} {seen[1]}"
+        if pinned is not None and pinned != seen:
+            # Refuse before authenticating: a spoofing server learns nothing,
+            # not even which user or key we would have offered.
+            expected_line = f"{pinned[0]} {pinned[1]}"
+            raise HostKeyMismatch(
+                f"host key of {where} changed: expected {pinned[0]} {host_key_fingerprint(expected_line)}, "
+                f"seen {seen[0]} {host_key_fingerprint(seen_line)}; not connecting",
+                expected=expected_line,
+                seen=seen_line,
+            )
+
+        try:
+            remaining = transport.auth_publickey(target.username, pkey)
+        except paramiko.BadAuthenticationType as exc:
+            raise AuthFailed(
+                f"{where} does not accept key authentication for {target.username!r} "
+                f"(it allows: {', '.join(exc.allowed_types) or 'nothing'})",
+                host_key=seen_line,
+            ) from None
+        except paramiko.AuthenticationException:
+            raise AuthFailed(
+                f"{where} refused the key {fingerprint(pkey)} for user {target.username!r}",
+                host_key=seen_line,
+            ) from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise Unreachable(
+                f"connection to {where} failed during authentication: {_cause(exc)}", host_key=seen_line
+            ) from None
+        if remaining or not transport.is_authenticated():
+            raise AuthFailed(
+                f"{where} wants more than a key for {target.username!r} (next: {', '.join(remaining)})",
+                host_key=seen_line,
+            )
+        transport.set_keepalive(keepalive_s)
+        log.info(
+            "ssh: connected to %s@%s (host key %s)", target.username, where, host_key_fingerprint(seen_line)
+        )
+        return _Connection(transport=transport, host_key=seen_line)
+    except BaseException:
+        if transport is not None:
+            _close_quietly(transport)
+        else:
+            sock.close()
+        raise
+
+
+def _open_socket(target: SSHTarget) -> socket.socket:
+    where = _where(target)
+    try:
+        sock = socket.create_connection((target.host, target.port), timeout=target.connect_timeout)
+    except socket.gaierror as exc:
+        raise Unreachable(f"cannot resolve {target.host!r}: {exc.strerror or exc}") from None
+    except ConnectionRefusedError:
+        raise Unreachable(f"connection to {where} refused (is sshd running on that port?)") from None
+    except TimeoutError:
+        raise Unreachable(f"connection to {where} timed out after {target.connect_timeout:g} s") from None
+    except OSError as exc:
+        raise Unreachable(f"cannot connect to {where}: {exc.strerror or exc}") from None
+    # TCP keep-alive as well: it notices a dead peer on an idle pooled connection.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    return sock
+
+
+def _prefer_host_key_type(transport: paramiko.Transport, key_type: str) -> None:
+    """Ask only for the pinned key's type, as OpenSSH does with known_hosts.
+
+    Without this, a server with several host keys would show its ed25519 key
+    to a client that pinned its RSA key, and the pin would look violated.
+    """
+    wanted = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa") if key_type == "ssh-rsa" else (key_type,)
+    options = transport.get_security_options()
+    preferred = [name for name in options.key_types if name in wanted]
+    if preferred:
+        options.key_types = preferred
+
+
+def _signal_remote(chan: paramiko.Channel, name: str) -> None:
+    """Best effort: ask sshd to signal the command's process group (RFC 4254 6.9).
+
+    OpenSSH honours this for non-pty sessions since 7.9, so a timed-out probe
+    does not linger on the node. paramiko has no public call for it; a failure
+    here only means the remote process may run on until it finishes.
+    """
+    try:
+        if chan.closed or not chan.active:
+            return
+        msg = Message()
+        msg.add_byte(cMSG_CHANNEL_REQUEST)
+        msg.add_int(chan.remote_chanid)
+        msg.add_string("signal")
+        msg.add_boolean(False)
+        msg.add_string(name)
+        chan.transport._send_user_message(msg)
+    except Exception:  # noqa: BLE001 - best effort, see docstring
+        log.debug("ssh: could not send signal %s to the remote command", name)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _pool_key(target: SSHTarget) -> tuple:
+    # The key material is folded in as a digest too, so a changed key opens a
+    # new connection even if the caller forgot to change key_id. (A SHA-256 of
+    # a private key reveals nothing usable about it.)
+    secret = hashlib.sha256(
+        target.private_key.encode("utf-8") + b"\0" + (target.passphrase or "").encode("utf-8")
+    ).hexdigest()
+    pin = None
+    if target.pinned_host_key:
+        pin = " ".join(target.pinned_host_key.split()[:2])
+    return (target.host, int(target.port), target.username, target.key_id, pin, secret)
+
+
+def _drain(chan: paramiko.Channel, out: list[bytes], err: list[bytes]) -> None:
+    while chan.recv_ready():
+        out.append(chan.recv(_READ_CHUNK))
+    while chan.recv_stderr_ready():
+        err.append(chan.recv_stderr(_READ_CHUNK))
+
+
+def _where(target: SSHTarget) -> str:
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    return f"{host}:{target.port}"
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _close_quietly(transport: paramiko.Transport) -> None:
+    try:
+        transport.close()
+    except Exception:  # noqa: BLE001 - closing a broken transport may raise anything
+        pass
+
+
+POOL = SSHPool()
+"""The process-wide pool every probe and executor uses."""

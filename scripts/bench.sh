@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Run every benchmark; each prints its figures and rewrites its section of docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for bench in bench/list_api.py bench/probe_round.py "$@"; do
+  echo "== $bench"
+  .venv/bin/python "$bench"
+done
