@@ -10,6 +10,3 @@ app = Celery("console")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-app.conf.beat_schedule = {
-    "probe-due-nodes": {"task": "nodes.tasks.probe_due_nodes", "schedule": 5.0, "options": {"expires": 5}},
-}

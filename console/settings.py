@@ -38,6 +38,8 @@ INSTALLED_APPS = [
     "channels",
     "console.apps.ConsoleConfig",
     "nodes.apps.NodesConfig",
+    "models_registry.apps.ModelsRegistryConfig",
+    "jobs.apps.JobsConfig",
 ]
 
 MIDDLEWARE = [
@@ -147,6 +149,8 @@ CELERY_TASK_DEFAULT_QUEUE = "lifecycle"
 # Work is split by urgency (DESIGN.md): lifecycle, telemetry (probes, scrapes), long (verify, benchmarks).
 CELERY_TASK_ROUTES = {
     "nodes.tasks.*": {"queue": "telemetry"},
+    "jobs.tasks.*": {"queue": "lifecycle"},
+    "models_registry.tasks.*": {"queue": "long"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
@@ -156,6 +160,23 @@ CONSOLE_PROBE_CONCURRENCY = env_int("CONSOLE_PROBE_CONCURRENCY", 16, minimum=1, 
 CONSOLE_SSH_CONNECT_TIMEOUT_S = env_int("CONSOLE_SSH_CONNECT_TIMEOUT_S", 10, minimum=1)
 CONSOLE_SSH_COMMAND_TIMEOUT_S = env_int("CONSOLE_SSH_COMMAND_TIMEOUT_S", 60, minimum=1)
 CONSOLE_REGISTER_LOCAL_NODE = env_bool("CONSOLE_REGISTER_LOCAL_NODE", True)
+
+# Serving jobs.
+CONSOLE_REMOTE_INSTANCE_DIR = env_str("CONSOLE_REMOTE_INSTANCE_DIR", "~/.boom-console/instances")
+CONSOLE_RECONCILE_INTERVAL_S = float(env_int("CONSOLE_RECONCILE_INTERVAL_MS", 1000, minimum=200)) / 1000
+CONSOLE_NODE_LOSS_GRACE_S = env_int("CONSOLE_NODE_LOSS_GRACE_S", 20, minimum=0)
+CONSOLE_RESTART_BACKOFF_FIRST_S = env_int("CONSOLE_RESTART_BACKOFF_FIRST_S", 10, minimum=0)
+CONSOLE_RESTART_BACKOFF_MAX_S = env_int("CONSOLE_RESTART_BACKOFF_MAX_S", 300, minimum=1)
+CONSOLE_RESTART_BACKOFF_RESET_S = env_int("CONSOLE_RESTART_BACKOFF_RESET_S", 600, minimum=1)
+CONSOLE_HEALTH_FAILURES_BEFORE_RESTART = env_int("CONSOLE_HEALTH_FAILURES_BEFORE_RESTART", 3, minimum=1)
+CONSOLE_START_TIMEOUT_S = env_int("CONSOLE_START_TIMEOUT_S", 900, minimum=5)
+CELERY_BEAT_SCHEDULE = {
+    "probe-due-nodes": {"task": "nodes.tasks.probe_due_nodes", "schedule": 5.0, "options": {"expires": 5}},
+    "reconcile-jobs": {"task": "jobs.tasks.reconcile_all", "schedule": CONSOLE_RECONCILE_INTERVAL_S,
+                       "options": {"expires": max(CONSOLE_RECONCILE_INTERVAL_S * 2, 1.0)}},
+}
+CONSOLE_INSTANCE_PORT_RANGE = (env_int("CONSOLE_INSTANCE_PORT_MIN", 18000, minimum=1024, maximum=65000),
+                               env_int("CONSOLE_INSTANCE_PORT_MAX", 18999, minimum=1024, maximum=65535))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -193,5 +214,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("CONSOLE_LOG_LEVEL", "INFO")},
-    "loggers": {"paramiko": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+    "loggers": {
+        # paramiko logs every failed handshake with a traceback: an unreachable node is data, not an error.
+        "paramiko": {"level": "WARNING"},
+        "paramiko.transport": {"level": "CRITICAL"},
+        "daphne": {"level": "WARNING"},
+    },
 }

@@ -10,11 +10,13 @@ from rest_framework.routers import DefaultRouter
 from console import health
 from console.api import EventViewSet
 from console.dashboards import views as dashboard_views
+from jobs.api.urls import router as jobs_router
 from nodes.api.urls import router as nodes_router
 
 router = DefaultRouter()
 router.register("events", EventViewSet)
 router.registry.extend(nodes_router.registry)
+router.registry.extend(jobs_router.registry)
 
 urlpatterns = [
     path("", dashboard_views.dashboard, name="dashboard"),

@@ -591,9 +591,11 @@ def _prefer_host_key_type(transport: paramiko.Transport, key_type: str) -> None:
 def _signal_remote(chan: paramiko.Channel, name: str) -> None:
     """Best effort: ask sshd to signal the command's process group (RFC 4254 6.9).
 
-    OpenSSH honours this for non-pty sessions since 7.9, so a timed-out probe
-    does not linger on the node. paramiko has no public call for it; a failure
-    here only means the remote process may run on until it finishes.
+    OpenSSH (7.9+) honours this for sessions of non-root users, so a timed-out
+    command does not linger on the node; for root logins sshd refuses it
+    ("session signalling requires privilege separation") and the process runs
+    on until it exits or writes to its closed output. paramiko has no public
+    call for this request, hence the private ``_send_user_message``.
     """
     try:
         if chan.closed or not chan.active:

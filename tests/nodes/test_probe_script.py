@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,7 +111,15 @@ def test_the_probe_reports_sane_host_facts():
     assert 0 < facts["memory_available_bytes"] <= facts["memory_total_bytes"]
     assert len(facts["load"]) == 3
     assert facts["os"]
-    assert all(disk["total_bytes"] > 0 for disk in facts["disks"])
+    assert all(disk["mount"].startswith("/") and disk["total_bytes"] >= 0 for disk in facts["disks"])
+
+
+def test_the_probe_is_quick_and_never_sleeps():
+    started = time.monotonic()
+    run_probe(with_fakes())
+
+    assert "sleep" not in PROBE_SCRIPT
+    assert time.monotonic() - started < 10
 
 
 def test_the_result_is_json_serialisable_for_the_database():

@@ -36,7 +36,8 @@ from tests.sshd import (
     require_sshd,
 )
 
-pytestmark = pytest.mark.integration
+# Tests that start sshd or open sockets; the small unit tests at the end are not marked.
+integration = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +82,7 @@ def _client_port(pool: SSHPool, target: SSHTarget) -> str:
 # --------------------------------------------------------------------------- running commands
 
 
+@integration
 def test_it_runs_a_command_and_returns_stdout_stderr_and_exit_code(pool, node):
     result = pool.run(node.target(), "echo out; echo err >&2; exit 3")
 
@@ -90,6 +92,7 @@ def test_it_runs_a_command_and_returns_stdout_stderr_and_exit_code(pool, node):
     assert result.host_key == node.host_key_line
 
 
+@integration
 def test_it_sends_a_script_on_stdin_to_bash(pool, node):
     script = 'set -e\nname="$BOOM_NODE"\necho "hello from $name"\necho "$((6 * 7))"\n'
 
@@ -99,12 +102,14 @@ def test_it_sends_a_script_on_stdin_to_bash(pool, node):
     assert result.exit_code == 0
 
 
+@integration
 def test_a_command_that_reads_stdin_gets_eof_when_no_stdin_is_given(pool, node):
     result = pool.run(node.target(), "cat; echo done", timeout=5)
 
     assert result.stdout == "done\n"
 
 
+@integration
 def test_the_second_run_reuses_the_connection(pool, node):
     target = node.target()
 
@@ -116,6 +121,7 @@ def test_the_second_run_reuses_the_connection(pool, node):
     assert pool.open_connections() == 1
 
 
+@integration
 def test_a_dead_pooled_connection_is_reopened_transparently(pool, own_node):
     target = own_node.target()
     first_port = _client_port(pool, target)
@@ -128,6 +134,7 @@ def test_a_dead_pooled_connection_is_reopened_transparently(pool, own_node):
     assert pool.connections_opened == 2
 
 
+@integration
 def test_a_connection_lost_during_a_command_raises_unreachable_and_the_next_run_reconnects(pool, own_node):
     target = own_node.target()
 
@@ -138,6 +145,7 @@ def test_a_connection_lost_during_a_command_raises_unreachable_and_the_next_run_
     assert pool.connections_opened == 2
 
 
+@integration
 def test_a_credential_change_opens_a_new_connection(pool, node):
     pool.run(node.target(key_id="credential-1:v1"), "true")
     pool.run(node.target(key_id="credential-1:v2"), "true")
@@ -145,6 +153,7 @@ def test_a_credential_change_opens_a_new_connection(pool, node):
     assert pool.connections_opened == 2
 
 
+@integration
 def test_closing_a_target_drops_its_connection_and_the_next_run_reconnects(pool, node):
     target = node.target()
     pool.run(target, "true")
@@ -156,6 +165,7 @@ def test_closing_a_target_drops_its_connection_and_the_next_run_reconnects(pool,
     assert pool.connections_opened == 2
 
 
+@integration
 def test_twenty_parallel_runs_from_threads_on_three_nodes_all_succeed(pool, shared_nodes):
     targets = [n.target() for n in shared_nodes]
     start = threading.Barrier(20)
@@ -174,6 +184,7 @@ def test_twenty_parallel_runs_from_threads_on_three_nodes_all_succeed(pool, shar
     assert pool.connections_opened == 3
 
 
+@integration
 def test_five_megabytes_of_stdin_stdout_and_stderr_arrive_intact(pool, node):
     payload = base64.b64encode(os.urandom(3_932_160)).decode()  # 5 MiB of text
     assert len(payload) == 5 * 1024 * 1024
@@ -185,6 +196,7 @@ def test_five_megabytes_of_stdin_stdout_and_stderr_arrive_intact(pool, node):
     assert result.stderr == payload
 
 
+@integration
 def test_a_command_killed_by_a_signal_reports_exit_code_minus_one(pool, node):
     result = pool.run(node.target(), "echo before; kill -9 $$")
 
@@ -195,12 +207,14 @@ def test_a_command_killed_by_a_signal_reports_exit_code_minus_one(pool, node):
 # --------------------------------------------------------------------------- host keys
 
 
+@integration
 def test_first_contact_without_a_pin_reports_the_host_key_seen(pool, node):
     result = pool.run(node.target(pinned=False), "true")
 
     assert result.host_key == node.host_key_line
 
 
+@integration
 def test_a_pinned_key_that_differs_is_refused_before_any_command_runs(pool, own_node, tmp_path):
     marker = tmp_path / "ran"
     impostor_pin = openssh_public(generate_private_key("ed25519"))
@@ -220,6 +234,7 @@ def test_a_pinned_key_that_differs_is_refused_before_any_command_runs(pool, own_
     assert pool.open_connections() == 0
 
 
+@integration
 def test_rotating_the_host_key_makes_the_pinned_target_fail_with_a_mismatch(pool, own_node, tmp_path):
     old_pin = own_node.host_key_line
     pool.run(own_node.target(), "true")
@@ -235,6 +250,7 @@ def test_rotating_the_host_key_makes_the_pinned_target_fail_with_a_mismatch(pool
     assert pool.run(own_node.target(pinned_host_key=new_line), "echo ok").stdout == "ok\n"
 
 
+@integration
 def test_a_pinned_rsa_host_key_is_used_even_when_the_server_prefers_ed25519(pool):
     require_sshd()
     with SshdNode(host_key_types=("ed25519", "rsa")) as node:
@@ -248,6 +264,7 @@ def test_a_pinned_rsa_host_key_is_used_even_when_the_server_prefers_ed25519(pool
 # --------------------------------------------------------------------------- failures
 
 
+@integration
 def test_an_unreachable_port_raises_unreachable_quickly(pool):
     target = SSHTarget(
         host="127.0.0.1",
@@ -267,6 +284,7 @@ def test_an_unreachable_port_raises_unreachable_quickly(pool):
     assert "refused" in caught.value.reason
 
 
+@integration
 def test_a_server_that_never_speaks_ssh_raises_unreachable_after_the_connect_timeout(pool):
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -289,6 +307,7 @@ def test_a_server_that_never_speaks_ssh_raises_unreachable_after_the_connect_tim
     assert "handshake" in caught.value.reason
 
 
+@integration
 def test_a_wrong_client_key_raises_auth_failed(pool, node):
     stranger_key = openssh_private(generate_private_key("ed25519"))
 
@@ -301,6 +320,7 @@ def test_a_wrong_client_key_raises_auth_failed(pool, node):
     assert caught.value.host_key == node.host_key_line
 
 
+@integration
 def test_an_unusable_stored_key_raises_auth_failed_with_the_key_problem(pool, node):
     with pytest.raises(AuthFailed) as caught:
         pool.run(node.target(private_key="not a key"), "true")
@@ -308,6 +328,7 @@ def test_an_unusable_stored_key_raises_auth_failed_with_the_key_problem(pool, no
     assert "not a private key this console understands" in caught.value.reason
 
 
+@integration
 def test_a_command_timeout_raises_and_a_later_command_on_the_same_target_works(pool, node):
     target = node.target()
     pool.run(target, "true")
@@ -322,6 +343,7 @@ def test_a_command_timeout_raises_and_a_later_command_on_the_same_target_works(p
     assert pool.connections_opened == 1  # the connection survived the timeout
 
 
+@integration
 def test_argv_with_shell_metacharacters_is_passed_literally_and_creates_no_file(pool, node, tmp_path):
     marker = tmp_path / f"pwned-{uuid.uuid4().hex}"
     tricks = [f"; touch {marker}", f"$(touch {marker})", f"`touch {marker}`", f"| touch {marker}", "'\"\\"]

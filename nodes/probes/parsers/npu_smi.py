@@ -182,7 +182,7 @@ def _parse_table(text: str, version: str | None) -> list[_Chip]:
             current = _npu_line(cells, npu_names, version)
             continue
         # A chip line: right after its NPU line, or a further chip under the same NPU line.
-        owner = current or _Chip(chips[-1].npu_id, chips[-1].name, chips[-1].health, chips[-1].npu_values)
+        owner = current or chips[-1]  # only its NPU-line fields are copied
         if not looks_like_chip and cells[1].lower() in _HEALTH:
             raise ParseError(TOOL, version, f"an NPU line without its chip line: {stripped[:100]!r}")
         chips.append(_chip_line(owner, cells, chip_first_names, chip_names, version))

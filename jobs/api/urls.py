@@ -1,0 +1,7 @@
+from rest_framework.routers import DefaultRouter
+
+from jobs.api.views import InstanceViewSet, JobViewSet
+
+router = DefaultRouter()
+router.register("jobs", JobViewSet)
+router.register("instances", InstanceViewSet)

@@ -1,0 +1,124 @@
+"""Jobs API views: thin; the work is in jobs.services and jobs.reconciler."""
+
+import django_filters
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from console.api import AuditedModelViewSet, Conflict
+from jobs import services
+from jobs.api.serializers import InstanceSerializer, JobSerializer, ScaleSerializer
+from jobs.choices import ACTIVE_STATES
+from jobs.models import Instance, Job
+from nodes.api.views import ERRORS
+
+
+class JobFilter(django_filters.FilterSet):
+    class Meta:
+        model = Job
+        fields = ["engine", "state", "desired_state", "model_version"]
+
+
+class JobViewSet(AuditedModelViewSet):
+    """Serving jobs. Operators start, stop, restart and scale; admins create, edit and delete."""
+
+    queryset = Job.objects.select_related("model_version__model").prefetch_related("instances__node").order_by("name")
+    serializer_class = JobSerializer
+    filterset_class = JobFilter
+    operator_actions = ("start", "stop", "restart", "scale")
+    ordering_fields = ["name", "state", "created_at"]
+
+    def perform_create(self, serializer):
+        super().perform_create(serializer)
+        job = serializer.instance
+        if job.desired_state == "running":
+            services.start_job(job, request=self.request)
+
+    def perform_destroy(self, instance):
+        if instance.instances.filter(state__in=ACTIVE_STATES).exists():
+            raise Conflict("the job still has live instances: stop it first")
+        super().perform_destroy(instance)
+
+    def _accepted(self, job):
+        job.refresh_from_db()
+        return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: JobSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        """Desired state running. 409 when no node has room for a replica now."""
+        job = self.get_object()
+        reason = services.placement_problem(job)
+        if reason:
+            raise Conflict(f"no room to start {job.name}: {reason}")
+        return self._accepted(services.start_job(job, request=request))
+
+    @extend_schema(request=None, responses={202: JobSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        return self._accepted(services.stop_job(self.get_object(), request=request))
+
+    @extend_schema(request=None, responses={202: JobSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def restart(self, request, pk=None):
+        """Rolling restart, one replica at a time. 409 when the job is stopped."""
+        try:
+            job = services.restart_job(self.get_object(), request=request)
+        except services.Conflict as exc:
+            raise Conflict(str(exc)) from None
+        return self._accepted(job)
+
+    @extend_schema(request=ScaleSerializer, responses={202: JobSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def scale(self, request, pk=None):
+        body = ScaleSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._accepted(services.scale_job(self.get_object(), body.validated_data["replicas"], request=request))
+
+    @extend_schema(request=JobSerializer, responses={200: dict, **ERRORS})
+    @action(detail=False, methods=["post"], url_path="preview-placement")
+    def preview_placement(self, request):
+        """Where a job with this body would be placed now, without creating it."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(services.preview_placement(serializer.validated_data))
+
+
+class InstanceFilter(django_filters.FilterSet):
+    job = django_filters.NumberFilter(field_name="job_id")
+    node = django_filters.NumberFilter(field_name="node_id")
+
+    class Meta:
+        model = Instance
+        fields = ["job", "node", "state"]
+
+
+class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Instances: what runs. Filter ``?job=``."""
+
+    queryset = (
+        Instance.objects.select_related("node", "job")
+        .prefetch_related("allocations")
+        .order_by("job_id", "replica", "member")
+    )
+    serializer_class = InstanceSerializer
+    filterset_class = InstanceFilter
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("tail", int, description="lines (default 200, max 5000)"),
+            OpenApiParameter("previous", bool, description="the previous run's log"),
+        ],
+        responses={200: dict, **ERRORS},
+    )
+    @action(detail=True, methods=["get"])
+    def logs(self, request, pk=None):
+        """The tail of the instance's log on its node (or of its previous run)."""
+        instance = self.get_object()
+        try:
+            lines = min(max(int(request.query_params.get("tail", 200)), 1), 5000)
+        except ValueError:
+            return Response({"tail": ["An integer."]}, status=status.HTTP_400_BAD_REQUEST)
+        previous = request.query_params.get("previous") in ("1", "true", "yes")
+        return Response(services.instance_logs(instance, lines, previous))

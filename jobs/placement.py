@@ -1,0 +1,96 @@
+"""Placement: choose nodes and accelerators for a replica.
+
+Rules: the engine's vendors (vllm and sglang on NVIDIA, vllm-ascend and mindie on Ascend, llamacpp and the
+simulator anywhere, CPU-only nodes included), the job's ``node_selector`` labels, healthy free accelerators,
+and free accelerator memory against the model version's memory estimate. ``binpack`` (default) fills the
+fullest node that still fits; ``spread`` uses the emptiest. A replica that spans nodes gets one member per
+node, all placed together or not at all.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.db.models import Count, Q
+
+from nodes.choices import Health, NodeStatus
+from nodes.models import Accelerator, Node
+
+PLACEABLE_NODE_STATUSES = (NodeStatus.ONLINE, NodeStatus.DEGRADED)
+
+
+class NoRoom(Exception):
+    """No node can take the replica now; the message says why (shown as the job's state detail)."""
+
+
+@dataclass
+class MemberPlan:
+    node: Node
+    accelerators: list[Accelerator] = field(default_factory=list)
+
+
+def _fits_selector(node: Node, selector: dict) -> bool:
+    return all(str(node.labels.get(key)) == str(value) for key, value in (selector or {}).items())
+
+
+def memory_per_accelerator(job) -> int | None:
+    """The accelerator memory each device of a replica needs, from the version's estimate."""
+    need = job.model_version.memory_required_bytes
+    devices = job.accelerators_per_replica * job.nodes_per_replica
+    if not need or not devices or job.engine == "simulator":
+        return None
+    return -(-need // devices)
+
+
+def plan_replica(job, engine, exclude_nodes=(), reserved: set[int] | None = None) -> list[MemberPlan]:
+    """Plan one replica of ``job``. Raises NoRoom with the reason. Does not write anything;
+    the caller allocates (the Allocation unique constraint settles races)."""
+    reserved = reserved or set()
+    nodes = [
+        n
+        for n in Node.objects.filter(status__in=PLACEABLE_NODE_STATUSES)
+        .exclude(pk__in=exclude_nodes)
+        .annotate(instance_count=Count("instances", filter=~Q(instances__state="stopped")))
+        if _fits_selector(n, job.node_selector)
+    ]
+    if not nodes:
+        raise NoRoom("no online node matches the node selector" if job.node_selector else "no node is online")
+    per_acc = job.accelerators_per_replica
+    if per_acc == 0:
+        if "cpu" not in engine.vendors:
+            raise NoRoom(f"the {engine.name} engine needs accelerators")
+        ordered = sorted(nodes, key=lambda n: (n.instance_count, n.name), reverse=job.placement == "binpack")
+        if len(ordered) < job.nodes_per_replica:
+            raise NoRoom(f"a replica needs {job.nodes_per_replica} nodes; {len(ordered)} are available")
+        return [MemberPlan(node) for node in ordered[: job.nodes_per_replica]]
+
+    vendors = {v for v in engine.vendors if v != "cpu"}
+    need_mem = memory_per_accelerator(job)
+    free = Accelerator.objects.filter(
+        node__in=nodes, present=True, allocation__isnull=True, health__in=[Health.OK, Health.UNKNOWN, Health.WARNING]
+    )
+    if vendors:
+        free = free.filter(vendor__in=vendors)
+    by_node: dict[int, list[Accelerator]] = defaultdict(list)
+    too_small = 0
+    for accelerator in free.order_by("node_id", "index"):
+        if accelerator.pk in reserved:
+            continue
+        if need_mem and accelerator.memory_total_bytes is not None:
+            available = accelerator.memory_total_bytes - (accelerator.memory_used_bytes or 0)
+            if available < need_mem:
+                too_small += 1
+                continue
+        by_node[accelerator.node_id].append(accelerator)
+    fitting = [n for n in nodes if len(by_node[n.pk]) >= per_acc]
+    if len(fitting) < job.nodes_per_replica:
+        vendor_text = "/".join(sorted(vendors)) or "any"
+        reason = (
+            f"no room: a replica needs {per_acc} free {vendor_text} accelerator(s) on each of "
+            f"{job.nodes_per_replica} node(s); nodes with enough: {len(fitting)}"
+        )
+        if too_small:
+            reason += f"; {too_small} free accelerator(s) lack the {need_mem / 2**30:.1f} GiB each needs"
+        raise NoRoom(reason)
+    # binpack: fewest free accelerators first; spread: most first.
+    fitting.sort(key=lambda n: (len(by_node[n.pk]), n.name), reverse=job.placement == "spread")
+    return [MemberPlan(node, by_node[node.pk][:per_acc]) for node in fitting[: job.nodes_per_replica]]

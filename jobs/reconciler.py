@@ -1,0 +1,430 @@
+"""The reconciler: converges instances to each job's desired state, and heals.
+
+One pass over a job (``reconcile_job``):
+1. under the job's row lock, place replicas that have no live instance (allocating accelerators) and pick
+   the instances to stop (scale down, job stopped, one old-generation replica of a rolling restart);
+2. then, without holding locks, act on each instance: stop, start, or health-check it, restart a crashed
+   or hung one with back-off, and move the instances of a node that stayed unreachable past the grace.
+
+Safe when two passes run at once: every state change is a conditional write (jobs.services.transition_instance)
+and the executor's pid file on the node tells whether a process already runs, so a start is never doubled.
+"""
+
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from jobs import services
+from jobs.choices import ACTIVE_STATES, PROCESS_STATES, DesiredState, InstanceState
+from jobs.models import Allocation, Instance, Job
+from jobs.placement import NoRoom, plan_replica
+from nodes.choices import NodeStatus
+from nodes.remote import NodeCommandError
+
+log = logging.getLogger(__name__)
+S = InstanceState
+SIGNALS = {9: "SIGKILL", 15: "SIGTERM", 6: "SIGABRT", 11: "SIGSEGV", 2: "SIGINT", 7: "SIGBUS"}
+
+
+# --- entry points ----------------------------------------------------------------------------------
+
+
+def reconcile_all() -> int:
+    """Reconcile every job that wants to run or still has live instances. Returns how many were looked at.
+    Only one pass runs at a time across all workers (a cache lock); a skipped pass is harmless."""
+    if not cache.add("jobs:reconcile-all", 1, timeout=60):
+        return 0
+    try:
+        ids = list(
+            Job.objects.filter(Q(desired_state=DesiredState.RUNNING) | Q(instances__state__in=ACTIVE_STATES))
+            .values_list("pk", flat=True)
+            .distinct()
+        )
+        for job_id in ids:
+            try:
+                reconcile_job(job_id)
+            except Exception:  # one job's failure must not stop the others
+                log.exception("reconcile of job %s failed", job_id)
+        return len(ids)
+    finally:
+        cache.delete("jobs:reconcile-all")
+
+
+def reconcile_job(job_id: int) -> Job | None:
+    """One reconcile pass over a job (see the module docstring)."""
+    from jobs.engines.registry import get_engine
+
+    lock = f"jobs:reconcile:{job_id}"
+    if not cache.add(lock, 1, timeout=120):
+        return None
+    try:
+        job = Job.objects.select_related("model_version").filter(pk=job_id).first()
+        if job is None:
+            return None
+        engine = get_engine(job.engine)
+        now = timezone.now()
+        _move_off_lost_nodes(job, now)
+        to_stop, pending_reason = _plan(job, engine)
+        for instance in to_stop:
+            _stop_instance(instance, "scaled down" if job.desired_state == DesiredState.RUNNING else "job stopped")
+        instances = list(job.instances.select_related("node").filter(state__in=ACTIVE_STATES))
+        members = {}
+        for instance in instances:
+            members.setdefault(instance.replica, []).append(instance)
+        for instance in instances:
+            if instance.pk in {i.pk for i in to_stop}:
+                continue
+            _act(job, engine, instance, members[instance.replica])
+        services.refresh_job_state(job, pending_reason)
+        return job
+    finally:
+        cache.delete(lock)
+
+
+# --- planning (under the job lock) -------------------------------------------------------------------
+
+
+def _plan(job: Job, engine) -> tuple[list[Instance], str | None]:
+    """Place missing replicas and choose instances to stop. Returns (to_stop, why some replica is pending)."""
+    pending_reason = None
+    to_stop: list[Instance] = []
+    with transaction.atomic():
+        job = Job.objects.select_for_update().select_related("model_version").get(pk=job.pk)
+        instances = list(job.instances.select_related("node").all())
+        wanted = job.replicas if job.desired_state == DesiredState.RUNNING else 0
+        by_replica: dict[int, list[Instance]] = {}
+        for instance in instances:
+            by_replica.setdefault(instance.replica, []).append(instance)
+        for instance in instances:
+            if instance.replica >= wanted and instance.state in ACTIVE_STATES:
+                to_stop.append(instance)
+        reserved: set[int] = set()
+        for replica in range(wanted):
+            members = by_replica.get(replica, [])
+            live = [m for m in members if m.state in ACTIVE_STATES and m.node_id is not None]
+            if len(live) == job.nodes_per_replica:
+                continue
+            try:
+                plan = plan_replica(job, engine, reserved=reserved)
+            except NoRoom as exc:
+                pending_reason = str(exc)
+                continue
+            if not _place(job, replica, members, plan):
+                pending_reason = "placement raced with another; retrying"
+                continue
+            for member_plan in plan:
+                reserved.update(a.pk for a in member_plan.accelerators)
+        if job.desired_state == DesiredState.RUNNING:
+            to_stop += _rolling_restart_victims(job, by_replica, wanted)
+    return to_stop, pending_reason
+
+
+def _place(job: Job, replica: int, members: list[Instance], plan) -> bool:
+    existing = {m.member: m for m in members}
+    placed = []
+    for rank, member_plan in enumerate(plan):
+        instance = existing.get(rank)
+        port = choose_port(member_plan.node)
+        if instance is None:
+            instance = Instance.objects.create(
+                job=job,
+                replica=replica,
+                member=rank,
+                node=member_plan.node,
+                port=port,
+                state=S.SCHEDULED,
+                generation=job.generation,
+            )
+            services.record_created(instance, member_plan)
+        else:
+            services.release(instance)
+            target = S.SCHEDULED
+            if instance.state not in (S.STOPPED, S.FAILED, S.RESTARTING, S.SCHEDULED):
+                continue
+            if not services.transition_instance(
+                instance,
+                target,
+                f"placed on {member_plan.node.name}",
+                node=member_plan.node,
+                port=port,
+                generation=job.generation,
+                pid=None,
+                next_attempt_at=None,
+            ):
+                return False
+        if not services.allocate(instance, member_plan.accelerators):
+            return False
+        placed.append(instance)
+    return True
+
+
+def _rolling_restart_victims(job: Job, by_replica, wanted: int) -> list[Instance]:
+    """At most one replica of an older generation at a time, and only while all others serve."""
+    old = [
+        r
+        for r in range(wanted)
+        if any(m.generation < job.generation and m.state in ACTIVE_STATES for m in by_replica.get(r, []))
+    ]
+    if not old:
+        return []
+    others_serving = all(
+        all(m.state == S.RUNNING for m in by_replica.get(r, [])) and by_replica.get(r)
+        for r in range(wanted)
+        if r not in old
+    )
+    in_flight = any(
+        m.state in (S.SCHEDULED, S.STARTING, S.RESTARTING) and m.generation == job.generation
+        for r in range(wanted)
+        for m in by_replica.get(r, [])
+    )
+    if in_flight or not others_serving:
+        return []
+    victims = [m for m in by_replica[old[0]] if m.state in ACTIVE_STATES]
+    for victim in victims:
+        victim._restart_for_generation = True
+    return victims
+
+
+def choose_port(node) -> int:
+    """A port not used by another live instance on the node (checked again on the node at start)."""
+    low, high = settings.CONSOLE_INSTANCE_PORT_RANGE
+    used = set(Instance.objects.filter(node=node, state__in=ACTIVE_STATES).values_list("port", flat=True))
+    for port in range(low, high + 1):
+        if port not in used:
+            return port
+    raise NoRoom(f"no free port in {low}-{high} on {node.name}")
+
+
+# --- acting on one instance (no locks held) ----------------------------------------------------------
+
+
+def _act(job, engine, instance: Instance, members: list[Instance]) -> None:
+    now = timezone.now()
+    if instance.node is None:
+        return
+    if instance.node.status == NodeStatus.UNREACHABLE:
+        return  # within the grace: wait (see _move_off_lost_nodes)
+    try:
+        if instance.state == S.SCHEDULED:
+            if instance.member == 0 or _leader_started(members):
+                _start(job, engine, instance, members)
+        elif instance.state == S.RESTARTING:
+            if instance.next_attempt_at is None or instance.next_attempt_at <= now:
+                _start(job, engine, instance, members)
+        elif instance.state in PROCESS_STATES:
+            _check(job, engine, instance)
+    except NodeCommandError as exc:
+        _node_not_answering(instance, str(exc))
+
+
+def _leader_started(members) -> bool:
+    return any(m.member == 0 and m.state in (S.STARTING, S.RUNNING) for m in members)
+
+
+def _start(job, engine, instance: Instance, members) -> None:
+    """Start (or re-adopt) the process of an instance."""
+    from jobs.executors.base import ProcessSpec
+    from jobs.runtime import executor_for, launch_spec
+
+    executor = executor_for(instance.node)
+    restarting = instance.state == S.RESTARTING
+    if not restarting:
+        handle = executor.find(instance.key)
+        if handle is not None:  # a process from before a console restart, or from a pass that died mid-way
+            services.transition_instance(instance, S.STARTING, "re-adopted a running process", pid=handle.pid)
+            return
+    else:
+        executor.stop(instance.key, grace_s=5)
+    if executor.port_in_use(instance.port):
+        new_port = choose_port_excluding(instance.node, instance.port)
+        Instance.objects.filter(pk=instance.pk).update(port=new_port)
+        instance.port = new_port
+    accelerators = [
+        a.accelerator
+        for a in Allocation.objects.filter(instance=instance)
+        .select_related("accelerator")
+        .order_by("accelerator__index")
+    ]
+    spec = launch_spec(instance, accelerators, members)
+    fields = {
+        "run": instance.run + 1,
+        "started_at": timezone.now(),
+        "ready_at": None,
+        "health_failures": 0,
+        "pid": None,
+    }
+    if restarting:
+        fields["restart_count"] = instance.restart_count + 1
+    if not services.transition_instance(instance, S.STARTING, "starting", **fields):
+        return  # another pass claimed this start
+    process = ProcessSpec(instance_key=instance.key, argv=engine.build_argv(spec), env=engine.build_env(spec))
+    handle = executor.start(process)
+    Instance.objects.filter(pk=instance.pk).update(pid=handle.pid)
+    instance.pid = handle.pid
+
+
+def choose_port_excluding(node, port: int) -> int:
+    low, high = settings.CONSOLE_INSTANCE_PORT_RANGE
+    used = set(Instance.objects.filter(node=node, state__in=ACTIVE_STATES).values_list("port", flat=True))
+    used.add(port)
+    return next(p for p in range(low, high + 1) if p not in used)
+
+
+def _check(job, engine, instance: Instance) -> None:
+    """Health-check a started instance: process alive and ours, then HTTP readiness."""
+    from jobs.runtime import check_ready, executor_for
+
+    executor = executor_for(instance.node)
+    status = executor.status(instance.key)
+    now = timezone.now()
+    Instance.objects.filter(pk=instance.pk).update(last_check_at=now)
+    if not (status.alive and status.ours):
+        tail = executor.tail(instance.key, lines=200)
+        _failed(instance, exit_reason(status, tail, engine), tail)
+        return
+    if instance.member > 0:
+        ready, why = True, ""
+    else:
+        ready, why = check_ready(engine, instance)
+    if ready:
+        fields = {"health_failures": 0}
+        if instance.state == S.STARTING:
+            fields.update(ready_at=now, healthy_since=now)
+        elif instance.state == S.UNHEALTHY:
+            fields.update(healthy_since=now)
+        healthy_for = (now - instance.healthy_since).total_seconds() if instance.healthy_since else 0
+        if instance.backoff_s and healthy_for >= settings.CONSOLE_RESTART_BACKOFF_RESET_S:
+            fields["backoff_s"] = 0
+        if instance.state != S.RUNNING:
+            services.transition_instance(instance, S.RUNNING, "ready", **fields)
+        elif fields != {"health_failures": 0} or instance.health_failures:
+            Instance.objects.filter(pk=instance.pk).update(**fields)
+        return
+    if instance.state == S.STARTING:
+        waited = (now - instance.started_at).total_seconds() if instance.started_at else 0
+        if waited > job.options.get("start_timeout_s", settings.CONSOLE_START_TIMEOUT_S):
+            executor.stop(instance.key, grace_s=5)
+            _failed(instance, f"not ready after {waited:.0f} s: {why}", executor.tail(instance.key, lines=200))
+        return
+    failures = instance.health_failures + 1
+    if failures >= settings.CONSOLE_HEALTH_FAILURES_BEFORE_RESTART:
+        tail = executor.tail(instance.key, lines=200)
+        executor.stop(instance.key, grace_s=5)
+        _failed(instance, f"unhealthy ({failures} failed checks): {why}", tail)
+    else:
+        services.transition_instance(instance, S.UNHEALTHY, why, health_failures=failures)
+
+
+def _failed(instance: Instance, reason: str, tail: str) -> None:
+    """Record why the process ended and schedule its restart with back-off
+    (first at once, then 10 s doubling up to 5 min; reset after 10 min healthy)."""
+    now = timezone.now()
+    healthy_for = (now - instance.healthy_since).total_seconds() if instance.healthy_since else 0
+    delay = 0.0 if healthy_for >= settings.CONSOLE_RESTART_BACKOFF_RESET_S else instance.backoff_s
+    following = (
+        settings.CONSOLE_RESTART_BACKOFF_FIRST_S
+        if delay == 0
+        else min(delay * 2, settings.CONSOLE_RESTART_BACKOFF_MAX_S)
+    )
+    when = "at once" if delay == 0 else f"in {delay:.0f} s"
+    services.transition_instance(
+        instance,
+        S.RESTARTING,
+        f"{reason}; restarting {when}",
+        last_exit_reason=reason[:2000],
+        previous_log=tail[-20000:],
+        next_attempt_at=now + timedelta(seconds=delay),
+        backoff_s=following,
+        healthy_since=None,
+        pid=None,
+    )
+
+
+def exit_reason(status, tail: str, engine) -> str:
+    """A one-line cause: exit code or signal, OOM, and what the engine's log says."""
+    if not status.ours and status.alive:
+        parts = ["the recorded pid now belongs to another process"]
+    elif status.exit_code is None:
+        parts = ["the process disappeared without an exit status"]
+    elif status.signal:
+        parts = [f"killed by {SIGNALS.get(status.signal, f'signal {status.signal}')} (exit {status.exit_code})"]
+    else:
+        parts = [f"exited with code {status.exit_code}"]
+    if status.oom_killed:
+        parts.append("killed by the out-of-memory killer")
+    hint = engine.error_hints(tail or "")
+    if hint:
+        parts.append(hint)
+    elif status.exit_code == 127:
+        parts.append("command not found on the node")
+    return "; ".join(parts)
+
+
+def _stop_instance(instance: Instance, reason: str) -> None:
+    from jobs.runtime import executor_for
+
+    if instance.node is not None and instance.node.status != NodeStatus.UNREACHABLE:
+        try:
+            executor_for(instance.node).stop(instance.key, grace_s=float(instance.job.options.get("stop_grace_s", 10)))
+        except NodeCommandError as exc:
+            _node_not_answering(instance, str(exc))
+            return
+    services.release(instance)
+    services.transition_instance(instance, S.STOPPED, reason, pid=None, next_attempt_at=None)
+
+
+# --- node loss ----------------------------------------------------------------------------------------
+
+
+def _node_not_answering(instance: Instance, reason: str) -> None:
+    """The executor could not reach the node: mark it unreachable at once (starting the grace period)
+    rather than waiting for the next periodic probe."""
+    from nodes.services import transition_node
+
+    node = instance.node
+    node.refresh_from_db(fields=["status"])
+    if node.status in (NodeStatus.ONLINE, NodeStatus.DEGRADED, NodeStatus.UNKNOWN):
+        transition_node(node, NodeStatus.UNREACHABLE, f"not answering the reconciler: {reason}")
+
+
+def _move_off_lost_nodes(job: Job, now) -> None:
+    """Instances on a node unreachable for longer than the grace go back to placement (elsewhere).
+    A shorter blip changes nothing."""
+    grace = timedelta(seconds=settings.CONSOLE_NODE_LOSS_GRACE_S)
+    lost = job.instances.select_related("node").filter(
+        state__in=ACTIVE_STATES, node__status=NodeStatus.UNREACHABLE, node__status_changed_at__lte=now - grace
+    )
+    replicas = {instance.replica for instance in lost}
+    if not replicas:
+        return
+    for instance in job.instances.select_related("node").filter(replica__in=replicas, state__in=ACTIVE_STATES):
+        name = instance.node.name if instance.node else "?"
+        services.release(instance)
+        reason = f"node {name} unreachable for more than {grace.total_seconds():.0f} s; moving the replica"
+        if instance.node and instance.node.status != NodeStatus.UNREACHABLE:
+            try:  # a member on a healthy node is stopped so that the replica restarts as a group
+                from jobs.runtime import executor_for
+
+                executor_for(instance.node).stop(instance.key, grace_s=5)
+            except NodeCommandError:
+                pass
+        services.transition_instance(
+            instance, S.RESTARTING, reason, node=None, pid=None, last_exit_reason=reason, next_attempt_at=None
+        )
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2):
+    """Small polling helper for callers that want to block until a state is reached (tests, benchmarks)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return None

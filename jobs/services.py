@@ -1,0 +1,235 @@
+"""Job workflows: instance state transitions, the job's derived state, operator actions, allocations.
+
+``transition_instance`` is the only code that changes an instance's state; ``refresh_job_state`` the only
+code that writes a job's state.
+"""
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from console import audit
+from jobs.choices import ACTIVE_STATES, INSTANCE_TRANSITIONS, DesiredState, InstanceState, JobState
+from jobs.models import Allocation, Instance, InstanceStateChange, Job
+
+S = InstanceState
+
+
+class TransitionNotAllowed(Exception):
+    """The instance state table forbids this change."""
+
+
+class Conflict(Exception):
+    """The action conflicts with the job's current state (an API 409)."""
+
+
+def transition_instance(instance: Instance, to_state: str, reason: str = "", **fields) -> bool:
+    """Move ``instance`` to ``to_state`` if it is still in the state (and run) we read.
+
+    A conditional write: False when another reconciler got there first. Records history and an event.
+    """
+    from_state = instance.state
+    if to_state != from_state and to_state not in INSTANCE_TRANSITIONS[from_state]:
+        raise TransitionNotAllowed(f"an instance cannot go from {from_state} to {to_state}")
+    now = timezone.now()
+    updates = dict(fields, state=to_state, state_detail=reason[:2000], updated_at=now)
+    with transaction.atomic():
+        changed = Instance.objects.filter(pk=instance.pk, state=from_state, run=instance.run).update(**updates)
+        if not changed:
+            return False
+        if to_state != from_state:
+            InstanceStateChange.objects.create(
+                instance=instance, time=now, from_state=from_state, to_state=to_state, reason=reason[:2000]
+            )
+            audit.record(
+                "state",
+                instance,
+                detail={"job": instance.job_id, "from": from_state, "to": to_state, "reason": reason[:500]},
+            )
+    for key, value in updates.items():
+        setattr(instance, key, value)
+    return True
+
+
+def derive_job_state(job: Job, instances: list[Instance]) -> tuple[str, str]:
+    """A job's state from its instances: (state, detail)."""
+    active = [i for i in instances if i.state in ACTIVE_STATES]
+    if job.desired_state == DesiredState.STOPPED:
+        running = [i for i in active if i.state != S.SCHEDULED]
+        return JobState.STOPPED, (f"stopping {len(running)} instance(s)" if running else "")
+    replicas: dict[int, list[Instance]] = {}
+    for instance in active:
+        if instance.replica < job.replicas and instance.generation >= 1:
+            replicas.setdefault(instance.replica, []).append(instance)
+    serving = sum(
+        1
+        for members in replicas.values()
+        if len(members) == job.nodes_per_replica and all(m.state == S.RUNNING for m in members)
+    )
+    if serving >= job.replicas:
+        return JobState.RUNNING, ""
+    if serving:
+        return JobState.DEGRADED, f"{serving} of {job.replicas} replicas serve"
+    failed = [i for i in instances if i.state == S.FAILED]
+    crash_looping = [i for i in active if i.state == S.RESTARTING and i.restart_count >= 3]
+    if failed or crash_looping:
+        worst = (failed or crash_looping)[0]
+        return JobState.FAILED, worst.last_exit_reason or worst.state_detail
+    if not replicas:
+        return JobState.PENDING, job.state_detail if job.state == JobState.PENDING else "waiting for placement"
+    return JobState.STARTING, ""
+
+
+def refresh_job_state(job: Job, pending_reason: str | None = None) -> Job:
+    """Recompute and store the job's state; record an event when it changes."""
+    instances = list(job.instances.all())
+    state, detail = derive_job_state(job, instances)
+    if pending_reason and state in (JobState.PENDING, JobState.STARTING, JobState.DEGRADED):
+        detail = pending_reason
+        if state == JobState.STARTING and not any(i.state != S.SCHEDULED for i in instances):
+            state = JobState.PENDING
+    if (state, detail) != (job.state, job.state_detail):
+        old = job.state
+        Job.objects.filter(pk=job.pk).update(state=state, state_detail=detail[:2000])
+        if old != state:
+            audit.record("state", job, detail={"from": old, "to": state, "reason": detail[:500]})
+        job.state, job.state_detail = state, detail
+    return job
+
+
+def record_created(instance: Instance, member_plan) -> None:
+    """History and event for a newly placed instance."""
+    reason = f"placed on {member_plan.node.name}" + (
+        f" with {', '.join(f'{a.vendor}{a.index}' for a in member_plan.accelerators)}"
+        if member_plan.accelerators
+        else ""
+    )
+    InstanceStateChange.objects.create(instance=instance, from_state=S.SCHEDULED, to_state=S.SCHEDULED, reason=reason)
+    audit.record("schedule", instance, detail={"job": instance.job_id, "node": member_plan.node.name, "reason": reason})
+
+
+def allocate(instance: Instance, accelerators) -> bool:
+    """Give accelerators to an instance. False if another placement took one of them first."""
+    try:
+        with transaction.atomic():
+            Allocation.objects.bulk_create([Allocation(accelerator=a, instance=instance) for a in accelerators])
+    except IntegrityError:
+        return False
+    return True
+
+
+def release(instance: Instance) -> int:
+    """Free the accelerators of an instance (on stop, or when it moves to another node)."""
+    deleted, _ = Allocation.objects.filter(instance=instance).delete()
+    return deleted
+
+
+# --- operator actions -------------------------------------------------------------------------
+
+
+def _kick(job: Job) -> None:
+    from jobs import tasks
+
+    transaction.on_commit(lambda: tasks.reconcile_job.delay(job.pk))
+
+
+def start_job(job: Job, request=None) -> Job:
+    """Desired state running; the reconciler places and starts the replicas."""
+    Job.objects.filter(pk=job.pk).update(desired_state=DesiredState.RUNNING, updated_at=timezone.now())
+    job.desired_state = DesiredState.RUNNING
+    audit.record("start", job, request=request)
+    refresh_job_state(job)
+    _kick(job)
+    return job
+
+
+def stop_job(job: Job, request=None) -> Job:
+    Job.objects.filter(pk=job.pk).update(desired_state=DesiredState.STOPPED, updated_at=timezone.now())
+    job.desired_state = DesiredState.STOPPED
+    audit.record("stop", job, request=request)
+    refresh_job_state(job)
+    _kick(job)
+    return job
+
+
+def restart_job(job: Job, request=None) -> Job:
+    """Rolling restart: bump the generation; the reconciler replaces one replica at a time so a job
+    with two or more replicas keeps serving."""
+    if job.desired_state != DesiredState.RUNNING:
+        raise Conflict("the job is stopped: start it instead")
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        job.generation += 1
+        job.save(update_fields=["generation", "updated_at"])
+    audit.record("restart", job, request=request, detail={"generation": job.generation})
+    _kick(job)
+    return job
+
+
+def scale_job(job: Job, replicas: int, request=None) -> Job:
+    old = job.replicas
+    Job.objects.filter(pk=job.pk).update(replicas=replicas, updated_at=timezone.now())
+    job.replicas = replicas
+    audit.record("scale", job, request=request, detail={"from": old, "to": replicas})
+    refresh_job_state(job)
+    _kick(job)
+    return job
+
+
+# --- read helpers for views -------------------------------------------------------------------
+
+
+def placement_problem(job: Job) -> str | None:
+    """Why a replica of ``job`` cannot be placed now, or None (used to answer 409 on start)."""
+    from jobs.engines.registry import get_engine
+    from jobs.placement import NoRoom, plan_replica
+
+    if job.instances.filter(state__in=ACTIVE_STATES).exists():
+        return None
+    try:
+        plan_replica(job, get_engine(job.engine))
+    except NoRoom as exc:
+        return str(exc)
+    return None
+
+
+def preview_placement(data: dict) -> dict:
+    """Where a job described by validated serializer ``data`` would go now."""
+    from jobs.engines.registry import get_engine
+    from jobs.placement import NoRoom, memory_per_accelerator, plan_replica
+
+    job = Job(**{k: v for k, v in data.items() if k not in ("desired_state",)})
+    engine = get_engine(job.engine)
+    replicas, reserved = [], set()
+    reason = None
+    for _replica in range(job.replicas):
+        try:
+            plan = plan_replica(job, engine, reserved=reserved)
+        except NoRoom as exc:
+            reason = str(exc)
+            break
+        for member in plan:
+            reserved.update(a.pk for a in member.accelerators)
+        replicas.append([{"node": m.node.pk, "node_name": m.node.name,
+                          "accelerators": [{"id": a.pk, "vendor": a.vendor, "index": a.index, "model": a.model}
+                                           for a in m.accelerators]} for m in plan])
+    need = memory_per_accelerator(job)
+    return {"placeable_replicas": len(replicas), "replicas": replicas, "reason": reason,
+            "memory_per_accelerator_bytes": need}
+
+
+def instance_logs(instance: Instance, lines: int, previous: bool) -> dict:
+    """The log tail of an instance, read on its node (or kept from the previous run)."""
+    from jobs.runtime import executor_for
+    from nodes.remote import NodeCommandError
+
+    if previous and instance.previous_log:
+        text = "\n".join(instance.previous_log.splitlines()[-lines:])
+        return {"instance": instance.pk, "previous": True, "text": text, "source": "console"}
+    if instance.node is None:
+        return {"instance": instance.pk, "previous": previous, "text": "", "error": "not placed on a node"}
+    try:
+        text = executor_for(instance.node).tail(instance.key, lines=lines, previous=previous)
+    except NodeCommandError as exc:
+        return {"instance": instance.pk, "previous": previous, "text": instance.previous_log[-5000:],
+                "error": f"the node did not answer: {exc}"}
+    return {"instance": instance.pk, "previous": previous, "text": text, "source": "node"}

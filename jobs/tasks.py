@@ -1,0 +1,17 @@
+"""Celery tasks of serving jobs: thin wrappers around jobs.reconciler (queue ``lifecycle``)."""
+
+from celery import shared_task
+
+from jobs import reconciler
+
+
+@shared_task(acks_late=True, ignore_result=True, expires=30)
+def reconcile_job(job_id: int) -> None:
+    """Reconcile one job now (triggered by an operator's action)."""
+    reconciler.reconcile_job(job_id)
+
+
+@shared_task(acks_late=True, ignore_result=True, expires=5)
+def reconcile_all() -> int:
+    """The periodic pass over every job (every CONSOLE_RECONCILE_INTERVAL_MS)."""
+    return reconciler.reconcile_all()

@@ -1,0 +1,152 @@
+"""Model registry: models, versions (with quantized variants and lineage), file manifests,
+evaluations and aliases."""
+
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from models_registry.choices import Modality, ParentRelation, VersionStatus, WeightFormat
+
+
+class Quantization(models.Model):
+    """A quantization an admin added beside the built-in list (models_registry.quantization)."""
+
+    name = models.CharField(_("name"), max_length=32, unique=True)
+    bits_per_param = models.FloatField(_("bits per parameter"))
+    description = models.CharField(_("description"), max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Model(models.Model):
+    """A model family member, e.g. DeepSeek-R1 or Qwen2.5-7B-Instruct, independent of its weights."""
+
+    name = models.CharField(_("name"), max_length=128, unique=True)
+    family = models.CharField(_("family"), max_length=64, blank=True)
+    publisher = models.CharField(_("publisher"), max_length=64, blank=True)
+    parameters = models.BigIntegerField(_("parameters"), null=True, blank=True)
+    architecture = models.CharField(_("architecture"), max_length=128, blank=True)
+    modality = models.CharField(_("modality"), max_length=32, choices=Modality.choices, default=Modality.TEXT)
+    license = models.CharField(_("license"), max_length=64, blank=True)
+    description = models.TextField(_("description"), blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("model")
+
+    def __str__(self):
+        return self.name
+
+
+class ModelVersion(models.Model):
+    """One concrete set of weights: a version of a model in a format and quantization, where it lies,
+    what it contains (manifest), whether it is intact, and how much accelerator memory it needs."""
+
+    model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="versions")
+    version = models.CharField(_("version"), max_length=64)
+    format = models.CharField(_("format"), max_length=16, choices=WeightFormat.choices,
+                              default=WeightFormat.SAFETENSORS)
+    quantization = models.CharField(_("quantization"), max_length=32, default="bf16")
+    dtype = models.CharField(_("dtype"), max_length=16, blank=True)
+    source_uri = models.CharField(_("source URI"), max_length=1024)
+    node = models.ForeignKey("nodes.Node", null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="model_versions", help_text=_("Where a path source_uri lies."))
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    parent_relation = models.CharField(max_length=16, choices=ParentRelation.choices, blank=True)
+    parameters = models.BigIntegerField(_("parameters"), null=True, blank=True)
+    architecture = models.JSONField(_("architecture"), default=dict, blank=True)
+    size_bytes = models.BigIntegerField(_("size"), null=True, blank=True)
+    sha256 = models.CharField(_("manifest sha256"), max_length=64, blank=True,
+                              help_text=_("Digest of the sorted per-file manifest."))
+    memory_required_bytes = models.BigIntegerField(_("memory required"), null=True, blank=True)
+    status = models.CharField(_("status"), max_length=16, choices=VersionStatus.choices,
+                              default=VersionStatus.REGISTERED, editable=False)
+    status_detail = models.TextField(blank=True, editable=False)
+    progress = models.FloatField(null=True, blank=True, editable=False)
+    catalog = models.BooleanField(_("catalog entry"), default=False,
+                                  help_text=_("Loaded from the catalog: no local files until imported."))
+    inspected_at = models.DateTimeField(null=True, blank=True, editable=False)
+    verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    notes = models.TextField(_("notes"), blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model__name", "-created_at"]
+        constraints = [models.UniqueConstraint(fields=["model", "version"], name="version_unique_per_model")]
+        verbose_name = _("model version")
+
+    def __str__(self):
+        return f"{self.model.name}:{self.version}"
+
+
+class ModelFile(models.Model):
+    """One file of a version's manifest. ``sha256`` is set by verification and immutable once verified."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=1024)
+    size_bytes = models.BigIntegerField()
+    mtime = models.FloatField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [models.UniqueConstraint(fields=["version", "path"], name="file_unique_per_version")]
+
+    def __str__(self):
+        return self.path
+
+
+class VersionStatusChange(models.Model):
+    """Append-only history of a version's status."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="status_history")
+    time = models.DateTimeField(default=timezone.now)
+    from_status = models.CharField(max_length=16, choices=VersionStatus.choices)
+    to_status = models.CharField(max_length=16, choices=VersionStatus.choices)
+    reason = models.TextField(blank=True)
+    actor = models.CharField(max_length=150, default="system")
+
+    class Meta:
+        ordering = ["-time", "-id"]
+
+    def __str__(self):
+        return f"{self.version_id}: {self.from_status} -> {self.to_status}"
+
+
+class Evaluation(models.Model):
+    """An accuracy score of a version on a benchmark (CEval, MMLU, ...)."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="evaluations")
+    benchmark = models.CharField(_("benchmark"), max_length=64)
+    score = models.FloatField(_("score"))
+    date = models.DateField(_("date"), null=True, blank=True)
+    notes = models.TextField(_("notes"), blank=True)
+
+    class Meta:
+        ordering = ["benchmark", "-date"]
+
+    def __str__(self):
+        return f"{self.benchmark}={self.score}"
+
+
+class Alias(models.Model):
+    """A moving name for one version of a model, e.g. ``production`` or ``canary`` (unique per model)."""
+
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="aliases")
+    name = models.CharField(_("alias"), max_length=32)
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="aliases")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["model", "name"], name="alias_unique_per_model")]
+
+    def __str__(self):
+        return f"{self.model_id}@{self.name}"
