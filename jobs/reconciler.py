@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from jobs import services
 from jobs.choices import ACTIVE_STATES, PROCESS_STATES, DesiredState, InstanceState
+from jobs.executors.base import ExecutorError
 from jobs.models import Allocation, Instance, Job
 from jobs.placement import NoRoom, plan_replica
 from nodes.choices import NodeStatus
@@ -29,7 +30,6 @@ from nodes.remote import NodeCommandError
 
 log = logging.getLogger(__name__)
 S = InstanceState
-SIGNALS = {9: "SIGKILL", 15: "SIGTERM", 6: "SIGABRT", 11: "SIGSEGV", 2: "SIGINT", 7: "SIGBUS"}
 
 
 # --- entry points ----------------------------------------------------------------------------------
@@ -221,6 +221,10 @@ def _act(job, engine, instance: Instance, members: list[Instance]) -> None:
             _check(job, engine, instance)
     except NodeCommandError as exc:
         _node_not_answering(instance, str(exc))
+    except (ExecutorError, OSError) as exc:
+        instance.refresh_from_db()
+        if instance.state in PROCESS_STATES or instance.state == S.SCHEDULED:
+            _failed(instance, f"the executor failed: {exc}", "")
 
 
 def _leader_started(members) -> bool:
@@ -251,7 +255,13 @@ def _start(job, engine, instance: Instance, members) -> None:
         .select_related("accelerator")
         .order_by("accelerator__index")
     ]
-    spec = launch_spec(instance, accelerators, members)
+    from jobs.runtime import instance_workdir, write_instance_files
+
+    workdir = instance_workdir(instance.node, instance.key)
+    spec = launch_spec(instance, accelerators, members, workdir=workdir)
+    files = engine.prepare_files(spec)
+    if files:
+        write_instance_files(instance.node, workdir, files)
     fields = {
         "run": instance.run + 1,
         "started_at": timezone.now(),
@@ -348,21 +358,13 @@ def _failed(instance: Instance, reason: str, tail: str) -> None:
 
 def exit_reason(status, tail: str, engine) -> str:
     """A one-line cause: exit code or signal, OOM, and what the engine's log says."""
-    if not status.ours and status.alive:
+    if status.pid_alive and not status.ours:
         parts = ["the recorded pid now belongs to another process"]
-    elif status.exit_code is None:
-        parts = ["the process disappeared without an exit status"]
-    elif status.signal:
-        parts = [f"killed by {SIGNALS.get(status.signal, f'signal {status.signal}')} (exit {status.exit_code})"]
     else:
-        parts = [f"exited with code {status.exit_code}"]
-    if status.oom_killed:
-        parts.append("killed by the out-of-memory killer")
+        parts = [status.exit_reason() or "the process disappeared without an exit status"]
     hint = engine.error_hints(tail or "")
     if hint:
         parts.append(hint)
-    elif status.exit_code == 127:
-        parts.append("command not found on the node")
     return "; ".join(parts)
 
 

@@ -43,7 +43,7 @@ def reach_host(node) -> str:
     return "127.0.0.1" if node.transport == "local" else node.address
 
 
-def launch_spec(instance, accelerators, members=None):
+def launch_spec(instance, accelerators, members=None, workdir: str | None = None):
     """The engine LaunchSpec of one instance."""
     from jobs.engines.base import LaunchSpec
 
@@ -54,12 +54,16 @@ def launch_spec(instance, accelerators, members=None):
     python = job.options.get("python") or (sys.executable if node.transport == "local" else "python3")
     env = {str(k): str(v) for k, v in (job.env or {}).items()}
     env.setdefault("BOOM_CONSOLE_ROOT", str(settings.BASE_DIR))
+    from jobs.engines.simulator import SIMULATOR_OPTIONS
+
     vendor = accelerators[0].vendor if accelerators else None
-    simulator = {k: v for k, v in (job.options or {}).items() if k != "python"}
+    simulator = {k: v for k, v in (job.options or {}).items() if k in SIMULATOR_OPTIONS}
+    multinode = job.nodes_per_replica > 1
     return LaunchSpec(
         model_path=model_path(job.model_version),
         served_name=job.options.get("served_name") or job.name,
-        host=bind_host(node),
+        # Members of a replica spanning nodes bind the node's own address (HCCL/MindIE need a concrete one).
+        host=reach_host(node) if multinode else bind_host(node),
         port=instance.port,
         vendor=vendor,
         accelerator_ids=[a.index for a in accelerators],
@@ -73,11 +77,11 @@ def launch_spec(instance, accelerators, members=None):
         extra_args=list(job.extra_args or []),
         env=env,
         python=python,
-        workdir=None,
+        workdir=workdir,
         nnodes=job.nodes_per_replica,
         node_rank=instance.member,
-        master_addr=reach_host(leader.node) if job.nodes_per_replica > 1 and leader.node else None,
-        master_port=(leader.port + 1) if job.nodes_per_replica > 1 and leader.port else None,
+        master_addr=reach_host(leader.node) if multinode and leader.node else None,
+        master_port=(leader.port + 1) if multinode and leader.port else None,
         simulator=simulator,
     )
 
@@ -94,3 +98,27 @@ def check_ready(engine, instance, timeout: float = 2.0) -> tuple[bool, str]:
     if response.status_code == 200:
         return True, ""
     return False, f"readiness check answered {response.status_code} ({url})"
+
+
+_HOMES: dict[int, str] = {}
+WRITE_FILE_SCRIPT = 'umask 027; mkdir -p -- "$1" && cat > "$1/$2"'
+
+
+def instance_workdir(node, key: str) -> str:
+    """The absolute per-instance directory on the node (the executor's, where engine files go)."""
+    base = str(settings.DATA_DIR / "instances") if node.transport == "local" else settings.CONSOLE_REMOTE_INSTANCE_DIR
+    if base.startswith("~/"):
+        if node.pk not in _HOMES:
+            _HOMES[node.pk] = run_on_node(node, 'printf %s "$HOME"', timeout=10).stdout.strip()
+        base = _HOMES[node.pk] + base[1:]
+    return f"{base.rstrip('/')}/{key}"
+
+
+def write_instance_files(node, workdir: str, files: dict[str, str]) -> None:
+    """Write the files an engine needs (MindIE's config.json) into the instance directory, each through a
+    fixed script with the directory and name as arguments and the content on stdin."""
+    for name, content in files.items():
+        result = run_on_node(node, ["bash", "-c", WRITE_FILE_SCRIPT, "write", workdir, name], stdin=content,
+                             timeout=20)
+        if result.exit_code != 0:
+            raise OSError(f"could not write {name} in {workdir}: {result.stderr.strip()[:200]}")

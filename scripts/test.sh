@@ -11,6 +11,15 @@ answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if answers 5432; then
   export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/boom_console}
   echo "Database tests: PostgreSQL ($DATABASE_URL)"
+  $PY - <<'PYEOF' || true
+import os, psycopg
+from urllib.parse import urlparse
+url = urlparse(os.environ["DATABASE_URL"])
+name = url.path.lstrip("/")
+with psycopg.connect(os.environ["DATABASE_URL"].replace("/" + name, "/postgres"), autocommit=True) as conn:
+    if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+        conn.execute(f'CREATE DATABASE "{name}"')
+PYEOF
 elif [ "$ci" = true ]; then
   echo "PostgreSQL does not answer on 127.0.0.1:5432 and CI=true: failing." >&2; exit 1
 else

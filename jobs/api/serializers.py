@@ -93,6 +93,8 @@ class JobSerializer(serializers.ModelSerializer):
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from None
         clash = Job.objects.filter(name=value)
+        if self.context.get("preview"):
+            return value
         if self.instance is not None:
             clash = clash.exclude(pk=self.instance.pk)
         if clash.exists():
@@ -113,14 +115,9 @@ class JobSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(exc.messages) from None
 
     def validate_extra_args(self, value):
-        from jobs.engines.base import validate_extra_args
-
         if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
             raise serializers.ValidationError("A list of strings, one argv token each.")
-        problems = validate_extra_args(value)
-        if problems:
-            raise serializers.ValidationError(problems)
-        return value
+        return value  # the engine's own rules are checked in validate(), once the engine is known
 
     def validate_env(self, value):
         if not isinstance(value, dict):
@@ -165,6 +162,12 @@ class JobSerializer(serializers.ModelSerializer):
             ):
                 errors["engine"] = [f"The {engine.name} engine does not serve {version.quantization} weights."]
         if engine is not None:
+            problems = engine.validate_extra_args(merged.get("extra_args") or [])
+            if problems:
+                errors["extra_args"] = problems
+            reserved = sorted(set(merged.get("env") or {}) & set(engine.controlled_env))
+            if reserved:
+                errors["env"] = [f"{', '.join(reserved)} is set by the console for the {engine.name} engine."]
             per_replica = merged.get("accelerators_per_replica", 1)
             if per_replica == 0 and "cpu" not in engine.vendors:
                 errors["accelerators_per_replica"] = [f"The {engine.name} engine needs at least one accelerator."]

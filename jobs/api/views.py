@@ -80,7 +80,7 @@ class JobViewSet(AuditedModelViewSet):
     @action(detail=False, methods=["post"], url_path="preview-placement")
     def preview_placement(self, request):
         """Where a job with this body would be placed now, without creating it."""
-        serializer = self.get_serializer(data=request.data)
+        serializer = JobSerializer(data=request.data, context={"request": request, "preview": True})
         serializer.is_valid(raise_exception=True)
         return Response(services.preview_placement(serializer.validated_data))
 

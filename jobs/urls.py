@@ -1,0 +1,10 @@
+from django.urls import path
+
+from jobs import views
+
+urlpatterns = [
+    path("", views.job_list, name="job-list"),
+    path("add/", views.job_create, name="job-add"),
+    path("<int:pk>/", views.job_detail, name="job-detail"),
+    path("<int:pk>/<str:action>/", views.job_action, name="job-action"),
+]

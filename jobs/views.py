@@ -1,0 +1,81 @@
+"""Job pages: list, detail (instances, log tail, timeline), create with a placement preview."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from console import audit
+from console.models import Event
+from console.permissions import ADMIN, OPERATOR, has_role
+from jobs import services
+from jobs.api.serializers import JobSerializer
+from jobs.forms import JobForm
+from jobs.models import Job
+
+
+@login_required
+def job_list(request):
+    jobs = Job.objects.select_related("model_version__model").prefetch_related("instances").order_by("name")
+    return render(request, "jobs/job_list.html", {"jobs": jobs, "can_admin": has_role(request.user, ADMIN)})
+
+
+@login_required
+def job_detail(request, pk):
+    job = get_object_or_404(Job.objects.select_related("model_version__model"), pk=pk)
+    instances = list(job.instances.select_related("node").prefetch_related("allocations__accelerator")
+                     .order_by("replica", "member"))
+    instance_ids = [str(i.pk) for i in instances]
+    timeline = Event.objects.filter(object_type="job", object_id=str(job.pk)) | Event.objects.filter(
+        object_type="instance", object_id__in=instance_ids)
+    return render(request, "jobs/job_detail.html", {
+        "job": job, "instances": instances, "timeline": timeline.order_by("-time")[:50],
+        "can_operate": has_role(request.user, OPERATOR), "serialized": JobSerializer(job).data,
+    })
+
+
+@login_required
+def job_create(request):
+    if not has_role(request.user, ADMIN):
+        raise PermissionDenied
+    form = JobForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        serializer = JobSerializer(data=form.api_payload(), context={"request": request})
+        if serializer.is_valid():
+            with transaction.atomic():
+                job = serializer.save()
+                audit.record("create", job, request=request)
+                if job.desired_state == "running":
+                    services.start_job(job, request=request)
+            messages.success(request, _("Job %(name)s created.") % {"name": job.name})
+            return redirect("job-detail", pk=job.pk)
+        for field, errors in serializer.errors.items():
+            form.add_error(field if field in form.fields else None, errors)
+    return render(request, "jobs/job_form.html", {"form": form})
+
+
+@login_required
+@require_POST
+def job_action(request, pk, action):
+    if not has_role(request.user, OPERATOR):
+        raise PermissionDenied
+    job = get_object_or_404(Job, pk=pk)
+    try:
+        if action == "start":
+            reason = services.placement_problem(job)
+            if reason:
+                messages.error(request, _("No room to start: %(reason)s") % {"reason": reason})
+                return redirect("job-detail", pk=pk)
+            services.start_job(job, request=request)
+        elif action == "stop":
+            services.stop_job(job, request=request)
+        elif action == "restart":
+            services.restart_job(job, request=request)
+        else:
+            raise PermissionDenied
+    except services.Conflict as exc:
+        messages.error(request, str(exc))
+    return redirect("job-detail", pk=pk)

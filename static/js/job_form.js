@@ -1,0 +1,61 @@
+// Create-job page: ask the API where the job would be placed, before it is submitted.
+(function () {
+  var form = document.getElementById("job-form");
+  var body = document.getElementById("preview-body");
+  var t = window.BOOM_I18N || {};
+  var timer = null;
+
+  function pairs(text) {
+    var out = {};
+    (text || "").split("\n").forEach(function (line) {
+      line = line.trim();
+      if (!line) return;
+      var i = line.indexOf("=");
+      if (i > 0) out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+    });
+    return out;
+  }
+
+  function payload() {
+    var f = form.elements;
+    return {
+      name: f.name.value || "preview", model_version: f.model_version.value, engine: f.engine.value,
+      replicas: +f.replicas.value, accelerators_per_replica: +f.accelerators_per_replica.value,
+      nodes_per_replica: +f.nodes_per_replica.value, placement: f.placement.value,
+      node_selector: pairs(f.node_selector.value),
+      extra_args: f.extra_args.value.split("\n").filter(function (s) { return s.trim(); }),
+      env: pairs(f.env.value)
+    };
+  }
+
+  function render(result) {
+    var html = "<p><b>" + result.placeable_replicas + "</b> " + t.placeable + "</p>";
+    if (result.memory_per_accelerator_bytes) {
+      html += "<p>" + t.perAcc + ": " + (result.memory_per_accelerator_bytes / 1073741824).toFixed(1) + " GiB</p>";
+    }
+    result.replicas.forEach(function (members, r) {
+      html += "<div>r" + r + ": " + members.map(function (m) {
+        return m.node_name + " [" + m.accelerators.map(function (a) { return a.vendor + a.index; }).join(", ") + "]";
+      }).join(" + ") + "</div>";
+    });
+    if (result.reason) html += "<p class='errorlist'>" + t.none + ": " + result.reason + "</p>";
+    body.innerHTML = html;
+  }
+
+  function refresh() {
+    var csrf = form.elements.csrfmiddlewaretoken.value;
+    fetch("/api/v1/jobs/preview-placement/", {
+      method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "X-CSRFToken": csrf},
+      body: JSON.stringify(payload())
+    }).then(function (r) { return r.json().then(function (j) { return [r.status, j]; }); })
+      .then(function (pair) {
+        if (pair[0] === 200) render(pair[1]);
+        else body.textContent = Object.keys(pair[1]).map(function (k) { return k + ": " + pair[1][k]; }).join("; ");
+      });
+  }
+
+  form.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(refresh, 300); });
+  form.addEventListener("change", function () { clearTimeout(timer); timer = setTimeout(refresh, 100); });
+  refresh();
+})();
