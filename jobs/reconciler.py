@@ -11,6 +11,7 @@ and the executor's pid file on the node tells whether a process already runs, so
 """
 
 import logging
+import re
 import time
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from console import audit
 from jobs import services
 from jobs.choices import ACTIVE_STATES, PROCESS_STATES, DesiredState, InstanceState
 from jobs.executors.base import ExecutorError
@@ -51,6 +53,7 @@ def reconcile_all() -> int:
                 reconcile_job(job_id)
             except Exception:  # one job's failure must not stop the others
                 log.exception("reconcile of job %s failed", job_id)
+        reap_orphans_due()
         return len(ids)
     finally:
         cache.delete("jobs:reconcile-all")
@@ -419,6 +422,46 @@ def _move_off_lost_nodes(job: Job, now) -> None:
         services.transition_instance(
             instance, S.RESTARTING, reason, node=None, pid=None, last_exit_reason=reason, next_attempt_at=None
         )
+
+
+# --- orphans ---------------------------------------------------------------------------------------
+
+ORPHAN_SWEEP_INTERVAL_S = 30
+KEY_RE = re.compile(r"^job(\d+)-r(\d+)-m(\d+)$")
+
+
+def reap_orphans_due() -> None:
+    """Every ORPHAN_SWEEP_INTERVAL_S per node, stop processes of instances that no longer live there
+    (a node that came back after its replicas moved away, a job deleted while its node was down)."""
+    from nodes.models import Node
+
+    for node in Node.objects.filter(status__in=(NodeStatus.ONLINE, NodeStatus.DEGRADED)):
+        if cache.add(f"jobs:orphan-sweep:{node.pk}", 1, timeout=ORPHAN_SWEEP_INTERVAL_S):
+            try:
+                reap_orphans(node)
+            except (NodeCommandError, ExecutorError, OSError) as exc:
+                log.info("orphan sweep of %s skipped: %s", node.name, exc)
+
+
+def reap_orphans(node) -> list[str]:
+    """Stop every process under the node's instance directory that no live instance on it owns."""
+    from jobs.runtime import executor_for, instance_workdir
+    from nodes.remote import run_on_node
+
+    base = instance_workdir(node, "x").rsplit("/", 1)[0]
+    listing = run_on_node(node, ["ls", "-1", "--", base], timeout=15)
+    if listing.exit_code != 0:
+        return []
+    owned = {i.key for i in Instance.objects.filter(node=node, state__in=ACTIVE_STATES)}
+    executor, stopped = executor_for(node), []
+    for key in listing.stdout.split():
+        if not KEY_RE.match(key) or key in owned:
+            continue
+        if executor.status(key).alive:
+            executor.stop(key, grace_s=5)
+            stopped.append(key)
+            audit.record("reap_orphan", node, detail={"instance_key": key})
+    return stopped
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.2):

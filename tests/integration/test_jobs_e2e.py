@@ -169,9 +169,17 @@ def test_a_lost_nodes_replica_comes_back_on_another_node_and_a_short_blip_moves_
                                     timeout=40, what="the replica to move to the other node")
             assert "unreachable" in moved.last_exit_reason
             assert Node.objects.get(pk=instance.node_id).status == "unreachable"
+            # The lost node comes back: the orphaned process there is stopped, the replica stays where it is.
+            lost_daemon.restart()
+            lost_node = Node.objects.get(pk=instance.node_id)
+            probe_node(lost_node.pk)
+            assert reconciler.reap_orphans(Node.objects.get(pk=lost_node.pk)) == [instance.key]
+            with pytest.raises(ProcessLookupError):
+                os.kill(old_pid, 0)
+            assert running_instance(Job.objects.get(pk=job_id)).node_id == survivor.pk
         finally:
             try:
-                os.kill(old_pid, signal.SIGKILL)  # the 'lost' node is this machine: end its orphan
+                os.kill(old_pid, signal.SIGKILL)  # the 'lost' node is this machine: never leave the orphan
             except ProcessLookupError:
                 pass
         cleanup_job(job_id)
