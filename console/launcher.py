@@ -42,8 +42,8 @@ def main() -> int:
         "web": [str(BIN / "daphne"), "-b", bind, "-p", port, "--proxy-headers", "console.asgi:application"],
         "worker": [str(BIN / "celery"), "-A", "console", "worker", "-Q", queues, "--pool", "threads",
                    "--concurrency", env.get("CONSOLE_WORKER_CONCURRENCY", "8"), "-n", "embedded@%h",
-                   "--loglevel", "INFO"],
-        "beat": [str(BIN / "celery"), "-A", "console", "beat", "--loglevel", "INFO",
+                   "--loglevel", env.get("CONSOLE_WORKER_LOG_LEVEL", "WARNING")],
+        "beat": [str(BIN / "celery"), "-A", "console", "beat", "--loglevel", env.get("CONSOLE_WORKER_LOG_LEVEL", "WARNING"),
                  "--schedule", str(data_dir / "celerybeat-schedule"), "--pidfile", ""],
     }
     processes: dict[str, subprocess.Popen] = {}

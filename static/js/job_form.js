@@ -35,7 +35,7 @@
     }
     result.replicas.forEach(function (members, r) {
       html += "<div>r" + r + ": " + members.map(function (m) {
-        return m.node_name + " [" + m.accelerators.map(function (a) { return a.vendor + a.index; }).join(", ") + "]";
+        return m.node_name + " [" + (m.accelerators.length ? m.accelerators.map(function (a) { return a.vendor + a.index; }).join(", ") : "CPU") + "]";
       }).join(" + ") + "</div>";
     });
     if (result.reason) html += "<p class='errorlist'>" + t.none + ": " + result.reason + "</p>";
@@ -43,6 +43,7 @@
   }
 
   function refresh() {
+    if (!form.elements.model_version.value) return;
     var csrf = form.elements.csrfmiddlewaretoken.value;
     fetch("/api/v1/jobs/preview-placement/", {
       method: "POST", credentials: "same-origin",
