@@ -111,3 +111,31 @@ def test_a_tool_printing_an_unknown_layout_is_a_probe_error_naming_the_tool(admi
     assert node.status == "degraded"
     assert any("npu-smi" in error for error in node.probe_errors), node.probe_errors
     assert node.accelerator_count == 8  # the GPUs are still inventoried
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dead_node_does_not_delay_the_probe_results_of_the_others(admin_api, sshd, settings):
+    import socket
+    import time
+
+    settings.CONSOLE_SSH_CONNECT_TIMEOUT_S = 4
+    good = add_node(admin_api, sshd, name="good")
+    # A listener that accepts and never speaks SSH: the probe waits for its banner until the timeout.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        credential = Node.objects.get(pk=good).credential_id
+        dead = Node.objects.create(name="dead", address="127.0.0.1", transport="ssh",
+                                   ssh_port=silent.getsockname()[1], credential_id=credential).pk
+        started = time.monotonic()
+        futures = services.probe_round([dead, good], deadline_s=0.1)
+        assert futures == {dead: False, good: False}  # the round returns at its deadline...
+        from tests.integration.procs import wait_until
+
+        wait_until(lambda: Node.objects.get(pk=good).status == "online", 3, what="the good node's result")
+        assert time.monotonic() - started < 3  # ...and the good node's result is stored long before the dead one's
+        assert Node.objects.get(pk=dead).last_probe_at is None
+        wait_until(lambda: Node.objects.get(pk=dead).status == "unreachable", 15, what="the dead node's timeout")
+    finally:
+        silent.close()
