@@ -1,7 +1,8 @@
 """``make run``: the whole console in the foreground on one machine.
 
 Migrates, bootstraps (groups, admin user, node ``local``), then starts the ASGI web server
-(daphne), a Celery worker for every queue and Celery beat, and stops them all on Ctrl-C.
+(daphne), a Celery worker for every queue, Celery beat and the telemetry collector, and stops them
+all on Ctrl-C.
 Honours PORT, BIND, CONSOLE_DATA_DIR, CONSOLE_ADMIN_PASSWORD (shared/API.md).
 """
 
@@ -38,14 +39,19 @@ def main() -> int:
     _manage("bootstrap", env=env)
 
     queues = "lifecycle,telemetry,long"
+    log_level = env.get("CONSOLE_WORKER_LOG_LEVEL", "WARNING")
     commands = {
         "web": [str(BIN / "daphne"), "-b", bind, "-p", port, "--proxy-headers", "console.asgi:application"],
         "worker": [str(BIN / "celery"), "-A", "console", "worker", "-Q", queues, "--pool", "threads",
                    "--concurrency", env.get("CONSOLE_WORKER_CONCURRENCY", "8"), "-n", "embedded@%h",
-                   "--loglevel", env.get("CONSOLE_WORKER_LOG_LEVEL", "WARNING")],
-        "beat": [str(BIN / "celery"), "-A", "console", "beat", "--loglevel", env.get("CONSOLE_WORKER_LOG_LEVEL", "WARNING"),
+                   "--loglevel", log_level],
+        "beat": [str(BIN / "celery"), "-A", "console", "beat",
+                 "--loglevel", log_level,
                  "--schedule", str(data_dir / "celerybeat-schedule"), "--pidfile", ""],
     }
+    if env.get("CONSOLE_COLLECTOR", "true").lower() not in ("0", "false", "no", "off"):
+        # Long-lived telemetry streams live in their own process, not in Celery (docs/telemetry.md).
+        commands["collector"] = [sys.executable, str(ROOT / "manage.py"), "collect", "--stats-every", "300"]
     processes: dict[str, subprocess.Popen] = {}
     stopping = False
 
@@ -69,7 +75,7 @@ def main() -> int:
                 stopping = True
                 break
         time.sleep(0.5)
-    print("Stopping web server, worker and scheduler...", flush=True)
+    print("Stopping web server, worker, scheduler and collector...", flush=True)
     for process in processes.values():
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
