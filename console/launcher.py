@@ -49,9 +49,6 @@ def main() -> int:
                  "--loglevel", log_level,
                  "--schedule", str(data_dir / "celerybeat-schedule"), "--pidfile", ""],
     }
-    if env.get("CONSOLE_COLLECTOR", "true").lower() not in ("0", "false", "no", "off"):
-        # Long-lived telemetry streams live in their own process, not in Celery (docs/telemetry.md).
-        commands["collector"] = [sys.executable, str(ROOT / "manage.py"), "collect", "--stats-every", "300"]
     processes: dict[str, subprocess.Popen] = {}
     stopping = False
 
