@@ -41,7 +41,7 @@ def main() -> int:
     queues = "lifecycle,telemetry,long"
     log_level = env.get("CONSOLE_WORKER_LOG_LEVEL", "WARNING")
     commands = {
-        "web": [str(BIN / "daphne"), "-b", bind, "-p", port, "--proxy-headers", "console.asgi:application"],
+        "web": [str(BIN / "daphne"), "-b", bind, "-p", port, "console.asgi:application"],
         "worker": [str(BIN / "celery"), "-A", "console", "worker", "-Q", queues, "--pool", "threads",
                    "--concurrency", env.get("CONSOLE_WORKER_CONCURRENCY", "8"), "-n", "embedded@%h",
                    "--loglevel", log_level],
@@ -49,6 +49,9 @@ def main() -> int:
                  "--loglevel", log_level,
                  "--schedule", str(data_dir / "celerybeat-schedule"), "--pidfile", ""],
     }
+    if env.get("CONSOLE_COLLECTOR", "true").lower() not in ("0", "false", "no", "off"):
+        # Long-lived telemetry streams live in their own process, not in Celery (docs/telemetry.md).
+        commands["collector"] = [sys.executable, str(ROOT / "manage.py"), "collect", "--stats-every", "300"]
     processes: dict[str, subprocess.Popen] = {}
     stopping = False
 

@@ -31,3 +31,34 @@ class Event(models.Model):
 
     def __str__(self):
         return f"{self.time:%Y-%m-%d %H:%M:%S} {self.actor} {self.verb} {self.object_type}:{self.object_id}"
+
+
+class StreamEntry(models.Model):
+    """One message of a live stream topic (``cluster``, ``node:<id>``, ``job:<id>``, ``alerts``).
+
+    The outbox of the websocket streams (console.broadcast writes it, console.consumers reads it):
+    the id is the cursor a browser sends back after a reconnect to receive what it missed, and in
+    the embedded profile (no Redis) the web server polls this table instead of a channel layer.
+    Kept for CONSOLE_STREAM_RETENTION_S; older cursors get a ``reset`` and reload from the series API.
+    """
+
+    time = models.DateTimeField(default=timezone.now)
+    topic = models.CharField(max_length=64)
+    payload = models.JSONField(default=dict)
+
+    class Meta:
+        indexes = [models.Index(fields=["time"], name="streamentry_time")]
+
+    def __str__(self):
+        return f"{self.pk} {self.topic}"
+
+
+class RollupWatermark(models.Model):
+    """How far (epoch ms, exclusive) the raw samples of one table have been rolled up per minute."""
+
+    table = models.CharField(max_length=64, unique=True)
+    rolled_up_to = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.table} < {self.rolled_up_to}"

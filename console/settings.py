@@ -9,7 +9,15 @@ from pathlib import Path
 
 from django.utils.translation import gettext_lazy as _
 
-from console.env import database_from_url, env_bool, env_int, env_list, env_str, secret_from_env_or_file
+from console.env import (
+    EnvError,
+    database_from_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    secret_from_env_or_file,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("CONSOLE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -18,6 +26,12 @@ DATA_DIR.mkdir(parents=True, exist_ok=True)
 # The console's own secret: signs sessions and derives the key that encrypts SSH private keys.
 CONSOLE_SECRET_KEY = secret_from_env_or_file("CONSOLE_SECRET_KEY", "CONSOLE_SECRET_KEY_FILE", DATA_DIR / "secret_key")
 SECRET_KEY = CONSOLE_SECRET_KEY
+# Retired secrets that still decrypt stored SSH keys while they are re-encrypted (comma-separated).
+CONSOLE_OLD_SECRET_KEYS = env_list("CONSOLE_OLD_SECRET_KEYS", [])
+# Prefixes every engine process this console starts (its marker on the nodes), so that two consoles, or a test run
+# beside a console, never touch each other's processes. Derived from this installation's secret and data dir.
+CONSOLE_INSTANCE_PREFIX = env_str("CONSOLE_INSTANCE_PREFIX") or (
+    "b" + __import__("hashlib").sha256(f"{CONSOLE_SECRET_KEY}:{DATA_DIR}".encode()).hexdigest()[:8])
 DEBUG = env_bool("CONSOLE_DEBUG", False)
 ALLOWED_HOSTS = env_list("CONSOLE_ALLOWED_HOSTS", ["*"])
 CSRF_TRUSTED_ORIGINS = env_list("CONSOLE_CSRF_TRUSTED_ORIGINS", [])
@@ -40,6 +54,7 @@ INSTALLED_APPS = [
     "nodes.apps.NodesConfig",
     "models_registry.apps.ModelsRegistryConfig",
     "jobs.apps.JobsConfig",
+    "console.alerting.apps.AlertingConfig",
 ]
 
 MIDDLEWARE = [
@@ -49,6 +64,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "console.middleware.RoleRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -161,6 +177,18 @@ CONSOLE_SSH_CONNECT_TIMEOUT_S = env_int("CONSOLE_SSH_CONNECT_TIMEOUT_S", 10, min
 CONSOLE_SSH_COMMAND_TIMEOUT_S = env_int("CONSOLE_SSH_COMMAND_TIMEOUT_S", 60, minimum=1)
 CONSOLE_REGISTER_LOCAL_NODE = env_bool("CONSOLE_REGISTER_LOCAL_NODE", True)
 
+# Model registry (docs/models.md): the context and concurrency a version's memory estimate assumes,
+# and how long inspecting a directory and hashing its files may take on a node.
+CONSOLE_MEMORY_ESTIMATE_CONTEXT = env_int("CONSOLE_MEMORY_ESTIMATE_CONTEXT", 4096, minimum=1)
+CONSOLE_MEMORY_ESTIMATE_CONCURRENCY = env_int("CONSOLE_MEMORY_ESTIMATE_CONCURRENCY", 1, minimum=1)
+CONSOLE_INSPECT_TIMEOUT_S = env_int("CONSOLE_INSPECT_TIMEOUT_S", 600, minimum=5)
+CONSOLE_VERIFY_TIMEOUT_S = env_int("CONSOLE_VERIFY_TIMEOUT_S", 12 * 3600, minimum=10)
+CONSOLE_VERIFY_STALE_S = env_int("CONSOLE_VERIFY_STALE_S", 900, minimum=10)
+# auto: whichever of the node's sha256sum and Python's hashlib is faster there (measured per run).
+CONSOLE_VERIFY_HASH_METHOD = env_str("CONSOLE_VERIFY_HASH_METHOD", "auto")
+if CONSOLE_VERIFY_HASH_METHOD not in ("auto", "python", "sha256sum"):
+    raise EnvError(f"CONSOLE_VERIFY_HASH_METHOD must be auto, python or sha256sum, got {CONSOLE_VERIFY_HASH_METHOD!r}")
+
 # Serving jobs.
 CONSOLE_REMOTE_INSTANCE_DIR = env_str("CONSOLE_REMOTE_INSTANCE_DIR", "~/.boom-console/instances")
 CONSOLE_RECONCILE_INTERVAL_S = float(env_int("CONSOLE_RECONCILE_INTERVAL_MS", 1000, minimum=200)) / 1000
@@ -175,6 +203,80 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-jobs": {"task": "jobs.tasks.reconcile_all", "schedule": CONSOLE_RECONCILE_INTERVAL_S,
                        "options": {"expires": max(CONSOLE_RECONCILE_INTERVAL_S * 2, 1.0)}},
 }
+# Telemetry and live streams (docs/telemetry.md).
+# Default sampling interval of a node's telemetry (each node may set its own; 1 s is supported).
+CONSOLE_TELEMETRY_INTERVAL_S = env_int("CONSOLE_TELEMETRY_INTERVAL_S", 5, minimum=1, maximum=300)
+# How often the collector scrapes every running instance's engine /metrics.
+CONSOLE_TELEMETRY_SCRAPE_INTERVAL_S = env_int("CONSOLE_TELEMETRY_SCRAPE_INTERVAL_S", 5, minimum=1, maximum=300)
+# The collector writes what it gathered, and publishes it to the streams, this often (batched writes).
+CONSOLE_TELEMETRY_FLUSH_MS = env_int("CONSOLE_TELEMETRY_FLUSH_MS", 100, minimum=20, maximum=10_000)
+CONSOLE_TELEMETRY_RAW_RETENTION_S = env_int("CONSOLE_TELEMETRY_RAW_RETENTION_S", 24 * 3600, minimum=600)
+CONSOLE_TELEMETRY_ROLLUP_RETENTION_S = env_int("CONSOLE_TELEMETRY_ROLLUP_RETENTION_S", 30 * 86400, minimum=86400)
+# Longer ranges read the one-minute rollups even when raw samples exist.
+CONSOLE_TELEMETRY_RAW_QUERY_MAX_S = env_int("CONSOLE_TELEMETRY_RAW_QUERY_MAX_S", 6 * 3600, minimum=600)
+# `make run` starts one collector process; set false where collectors run elsewhere (manage.py collect).
+CONSOLE_COLLECTOR = env_bool("CONSOLE_COLLECTOR", True)
+# Stream entries are kept this long: a browser that reconnects within it misses nothing.
+CONSOLE_STREAM_RETENTION_S = env_int("CONSOLE_STREAM_RETENTION_S", 900, minimum=60)
+# "poll": each web process reads new stream entries from the database (works with no Redis);
+# "push": the publisher also sends them through the channel layer (Redis) for lower latency.
+CONSOLE_STREAM_TRANSPORT = env_str("CONSOLE_STREAM_TRANSPORT", "push" if REDIS_URL else "poll")
+if CONSOLE_STREAM_TRANSPORT not in ("poll", "push"):
+    raise ValueError("CONSOLE_STREAM_TRANSPORT must be 'poll' or 'push'")
+# GET /metrics needs a viewer's token unless this is true (a Prometheus on a trusted network).
+CONSOLE_METRICS_PUBLIC = env_bool("CONSOLE_METRICS_PUBLIC", False)
+CONSOLE_STREAM_POLL_MS = env_int("CONSOLE_STREAM_POLL_MS", 100, minimum=20, maximum=5000)
+CELERY_BEAT_SCHEDULE["telemetry-rollup-and-retention"] = {
+    "task": "console.telemetry.tasks.rollup_and_prune", "schedule": 60.0, "options": {"expires": 60}}
+CELERY_TASK_ROUTES["console.telemetry.tasks.*"] = {"queue": "telemetry"}
+
+# Alerting (docs/alerting.md).
+CONSOLE_ALERT_EVAL_INTERVAL_S = env_int("CONSOLE_ALERT_EVAL_INTERVAL_S", 15, minimum=1, maximum=3600)
+# Grouping, as Alertmanager's defaults; a rule may set its own.
+CONSOLE_ALERT_GROUP_WAIT_S = env_int("CONSOLE_ALERT_GROUP_WAIT_S", 30, minimum=0, maximum=3600)
+CONSOLE_ALERT_GROUP_INTERVAL_S = env_int("CONSOLE_ALERT_GROUP_INTERVAL_S", 300, minimum=1, maximum=86400)
+CONSOLE_ALERT_REPEAT_INTERVAL_S = env_int("CONSOLE_ALERT_REPEAT_INTERVAL_S", 4 * 3600, minimum=60)
+# A series value older than this is no value (the condition is not true on stale data).
+CONSOLE_ALERT_LOOKBACK_S = env_int("CONSOLE_ALERT_LOOKBACK_S", 120, minimum=5)
+# The database aborts a rule's queries after this long; the evaluator records the error and goes on.
+CONSOLE_ALERT_RULE_TIMEOUT_S = env_int("CONSOLE_ALERT_RULE_TIMEOUT_S", 5, minimum=1, maximum=300)
+# An alert that fired this many times within the window is shown (and notified) as flapping.
+CONSOLE_ALERT_FLAP_WINDOW_S = env_int("CONSOLE_ALERT_FLAP_WINDOW_S", 3600, minimum=60)
+CONSOLE_ALERT_FLAP_THRESHOLD = env_int("CONSOLE_ALERT_FLAP_THRESHOLD", 3, minimum=2)
+CONSOLE_ALERT_RETENTION_DAYS = env_int("CONSOLE_ALERT_RETENTION_DAYS", 30, minimum=1)
+# How often the dispatcher groups, queues and delivers (it also runs right after a changing evaluation).
+CONSOLE_ALERT_DISPATCH_INTERVAL_S = env_int("CONSOLE_ALERT_DISPATCH_INTERVAL_S", 5, minimum=1, maximum=300)
+# Delivery: per-attempt time limit, back-off between attempts, and how long a notification is retried.
+CONSOLE_NOTIFY_TIMEOUT_S = env_int("CONSOLE_NOTIFY_TIMEOUT_S", 10, minimum=1, maximum=120)
+CONSOLE_NOTIFY_RETRY_FIRST_S = env_int("CONSOLE_NOTIFY_RETRY_FIRST_S", 10, minimum=1)
+CONSOLE_NOTIFY_RETRY_MAX_S = env_int("CONSOLE_NOTIFY_RETRY_MAX_S", 600, minimum=1)
+CONSOLE_NOTIFY_MAX_AGE_S = env_int("CONSOLE_NOTIFY_MAX_AGE_S", 24 * 3600, minimum=60)
+CONSOLE_NOTIFY_CONCURRENCY = env_int("CONSOLE_NOTIFY_CONCURRENCY", 8, minimum=1, maximum=64)
+# Links in notifications (Alertmanager's externalURL) point here.
+CONSOLE_EXTERNAL_URL = env_str("CONSOLE_EXTERNAL_URL", f"http://127.0.0.1:{env_str('PORT', '8000')}")
+CELERY_BEAT_SCHEDULE["alerting-evaluate"] = {
+    "task": "console.alerting.tasks.evaluate", "schedule": float(CONSOLE_ALERT_EVAL_INTERVAL_S),
+    "options": {"expires": float(CONSOLE_ALERT_EVAL_INTERVAL_S)}}
+CELERY_BEAT_SCHEDULE["alerting-dispatch"] = {
+    "task": "console.alerting.tasks.dispatch", "schedule": float(CONSOLE_ALERT_DISPATCH_INTERVAL_S),
+    "options": {"expires": float(CONSOLE_ALERT_DISPATCH_INTERVAL_S)}}
+CELERY_BEAT_SCHEDULE["alerting-cleanup"] = {
+    "task": "console.alerting.tasks.cleanup", "schedule": 3600.0, "options": {"expires": 3600}}
+# Evaluation is short periodic reads (telemetry); delivery talks to receivers (lifecycle).
+CELERY_TASK_ROUTES["console.alerting.tasks.evaluate"] = {"queue": "telemetry"}
+CELERY_TASK_ROUTES["console.alerting.tasks.*"] = {"queue": "lifecycle"}
+# Email notifications go through Django's email backend.
+EMAIL_HOST = env_str("CONSOLE_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("CONSOLE_EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("CONSOLE_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = env_str("CONSOLE_EMAIL_PASSWORD") or (
+    Path(env_str("CONSOLE_EMAIL_PASSWORD_FILE")).read_text().strip() if env_str("CONSOLE_EMAIL_PASSWORD_FILE") else "")
+EMAIL_USE_TLS = env_bool("CONSOLE_EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("CONSOLE_EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = CONSOLE_NOTIFY_TIMEOUT_S
+DEFAULT_FROM_EMAIL = env_str("CONSOLE_EMAIL_FROM", "boom-console@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 CONSOLE_INSTANCE_PORT_RANGE = (env_int("CONSOLE_INSTANCE_PORT_MIN", 18000, minimum=1024, maximum=65000),
                                env_int("CONSOLE_INSTANCE_PORT_MAX", 18999, minimum=1024, maximum=65535))
 
@@ -205,8 +307,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"NodeStatusEnum": "nodes.choices.NodeStatus"},
+    "ENUM_NAME_OVERRIDES": {"NodeStatusEnum": "nodes.choices.NodeStatus",
+                            "ModelVersionStatusEnum": "models_registry.choices.VersionStatus"},
 }
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "AlertStateEnum": "console.alerting.choices.AlertState",
+    "AlertSeverityEnum": "console.alerting.choices.Severity",
+    "AlertRuleKindEnum": "console.alerting.choices.RuleKind",
+    "NotificationChannelKindEnum": "console.alerting.choices.ChannelKind",
+    "NotificationStatusEnum": "console.alerting.choices.NotificationStatus",
+    "NotificationKindEnum": "console.alerting.choices.NotificationKind",
+})
 
 LOGGING = {
     "version": 1,

@@ -7,22 +7,28 @@ from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from console import health
+from console import exposition, health
+from console.alerting.api.urls import router as alerting_router
 from console.api import EventViewSet
 from console.dashboards import views as dashboard_views
+from console.telemetry.api import router as telemetry_router
 from jobs.api.urls import router as jobs_router
+from models_registry.api.urls import router as models_router
 from nodes.api.urls import router as nodes_router
 
 router = DefaultRouter()
-router.register("events", EventViewSet)
-router.registry.extend(nodes_router.registry)
-router.registry.extend(jobs_router.registry)
+router.register("events", EventViewSet, basename="api-event")
+# API route names get an ``api-`` prefix so they never collide with the page names (``node-list`` is a page).
+for app_router in (nodes_router, jobs_router, models_router, telemetry_router, alerting_router):
+    for prefix, viewset, basename in app_router.registry:
+        router.register(prefix, viewset, basename="api-" + (basename or router.get_default_basename(viewset)))
 
 urlpatterns = [
     path("", dashboard_views.dashboard, name="dashboard"),
     path("events/", dashboard_views.events, name="event-list"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", exposition.metrics, name="prometheus-metrics"),
     path("login/", auth_views.LoginView.as_view(template_name="registration/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
@@ -32,4 +38,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("nodes/", include("nodes.urls")),
+    path("jobs/", include("jobs.urls")),
+    path("alerts/", include("console.alerting.urls")),
+    path("models/", include("models_registry.urls")),
 ]

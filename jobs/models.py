@@ -96,7 +96,7 @@ class Instance(models.Model):
     @property
     def key(self) -> str:
         """The executor's instance key: stable across restarts of this replica member."""
-        return f"job{self.job_id}-r{self.replica}-m{self.member}"
+        return f"{settings.CONSOLE_INSTANCE_PREFIX}-job{self.job_id}-r{self.replica}-m{self.member}"
 
     @property
     def endpoint(self) -> str:
@@ -132,3 +132,100 @@ class InstanceStateChange(models.Model):
 
     def __str__(self):
         return f"{self.instance_id}: {self.from_state} -> {self.to_state}"
+
+
+# --- telemetry samples ----------------------------------------------------------------------------
+# Written by the collector from the engines' /metrics (jobs.engines.metrics.compute_rates), raw and
+# rolled up per minute; see the note on nodes.models.NodeMetrics about ``ts`` and the foreign keys.
+
+
+class EngineMetrics(models.Model):
+    """The normalized engine series of one scrape interval; null where the engine gave no value."""
+
+    ts = models.BigIntegerField(help_text="Scrape time, milliseconds since the epoch (UTC).")
+    output_tokens_per_s = models.FloatField(null=True)
+    prompt_tokens_per_s = models.FloatField(null=True)
+    requests_per_s = models.FloatField(null=True)
+    ttft_p50_ms = models.FloatField(null=True)
+    ttft_p99_ms = models.FloatField(null=True)
+    itl_p50_ms = models.FloatField(null=True)
+    itl_p99_ms = models.FloatField(null=True)
+    e2e_p50_ms = models.FloatField(null=True)
+    e2e_p99_ms = models.FloatField(null=True)
+    requests_running = models.FloatField(null=True)
+    requests_waiting = models.FloatField(null=True)
+    kv_cache_usage_percent = models.FloatField(null=True)
+
+    class Meta:
+        abstract = True
+
+
+class InstanceMetrics(EngineMetrics):
+    instance = models.ForeignKey(Instance, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False,
+                                 related_name="+")
+    job = models.ForeignKey(Job, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False,
+                            related_name="+")
+    node = models.ForeignKey("nodes.Node", null=True, on_delete=models.DO_NOTHING, db_constraint=False,
+                             db_index=False, related_name="+")
+    up = models.FloatField(null=True, help_text="1 when the scrape answered, 0 when it failed.")
+
+    class Meta:
+        abstract = True
+
+
+class InstanceSample(InstanceMetrics):
+    """A raw per-instance engine sample."""
+
+    class Meta:
+        indexes = [models.Index(fields=["instance", "ts"], name="instsample_inst_ts"),
+                   models.Index(fields=["job", "ts"], name="instsample_job_ts"),
+                   models.Index(fields=["ts"], name="instsample_ts")]
+
+    def __str__(self):
+        return f"{self.instance_id}@{self.ts}"
+
+
+class InstanceSampleMinute(InstanceMetrics):
+    """One minute of an instance's engine samples, averaged."""
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["instance", "ts"], name="instsampleminute_inst_ts")]
+        indexes = [models.Index(fields=["job", "ts"], name="instsampleminute_job_ts"),
+                   models.Index(fields=["ts"], name="instsampleminute_ts")]
+
+    def __str__(self):
+        return f"{self.instance_id}@{self.ts}"
+
+
+class JobMetrics(EngineMetrics):
+    """A job's series: rates and queues summed over its instances, latency quantiles and KV-cache usage
+    of the worst instance (quantiles of different instances cannot be combined exactly)."""
+
+    job = models.ForeignKey(Job, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False,
+                            related_name="+")
+    instances_up = models.FloatField(null=True)
+
+    class Meta:
+        abstract = True
+
+
+class JobSample(JobMetrics):
+    """A raw job sample: one per scrape round of the job's running instances."""
+
+    class Meta:
+        indexes = [models.Index(fields=["job", "ts"], name="jobsample_job_ts"),
+                   models.Index(fields=["ts"], name="jobsample_ts")]
+
+    def __str__(self):
+        return f"{self.job_id}@{self.ts}"
+
+
+class JobSampleMinute(JobMetrics):
+    """One minute of a job's samples, averaged."""
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "ts"], name="jobsampleminute_job_ts")]
+        indexes = [models.Index(fields=["ts"], name="jobsampleminute_ts")]
+
+    def __str__(self):
+        return f"{self.job_id}@{self.ts}"

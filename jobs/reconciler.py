@@ -75,7 +75,11 @@ def reconcile_job(job_id: int) -> Job | None:
         _move_off_lost_nodes(job, now)
         to_stop, pending_reason = _plan(job, engine)
         for instance in to_stop:
-            _stop_instance(instance, "scaled down" if job.desired_state == DesiredState.RUNNING else "job stopped")
+            if getattr(instance, "_restart_for_generation", False):
+                reason = f"rolling restart to generation {job.generation}"
+            else:
+                reason = "scaled down" if job.desired_state == DesiredState.RUNNING else "job stopped"
+            _stop_instance(instance, reason)
         instances = list(job.instances.select_related("node").filter(state__in=ACTIVE_STATES))
         members = {}
         for instance in instances:
@@ -146,10 +150,10 @@ def _place(job: Job, replica: int, members: list[Instance], plan) -> bool:
             )
             services.record_created(instance, member_plan)
         else:
+            if instance.state not in (S.STOPPED, S.FAILED, S.RESTARTING, S.SCHEDULED):
+                continue  # a live member keeps its node and accelerators
             services.release(instance)
             target = S.SCHEDULED
-            if instance.state not in (S.STOPPED, S.FAILED, S.RESTARTING, S.SCHEDULED):
-                continue
             if not services.transition_instance(
                 instance,
                 target,
@@ -286,7 +290,10 @@ def choose_port_excluding(node, port: int) -> int:
     low, high = settings.CONSOLE_INSTANCE_PORT_RANGE
     used = set(Instance.objects.filter(node=node, state__in=ACTIVE_STATES).values_list("port", flat=True))
     used.add(port)
-    return next(p for p in range(low, high + 1) if p not in used)
+    free = next((p for p in range(low, high + 1) if p not in used), None)
+    if free is None:
+        raise NoRoom(f"no free port in {low}-{high} on {node.name}")
+    return free
 
 
 def _check(job, engine, instance: Instance) -> None:
@@ -427,7 +434,7 @@ def _move_off_lost_nodes(job: Job, now) -> None:
 # --- orphans ---------------------------------------------------------------------------------------
 
 ORPHAN_SWEEP_INTERVAL_S = 30
-KEY_RE = re.compile(r"^job(\d+)-r(\d+)-m(\d+)$")
+KEY_RE = re.compile(r"^(?P<prefix>[A-Za-z0-9]+)-job(\d+)-r(\d+)-m(\d+)$")
 
 
 def reap_orphans_due() -> None:
@@ -455,7 +462,8 @@ def reap_orphans(node) -> list[str]:
     owned = {i.key for i in Instance.objects.filter(node=node, state__in=ACTIVE_STATES)}
     executor, stopped = executor_for(node), []
     for key in listing.stdout.split():
-        if not KEY_RE.match(key) or key in owned:
+        match = KEY_RE.match(key)
+        if not match or match["prefix"] != settings.CONSOLE_INSTANCE_PREFIX or key in owned:
             continue
         if executor.status(key).alive:
             executor.stop(key, grace_s=5)

@@ -4,6 +4,7 @@
 code that writes a job's state.
 """
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -70,7 +71,9 @@ def derive_job_state(job: Job, instances: list[Instance]) -> tuple[str, str]:
     if serving:
         return JobState.DEGRADED, f"{serving} of {job.replicas} replicas serve"
     failed = [i for i in instances if i.state == S.FAILED]
-    crash_looping = [i for i in active if i.state == S.RESTARTING and i.restart_count >= 3]
+    # Three failures without ten healthy minutes in between: the back-off has grown to 40 s (0, 10, 20, 40...).
+    loop_backoff = 4 * settings.CONSOLE_RESTART_BACKOFF_FIRST_S
+    crash_looping = [i for i in active if i.state == S.RESTARTING and i.backoff_s >= loop_backoff]
     if failed or crash_looping:
         worst = (failed or crash_looping)[0]
         return JobState.FAILED, worst.last_exit_reason or worst.state_detail

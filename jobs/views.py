@@ -1,5 +1,6 @@
 """Job pages: list, detail (instances, log tail, timeline), create with a placement preview."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -9,6 +10,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from console import audit
+from console.dashboards import charts
 from console.models import Event
 from console.permissions import ADMIN, OPERATOR, has_role
 from jobs import services
@@ -34,6 +36,8 @@ def job_detail(request, pk):
     return render(request, "jobs/job_detail.html", {
         "job": job, "instances": instances, "timeline": timeline.order_by("-time")[:50],
         "can_operate": has_role(request.user, OPERATOR), "serialized": JobSerializer(job).data,
+        "live": charts.page_config(charts.job_charts(job), [f"job:{job.pk}"],
+                                   stale_after_s=max(10.0, 3.0 * settings.CONSOLE_TELEMETRY_SCRAPE_INTERVAL_S)),
     })
 
 

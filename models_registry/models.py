@@ -1,6 +1,8 @@
 """Model registry: models, versions (with quantized variants and lineage), file manifests,
 evaluations and aliases."""
 
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -11,8 +13,11 @@ from models_registry.choices import Modality, ParentRelation, VersionStatus, Wei
 class Quantization(models.Model):
     """A quantization an admin added beside the built-in list (models_registry.quantization)."""
 
-    name = models.CharField(_("name"), max_length=32, unique=True)
-    bits_per_param = models.FloatField(_("bits per parameter"))
+    name = models.CharField(_("name"), max_length=32, unique=True,
+                            validators=[RegexValidator(r"^[a-z0-9][a-z0-9._-]*$",
+                                                       _("Lower-case letters, digits, '.', '_' and '-'."))])
+    bits_per_param = models.FloatField(_("bits per parameter"),
+                                       validators=[MinValueValidator(0.5), MaxValueValidator(64)])
     description = models.CharField(_("description"), max_length=200, blank=True)
 
     class Meta:
@@ -20,6 +25,13 @@ class Quantization(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        from models_registry.quantization import QUANTIZATIONS, normalize
+
+        self.name = normalize(self.name or "")
+        if self.name in QUANTIZATIONS:
+            raise ValidationError({"name": _("%(name)s is built in already.") % {"name": self.name}})
 
 
 class Model(models.Model):
@@ -71,6 +83,10 @@ class ModelVersion(models.Model):
     progress = models.FloatField(null=True, blank=True, editable=False)
     catalog = models.BooleanField(_("catalog entry"), default=False,
                                   help_text=_("Loaded from the catalog: no local files until imported."))
+    memory_estimate = models.JSONField(default=dict, blank=True, editable=False,
+                                       help_text=_("How memory_required_bytes was computed (parts and formula)."))
+    import_pending = models.BooleanField(default=False, editable=False,
+                                         help_text=_("The directory is waiting to be inspected."))
     inspected_at = models.DateTimeField(null=True, blank=True, editable=False)
     verified_at = models.DateTimeField(null=True, blank=True, editable=False)
     notes = models.TextField(_("notes"), blank=True)

@@ -17,7 +17,8 @@ class NodeForm(forms.ModelForm):
 
     class Meta:
         model = Node
-        fields = ["name", "address", "transport", "ssh_port", "ssh_user", "credential", "probe_interval_s"]
+        fields = ["name", "address", "transport", "ssh_port", "ssh_user", "credential", "probe_interval_s",
+                  "telemetry_interval_s"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

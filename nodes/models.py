@@ -15,6 +15,10 @@ def default_probe_interval():
     return settings.CONSOLE_PROBE_INTERVAL_S
 
 
+def default_telemetry_interval():
+    return settings.CONSOLE_TELEMETRY_INTERVAL_S
+
+
 class Credential(models.Model):
     """An SSH identity. The private key is stored encrypted (nodes.crypto) and never returned."""
 
@@ -65,6 +69,11 @@ class Node(models.Model):
     probe_interval_s = models.PositiveIntegerField(
         _("probe interval (s)"), default=default_probe_interval,
         validators=[MinValueValidator(1), MaxValueValidator(3600)],
+    )
+    telemetry_interval_s = models.PositiveIntegerField(
+        _("telemetry interval (s)"), default=default_telemetry_interval,
+        validators=[MinValueValidator(1), MaxValueValidator(300)],
+        help_text=_("How often the collector samples the node and its accelerators (1 s is supported)."),
     )
     last_probe_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_probe_duration_ms = models.PositiveIntegerField(null=True, blank=True, editable=False)
@@ -141,3 +150,97 @@ class Accelerator(models.Model):
 
     def __str__(self):
         return f"{self.node.name}/{self.vendor}{self.index}"
+
+
+# --- telemetry samples ----------------------------------------------------------------------------
+#
+# Wide tables, one row per entity per sample, raw (kept CONSOLE_TELEMETRY_RAW_RETENTION_S) and rolled
+# up to one row per entity per minute (kept CONSOLE_TELEMETRY_ROLLUP_RETENTION_S). ``ts`` is epoch
+# milliseconds: integer arithmetic buckets it portably on SQLite and PostgreSQL (console.telemetry.series).
+# The foreign keys have no database constraint and do nothing on delete: deleting a node must not
+# make Django collect millions of sample rows; the retention task removes what is left behind.
+# Read them through console.telemetry.series, never directly from views.
+
+
+class NodeMetrics(models.Model):
+    """The node series of one sample (or of one minute's averages)."""
+
+    node = models.ForeignKey(Node, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False,
+                             related_name="+")
+    ts = models.BigIntegerField(help_text="Sample time, milliseconds since the epoch (UTC).")
+    cpu_percent = models.FloatField(null=True)
+    memory_used_bytes = models.BigIntegerField(null=True)
+    memory_percent = models.FloatField(null=True)
+    load1 = models.FloatField(null=True)
+    disk_used_percent = models.FloatField(null=True)
+    network_rx_bytes_per_s = models.FloatField(null=True)
+    network_tx_bytes_per_s = models.FloatField(null=True)
+
+    class Meta:
+        abstract = True
+
+
+class NodeSample(NodeMetrics):
+    """A raw node sample, as the collector read it."""
+
+    class Meta:
+        indexes = [models.Index(fields=["node", "ts"], name="nodesample_node_ts"),
+                   models.Index(fields=["ts"], name="nodesample_ts")]
+
+    def __str__(self):
+        return f"{self.node_id}@{self.ts}"
+
+
+class NodeSampleMinute(NodeMetrics):
+    """One minute of a node's samples, averaged (``ts`` is the minute's start)."""
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["node", "ts"], name="nodesampleminute_node_ts")]
+        indexes = [models.Index(fields=["ts"], name="nodesampleminute_ts")]
+
+    def __str__(self):
+        return f"{self.node_id}@{self.ts}"
+
+
+class AcceleratorMetrics(models.Model):
+    """The accelerator series of one sample. ``health``: 0 ok, 1 warning, 2 critical, null unknown."""
+
+    accelerator = models.ForeignKey(Accelerator, on_delete=models.DO_NOTHING, db_constraint=False,
+                                    db_index=False, related_name="+")
+    # Denormalised so that a node page reads its accelerators' series by one index range.
+    node = models.ForeignKey(Node, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False,
+                             related_name="+")
+    ts = models.BigIntegerField(help_text="Sample time, milliseconds since the epoch (UTC).")
+    utilization_percent = models.FloatField(null=True)
+    memory_used_bytes = models.BigIntegerField(null=True)
+    memory_percent = models.FloatField(null=True)
+    temperature_c = models.FloatField(null=True)
+    power_w = models.FloatField(null=True)
+    health = models.SmallIntegerField(null=True)
+
+    class Meta:
+        abstract = True
+
+
+class AcceleratorSample(AcceleratorMetrics):
+    """A raw accelerator sample."""
+
+    class Meta:
+        indexes = [models.Index(fields=["accelerator", "ts"], name="accsample_acc_ts"),
+                   models.Index(fields=["node", "ts"], name="accsample_node_ts"),
+                   models.Index(fields=["ts"], name="accsample_ts")]
+
+    def __str__(self):
+        return f"{self.accelerator_id}@{self.ts}"
+
+
+class AcceleratorSampleMinute(AcceleratorMetrics):
+    """One minute of an accelerator's samples: averages, and the worst health seen."""
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["accelerator", "ts"], name="accsampleminute_acc_ts")]
+        indexes = [models.Index(fields=["node", "ts"], name="accsampleminute_node_ts"),
+                   models.Index(fields=["ts"], name="accsampleminute_ts")]
+
+    def __str__(self):
+        return f"{self.accelerator_id}@{self.ts}"

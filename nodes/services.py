@@ -93,7 +93,7 @@ def apply_probe_outcome(node: Node, outcome) -> Node:
         fields["host_key_fingerprint"] = host_key_fingerprint(outcome.host_key)
         audit.record("pin_host_key", node, detail={"fingerprint": fields["host_key_fingerprint"]})
     with transaction.atomic():
-        present, missing_now = _sync_accelerators(node, result.accelerators, now)
+        present, _vanished = _sync_accelerators(node, result.accelerators, now)
     errors = list(result.errors) + list(outcome.warnings)
     fields.update(facts=result.facts, probe_errors=errors, last_seen=now, accelerator_count=present)
     problems = list(errors)
@@ -102,8 +102,11 @@ def apply_probe_outcome(node: Node, outcome) -> Node:
         problems.append(
             "unhealthy accelerators: " + ", ".join(f"{a.vendor}{a.index} {a.health}" for a in unhealthy)
         )
-    if missing_now:
-        problems.append("accelerators missing since the last probe: " + ", ".join(missing_now))
+    # Missing accelerators keep the node degraded until they come back (or an admin deletes their record).
+    missing = [f"{vendor}{index}" for vendor, index in
+               Accelerator.objects.filter(node=node, present=False).values_list("vendor", "index")]
+    if missing:
+        problems.append("accelerators missing: " + ", ".join(missing))
     status = NodeStatus.DEGRADED if problems else NodeStatus.ONLINE
     _set_probe_status(node, status, "; ".join(problems), fields)
     return node

@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from console import audit
+from console.dashboards import charts
 from console.permissions import ADMIN, OPERATOR, has_role
 from nodes import services, tasks
 from nodes.forms import CredentialForm, NodeForm
@@ -39,9 +40,12 @@ def node_list(request):
 @login_required
 def node_detail(request, pk):
     node = get_object_or_404(Node.objects.select_related("credential"), pk=pk)
+    accelerators = list(node.accelerators.order_by("-present", "vendor", "index"))
     return render(request, "nodes/node_detail.html", {
         "node": node,
-        "accelerators": node.accelerators.order_by("-present", "vendor", "index"),
+        "accelerators": accelerators,
+        "live": charts.page_config(charts.node_charts(node, accelerators),
+                                   [f"node:{node.pk}"], stale_after_s=max(10.0, 3.0 * node.telemetry_interval_s)),
         "history": node.status_history.all()[:20],
         "can_operate": has_role(request.user, OPERATOR),
         "can_admin": has_role(request.user, ADMIN),

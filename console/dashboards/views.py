@@ -5,14 +5,16 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q, Sum
 from django.shortcuts import render
 
+from console.dashboards import charts
 from console.models import Event
+from jobs.models import Job
 from nodes.models import Accelerator, Node
 
 
 @login_required
 def dashboard(request):
-    """Cluster overview: nodes by status, accelerators by vendor and health."""
-    node_counts = dict(Node.objects.values_list("status").annotate(n=Count("id")))
+    """Cluster overview: live tiles, the accelerator heatmap, job throughput, nodes needing attention."""
+    node_counts = dict(Node.objects.values_list("status").annotate(n=Count("id")).order_by())
     accelerators = Accelerator.objects.filter(present=True)
     by_vendor = list(accelerators.values("vendor", "kind").annotate(
         n=Count("id"), memory=Sum("memory_total_bytes"), used=Sum("memory_used_bytes"),
@@ -24,8 +26,13 @@ def dashboard(request):
         "node_counts": node_counts,
         "by_vendor": by_vendor,
         "accelerator_total": sum(row["n"] for row in by_vendor),
+        "unhealthy_total": sum(row["unhealthy"] for row in by_vendor),
         "attention": attention,
         "recent_events": Event.objects.all()[:15],
+        "live": charts.page_config(
+            [charts.throughput_chart(Job.objects.only("pk", "name"))], ["cluster"],
+            extra={"heatmap": charts.heatmap(), "throughput": charts.latest_throughput()},
+            stale_after_s=charts.stale_after_s(Node.objects.all())),
     })
 
 

@@ -19,6 +19,9 @@ RESERVED_ENV = {
     "BOOM_INSTANCE",
     "BOOM_GENERATION",
 }
+# Options every engine understands: name -> (type, smallest value). Simulator options come from its engine module.
+GENERIC_OPTIONS = {"python": (str, None), "served_name": (str, None), "start_timeout_s": (float, 1),
+                   "stop_grace_s": (float, 0)}
 # Model-version statuses a new job may not use (documented in docs/jobs.md).
 REFUSED_VERSION_STATUSES = {"failed": "its files failed verification", "deprecated": "it is deprecated"}
 
@@ -132,8 +135,29 @@ class JobSerializer(serializers.ModelSerializer):
         return value
 
     def validate_options(self, value):
+        from jobs.engines.simulator import SIMULATOR_OPTIONS
+
         if not isinstance(value, dict):
             raise serializers.ValidationError("An object.")
+        problems = []
+        for key, item in value.items():
+            if key in GENERIC_OPTIONS:
+                kind, low = GENERIC_OPTIONS[key]
+            elif key in SIMULATOR_OPTIONS:
+                _flag, kind, low, _high = SIMULATOR_OPTIONS[key]
+            else:
+                known = sorted(set(GENERIC_OPTIONS) | set(SIMULATOR_OPTIONS))
+                problems.append(f"Unknown option {key!r}; known: {', '.join(known)}.")
+                continue
+            if kind is str:
+                if not isinstance(item, str) or not item or "\x00" in item:
+                    problems.append(f"{key} must be a non-empty string.")
+            elif isinstance(item, bool) or not isinstance(item, int | float) or (kind is int and item != int(item)):
+                problems.append(f"{key} must be {'an integer' if kind is int else 'a number'}.")
+            elif low is not None and item < low:
+                problems.append(f"{key} must be at least {low}.")
+        if problems:
+            raise serializers.ValidationError(problems)
         return value
 
     def validate(self, attrs):
@@ -151,9 +175,11 @@ class JobSerializer(serializers.ModelSerializer):
         version = merged.get("model_version")
         engine = ENGINES.get(merged.get("engine"))
         errors = {}
+        version_changed = "model_version" in attrs and (self.instance is None
+                                                        or attrs["model_version"] != self.instance.model_version)
         if version is not None and engine is not None and engine.name != "simulator":
             refused = REFUSED_VERSION_STATUSES.get(version.status)
-            if refused:
+            if refused and version_changed:
                 errors["model_version"] = [f"{version} cannot be deployed: {refused}."]
             if (
                 engine.supported_quantizations is not None

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from console.api import AuditedModelViewSet, Conflict
 from jobs import services
-from jobs.api.serializers import InstanceSerializer, JobSerializer, ScaleSerializer
+from jobs.api.serializers import REFUSED_VERSION_STATUSES, InstanceSerializer, JobSerializer, ScaleSerializer
 from jobs.choices import ACTIVE_STATES
 from jobs.models import Instance, Job
 from nodes.api.views import ERRORS
@@ -49,6 +49,9 @@ class JobViewSet(AuditedModelViewSet):
     def start(self, request, pk=None):
         """Desired state running. 409 when no node has room for a replica now."""
         job = self.get_object()
+        refused = REFUSED_VERSION_STATUSES.get(job.model_version.status)
+        if refused and job.engine != "simulator":
+            raise Conflict(f"cannot start {job.name}: model version {job.model_version}: {refused}")
         reason = services.placement_problem(job)
         if reason:
             raise Conflict(f"no room to start {job.name}: {reason}")

@@ -13,7 +13,9 @@ from .base import DEFAULT_SETTLE_S, DEFAULT_TIMEOUT_S, ExecutorError, ExecutorTi
 __all__ = ["LocalExecutor"]
 
 # The console's own settings (secret key, database URL, ...) stay out of the engines' environment.
-_PRIVATE_ENV_PREFIXES = ("CONSOLE_", "DJANGO_", "CELERY_", "BOOM_INSTANCE", "BOOM_GENERATION")
+# The console's own settings and credentials never reach an engine started on node `local`.
+_PRIVATE_ENV_PREFIXES = ("CONSOLE_", "DJANGO_", "CELERY_", "BOOM_INSTANCE", "BOOM_GENERATION", "DATABASE_URL",
+                         "REDIS_URL", "TEST_DATABASE_URL", "TEST_REDIS_URL", "PGPASSWORD", "EMAIL_", "AWS_SECRET")
 
 
 def engine_base_env(environ: dict[str, str] | None = None) -> dict[str, str]:

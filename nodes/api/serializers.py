@@ -108,7 +108,7 @@ class NodeSerializer(serializers.ModelSerializer):
         model = Node
         fields = ["id", "name", "address", "transport", "ssh_port", "ssh_user", "credential", "labels", "status",
                   "status_detail", "status_changed_at", "last_seen", "facts", "accelerator_count",
-                  "probe_interval_s", "probe_errors", "last_probe_at", "last_probe_duration_ms",
+                  "probe_interval_s", "telemetry_interval_s", "probe_errors", "last_probe_at", "last_probe_duration_ms",
                   "host_key_fingerprint", "created_at", "updated_at"]
         read_only_fields = ["status", "status_detail", "status_changed_at", "last_seen", "accelerator_count",
                             "probe_errors", "last_probe_at", "last_probe_duration_ms", "host_key_fingerprint",

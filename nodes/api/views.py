@@ -53,6 +53,16 @@ class NodeViewSet(AuditedModelViewSet):
         node_id = serializer.instance.pk
         transaction.on_commit(lambda: tasks.probe_node.delay(node_id))
 
+    def perform_destroy(self, instance):
+        from console.api import Conflict
+        from jobs.choices import ACTIVE_STATES
+
+        live = instance.instances.filter(state__in=ACTIVE_STATES).select_related("job")
+        if live.exists():
+            names = sorted({i.job.name for i in live[:10]})
+            raise Conflict(f"{instance.name} runs instances of {', '.join(names)}: stop or move them first")
+        super().perform_destroy(instance)
+
     @extend_schema(request=None, responses={202: NodeSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
     def probe(self, request, pk=None):

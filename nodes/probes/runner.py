@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from nodes.crypto import SecretBoxError
 from nodes.probes.result import ProbeResult, parse_probe_output
 from nodes.probes.script import PROBE_SCRIPT
 
@@ -58,6 +59,10 @@ def run_probe(node) -> ProbeOutcome:
                 return ProbeOutcome(False, error="no SSH credential is set for this node")
             outcome = POOL.run(ssh_target(node), "bash -s", stdin=PROBE_SCRIPT, timeout=timeout)
             stdout, code, host_key = outcome.stdout, outcome.exit_code, outcome.host_key
+    except SecretBoxError:
+        return ProbeOutcome(False, error="the SSH key of this node's credential cannot be decrypted: the console's "
+                            "secret changed (set CONSOLE_OLD_SECRET_KEYS, or store the key again)",
+                            duration_ms=_ms(started))
     except HostKeyMismatch as exc:
         return ProbeOutcome(False, error=exc.reason, host_key_mismatch=True, duration_ms=_ms(started))
     except SSHError as exc:

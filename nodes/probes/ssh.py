@@ -42,7 +42,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import paramiko
@@ -64,9 +64,11 @@ __all__ = [
     "CommandResult",
     "CommandTimeout",
     "HostKeyMismatch",
+    "LineStream",
     "SSHError",
     "SSHPool",
     "SSHTarget",
+    "StreamEnded",
     "Unreachable",
     "quote_argv",
 ]
@@ -255,6 +257,99 @@ class SSHPool:
         finally:
             self._checkin(slot)
 
+    def stream(
+        self,
+        target: SSHTarget,
+        command: str | Sequence[str],
+        *,
+        stdin: str | None = None,
+        timeout: float,
+        on_stdout_line: Callable[[str], None],
+    ) -> CommandResult:
+        """Like ``run``, but hand each line of standard output to ``on_stdout_line`` as it arrives.
+
+        Lines are decoded as UTF-8 (invalid bytes replaced) and passed without their trailing
+        newline; a last line without one is passed when the command ends. The returned
+        ``CommandResult.stdout`` is empty (the lines went to the callback); stderr is collected as
+        usual. An exception raised by the callback stops the command (its channel is closed and the
+        remote process asked to terminate) and propagates. Same errors and time bound as ``run``.
+        """
+        text = command if isinstance(command, str) else quote_argv(command)
+        self.reap_idle()
+        key = _pool_key(target)
+        slot = self._checkout(key)
+        try:
+            if not slot.sessions.acquire(timeout=timeout):
+                raise CommandTimeout(
+                    f"no free SSH session to {_where(target)} within {timeout:g} s "
+                    f"({self.max_sessions} commands already running there)"
+                )
+            try:
+                chan, conn = self._open_channel(slot, target, timeout)
+                try:
+                    return self._execute(chan, conn, slot, target, text, stdin, timeout,
+                                         on_stdout_line=on_stdout_line)
+                except BaseException:
+                    _signal_remote(chan, "TERM")
+                    raise
+                finally:
+                    chan.close()
+            finally:
+                slot.sessions.release()
+        finally:
+            self._checkin(slot)
+
+    def open_stream(self, target: SSHTarget, command: str | Sequence[str], *, timeout: float = 30.0) -> LineStream:
+        """Start a long-lived ``command`` on ``target`` and return a :class:`LineStream` of its stdout.
+
+        For sampling sessions (``nvidia-smi ... -lms 1000``, a shell loop) that print lines for as long
+        as they run. The command shares the pooled connection and holds one of its ``max_sessions``
+        session slots until the stream is closed. Its stdin stays open: a command can use
+        ``read -t`` on it as a sleep that ends when we close the stream (EOF), so it never outlives us.
+        ``timeout`` bounds getting a session slot and starting the command, not the stream's life.
+
+        Raises ``HostKeyMismatch``, ``Unreachable``, ``AuthFailed``, ``CommandTimeout`` or ``SSHError``.
+        """
+        text = command if isinstance(command, str) else quote_argv(command)
+        self.reap_idle()
+        slot = self._checkout(_pool_key(target))
+        acquired = False
+        chan = None
+        try:
+            if not slot.sessions.acquire(timeout=timeout):
+                raise CommandTimeout(
+                    f"no free SSH session to {_where(target)} within {timeout:g} s "
+                    f"({self.max_sessions} commands already running there)"
+                )
+            acquired = True
+            chan, conn = self._open_channel(slot, target, timeout)
+            chan.settimeout(timeout)
+            watchdog = threading.Timer(timeout, chan.close)
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                chan.exec_command(text)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                if not conn.transport.is_active():
+                    self._drop(slot, conn)
+                    raise Unreachable(
+                        f"connection to {_where(target)} was lost: {_cause(exc)}", host_key=conn.host_key
+                    ) from None
+                raise SSHError(
+                    f"{_where(target)} refused to run the command: {_cause(exc)}", host_key=conn.host_key
+                ) from None
+            finally:
+                watchdog.cancel()
+            chan.settimeout(None)
+            return LineStream(self, slot, chan, conn, target)
+        except BaseException:
+            if chan is not None:
+                chan.close()
+            if acquired:
+                slot.sessions.release()
+            self._checkin(slot)
+            raise
+
     def close(self, target: SSHTarget | None = None) -> None:
         """Close the pooled connection for ``target`` (all connections when None)."""
         if target is None:
@@ -367,6 +462,7 @@ class SSHPool:
         command: str,
         stdin: str | None,
         timeout: float,
+        on_stdout_line: Callable[[str], None] | None = None,
     ) -> CommandResult:
         started = time.monotonic()
         deadline = started + timeout
@@ -395,7 +491,8 @@ class SSHPool:
         pending = memoryview(stdin.encode("utf-8")) if stdin else None
         if pending is None:
             chan.shutdown_write()  # like `ssh -n`: a command reading stdin gets EOF, not a hang
-        out: list[bytes] = []
+        # With a line callback, stdout goes to a splitter instead of being kept (stream()).
+        out: list[bytes] | _LineSplitter = [] if on_stdout_line is None else _LineSplitter(on_stdout_line)
         err: list[bytes] = []
         wakeup = chan.fileno()  # readable when stdout/stderr has data, or at EOF/close
         while True:
@@ -432,8 +529,13 @@ class SSHPool:
             raise Unreachable(
                 f"connection to {_where(target)} was lost while the command ran", host_key=conn.host_key
             )
+        if isinstance(out, _LineSplitter):
+            out.flush()
+            stdout = ""
+        else:
+            stdout = b"".join(out).decode("utf-8", errors="replace")
         result = CommandResult(
-            stdout=b"".join(out).decode("utf-8", errors="replace"),
+            stdout=stdout,
             stderr=b"".join(err).decode("utf-8", errors="replace"),
             exit_code=chan.exit_status,
             host_key=conn.host_key,
@@ -461,6 +563,78 @@ class SSHPool:
         # disconnect on the parent's connection.
         self._lock = threading.Lock()
         self._slots = {}
+
+
+class LineStream:
+    """The stdout of a long-lived remote command, line by line (see :meth:`SSHPool.open_stream`).
+
+    ``readline(timeout)`` returns the next line without its newline, ``None`` when none came within
+    ``timeout`` seconds, and raises ``Unreachable`` when the connection died or ``StreamEnded`` when
+    the command exited. stderr is kept (the last 4 KiB) for error messages. Not thread-safe: one
+    reader per stream. ``close()`` is idempotent and frees the session slot.
+    """
+
+    def __init__(self, pool: SSHPool, slot: _Slot, chan: paramiko.Channel, conn: _Connection,
+                 target: SSHTarget) -> None:
+        self._pool, self._slot, self._chan, self._conn, self._target = pool, slot, chan, conn, target
+        self._buffer = b""
+        self._lines: list[str] = []
+        self._stderr = b""
+        self._closed = False
+        self.host_key = conn.host_key
+
+    @property
+    def stderr(self) -> str:
+        return self._stderr.decode("utf-8", errors="replace")
+
+    def readline(self, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        while not self._lines:
+            if self._closed:
+                raise StreamEnded("the stream was closed")
+            chan = self._chan
+            got = False
+            while chan.recv_ready():
+                self._buffer += chan.recv(_READ_CHUNK)
+                got = True
+            while chan.recv_stderr_ready():
+                self._stderr = (self._stderr + chan.recv_stderr(_READ_CHUNK))[-4096:]
+            if got:
+                *complete, self._buffer = self._buffer.split(b"\n")
+                self._lines.extend(line.decode("utf-8", errors="replace").rstrip("\r") for line in complete)
+                if len(self._buffer) > 1 << 20:  # a "line" of a megabyte is not a sample: drop it
+                    self._buffer = b""
+                continue
+            if chan.eof_received or chan.closed:
+                if not self._conn.transport.is_active():
+                    self._pool._drop(self._slot, self._conn)
+                    raise Unreachable(f"connection to {_where(self._target)} was lost",
+                                      host_key=self._conn.host_key)
+                status = chan.exit_status if chan.exit_status_ready() else -1
+                raise StreamEnded(f"the command on {_where(self._target)} ended (status {status})"
+                                  + (f": {self.stderr.strip().splitlines()[-1]}" if self.stderr.strip() else ""))
+            if not self._conn.transport.is_active():
+                self._pool._drop(self._slot, self._conn)
+                raise Unreachable(f"connection to {_where(self._target)} was lost", host_key=self._conn.host_key)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            select.select([chan.fileno()], [], [], min(remaining, 1.0))
+        return self._lines.pop(0)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._chan.close()  # the remote command's stdin ends: a `read -t` loop exits
+        finally:
+            self._slot.sessions.release()
+            self._pool._checkin(self._slot)
+
+
+class StreamEnded(SSHError):
+    """A streamed remote command exited (or the stream was closed)."""
 
 
 def _after_fork_in_child() -> None:
@@ -627,7 +801,28 @@ def _pool_key(target: SSHTarget) -> tuple:
     return (target.host, int(target.port), target.username, target.key_id, pin, secret)
 
 
-def _drain(chan: paramiko.Channel, out: list[bytes], err: list[bytes]) -> None:
+class _LineSplitter:
+    """Collects stdout chunks like a list would (``append``) but hands out complete lines at once."""
+
+    def __init__(self, callback: Callable[[str], None]) -> None:
+        self.callback = callback
+        self.pending = b""
+
+    def append(self, chunk: bytes) -> None:
+        if b"\n" not in chunk:
+            self.pending += chunk
+            return
+        *lines, self.pending = (self.pending + chunk).split(b"\n")
+        for line in lines:
+            self.callback(line.decode("utf-8", errors="replace"))
+
+    def flush(self) -> None:
+        if self.pending:
+            line, self.pending = self.pending, b""
+            self.callback(line.decode("utf-8", errors="replace"))
+
+
+def _drain(chan: paramiko.Channel, out: list[bytes] | _LineSplitter, err: list[bytes]) -> None:
     while chan.recv_ready():
         out.append(chan.recv(_READ_CHUNK))
     while chan.recv_stderr_ready():

@@ -22,7 +22,7 @@
       label.textContent = text.importing;
     }
     badge.className = "badge mv-" + version.status;
-    badge.textContent = version.status;
+    badge.textContent = (text.statuses || {})[version.status] || version.status;
     if (version.status_detail) { detail.hidden = false; detail.textContent = version.status_detail; }
     return working;
   }

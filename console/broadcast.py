@@ -1,0 +1,146 @@
+"""Publishing to the live streams: the only code that talks to the channel layer.
+
+A message for a topic (``cluster``, ``node:<id>``, ``job:<id>``, ``alerts``) is first written as a
+:class:`console.models.StreamEntry` row, in the caller's transaction: its id is the stream cursor, and
+the table is what a reconnecting browser catches up from. Then:
+
+* ``CONSOLE_STREAM_TRANSPORT=poll`` (the embedded default, no Redis): nothing more. Every web process
+  polls the table (console.consumers.StreamHub), which works with an in-process channel layer, since
+  the collector and the Celery workers are other processes.
+* ``push`` (production, Redis): after the transaction commits, the entries are also sent to the
+  channel-layer groups named ``<topic>-<id>`` (``node-3``, ``cluster``), which reach the consumers of
+  every web process at once. Consumers still catch up from the table after a reconnect.
+
+Payloads are JSON objects; the consumers merge several entries of one topic into one message (see
+:func:`merge_payloads`), so a payload must be mergeable: ``series`` is a list of
+``{"series", "labels", "points"}`` (concatenated), ``state`` an object merged key by key, recursively.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+log = logging.getLogger(__name__)
+
+__all__ = ["entry_message", "group_for", "merge_payloads", "publish", "publish_many"]
+
+
+def group_for(topic: str) -> str:
+    """The channel-layer group of a topic: ``node:3`` -> ``node-3`` (group names allow no colon)."""
+    return topic.replace(":", "-")
+
+
+def entry_message(entry) -> dict:
+    """What consumers receive for one entry, from the channel layer or from the table."""
+    return {"id": entry.pk, "topic": entry.topic, "time": entry.time.timestamp(), "payload": entry.payload}
+
+
+def publish(topic: str, payload: dict) -> None:
+    """Publish one message; call it where the data it describes is written (same transaction)."""
+    publish_many([(topic, payload)])
+
+
+def publish_many(entries: Iterable[tuple[str, dict]]) -> list:
+    """Write stream entries in one statement and, with the push transport, send them after commit."""
+    from console.models import StreamEntry
+
+    now = timezone.now()
+    rows = StreamEntry.objects.bulk_create([StreamEntry(time=now, topic=topic, payload=payload)
+                                            for topic, payload in entries])
+    if rows and settings.CONSOLE_STREAM_TRANSPORT == "push":
+        messages = [(group_for(row.topic), {"type": "stream.entry", "entry": entry_message(row)}) for row in rows]
+        transaction.on_commit(lambda: _PUSHER.send(messages))
+    return rows
+
+
+class _Pusher:
+    """Sends to the channel layer from a long-lived event loop of its own, so that sync callers (the
+    collector, Celery tasks) reuse the Redis connections instead of opening a loop per message."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="stream-push", daemon=True).start()
+                self._loop = loop
+            return self._loop
+
+    def send(self, messages: list[tuple[str, dict]]) -> None:
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        if layer is None:
+            return
+
+        async def send_all() -> None:
+            for group, message in messages:
+                try:
+                    await layer.group_send(group, message)
+                except Exception:  # noqa: BLE001 - the table still has it; browsers catch up by cursor
+                    log.warning("stream push to %s failed", group, exc_info=True)
+
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None:
+            running.create_task(send_all())  # called from async code (a consumer's on_commit)
+        else:
+            asyncio.run_coroutine_threadsafe(send_all(), self._ensure_loop())
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._loop = None
+
+
+_PUSHER = _Pusher()
+
+
+def merge_payloads(payloads: list[dict]) -> dict:
+    """Merge several payloads of one topic, oldest first, into one: series points concatenated per
+    (series, labels), ``state`` merged recursively (newer values win), other keys: the newest."""
+    merged: dict = {}
+    series: dict[tuple, dict] = {}
+    state: dict = {}
+    for payload in payloads:
+        for key, value in payload.items():
+            if key == "series" and isinstance(value, list):
+                for item in value:
+                    labels = item.get("labels") or {}
+                    try:
+                        ident = (item.get("series", ""), tuple(sorted(labels.items())))
+                    except TypeError:  # unhashable label values: slower, but still one key per label set
+                        ident = (item.get("series", ""), json.dumps(labels, sort_keys=True))
+                    if ident in series:
+                        series[ident]["points"] = series[ident]["points"] + list(item.get("points", []))
+                    else:
+                        series[ident] = {**item, "points": list(item.get("points", []))}
+            elif key == "state" and isinstance(value, dict):
+                _deep_merge(state, value)
+            else:
+                merged[key] = value
+    if series:
+        merged["series"] = list(series.values())
+    if state:
+        merged["state"] = state
+    return merged
+
+
+def _deep_merge(into: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value

@@ -1,0 +1,80 @@
+"""Live-stream topics: their names, who may see them, and how a subscription catches up.
+
+Topics (shared/API.md "Live streams"): ``cluster`` (overview tiles, the accelerator heatmap, job
+throughput), ``node:<id>`` (the node's and its accelerators' series), ``job:<id>`` (the job's and its
+instances' series), ``alerts``. A user needs the viewer role for any topic, and the node or job must
+exist. Sync functions: consumers call them through ``database_sync_to_async``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from console.permissions import VIEWER, has_role
+
+TOPIC_RE = re.compile(r"^(?:(?P<bare>cluster|alerts)|(?P<kind>node|job):(?P<id>[1-9][0-9]{0,17}))$")
+MAX_TOPICS = 200  # per connection
+
+
+class TopicError(ValueError):
+    """A topic that does not exist or that the user may not see."""
+
+
+def parse_topic(topic) -> tuple[str, int | None]:
+    """``("node", 3)`` for ``"node:3"``, ``("cluster", None)``...; TopicError when malformed."""
+    match = TOPIC_RE.match(topic) if isinstance(topic, str) else None
+    if match is None:
+        raise TopicError(f"unknown topic {str(topic)[:80]!r}: use cluster, alerts, node:<id> or job:<id>")
+    if match["bare"]:
+        return match["bare"], None
+    return match["kind"], int(match["id"])
+
+
+def check_topic(user, topic: str) -> None:
+    """Raise TopicError unless ``user`` may see ``topic`` (which must name an existing object)."""
+    from jobs.models import Job
+    from nodes.models import Node
+
+    kind, pk = parse_topic(topic)
+    if not has_role(user, VIEWER):
+        raise TopicError(f"your role may not see {topic}")
+    if kind == "node" and not Node.objects.filter(pk=pk).exists():
+        raise TopicError(f"no node {pk}")
+    if kind == "job" and not Job.objects.filter(pk=pk).exists():
+        raise TopicError(f"no job {pk}")
+
+
+def current_cursor() -> int:
+    """The newest stream entry's id: pages embed it, so their socket starts right after what they drew."""
+    from console.models import StreamEntry
+
+    return StreamEntry.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def entries_after(cursor: int, topics: list[str], limit: int = 5000) -> tuple[list[dict], bool]:
+    """Stream entries after ``cursor`` for ``topics``, oldest first, and whether the cursor is older
+    than what the table still keeps (the client must then reload from the series API)."""
+    from console.broadcast import entry_message
+    from console.models import StreamEntry
+
+    oldest = StreamEntry.objects.order_by("pk").values_list("pk", flat=True).first()
+    too_old = oldest is not None and cursor < oldest - 1 and cursor > 0
+    rows = StreamEntry.objects.filter(pk__gt=cursor, topic__in=topics).order_by("pk")[:limit]
+    return [entry_message(row) for row in rows], too_old
+
+
+def prune_entries(now=None) -> int:
+    """Delete stream entries older than CONSOLE_STREAM_RETENTION_S, in bounded batches."""
+    from console.models import StreamEntry
+
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.CONSOLE_STREAM_RETENTION_S)
+    deleted = 0
+    while True:
+        ids = list(StreamEntry.objects.filter(time__lt=cutoff).order_by("pk").values_list("pk", flat=True)[:5000])
+        if not ids:
+            return deleted
+        deleted += StreamEntry.objects.filter(pk__in=ids).delete()[0]

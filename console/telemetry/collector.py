@@ -1,0 +1,325 @@
+"""The collector: a long-running process (``manage.py collect``) that gathers all telemetry.
+
+Long-lived streams do not belong in Celery tasks (DESIGN.md), so the collector owns them:
+
+* one :class:`nodes.telemetry.NodeSource` thread per node, holding its sampling session open;
+* one scraper thread that scrapes every serving instance's engine ``/metrics`` each
+  ``CONSOLE_TELEMETRY_SCRAPE_INTERVAL_S`` (:mod:`jobs.telemetry`);
+* the main loop, which every ``CONSOLE_TELEMETRY_FLUSH_MS`` drains what the threads read, writes it in
+  one transaction (``bulk_create`` per table) and publishes the stream entries of the topics that
+  changed (:mod:`console.broadcast`), and every few seconds reconciles the sources with the nodes table.
+
+Throttled at the source: a topic gets at most one stream entry per ~second, carrying every point
+gathered since its previous entry (so nothing is lost, only batched). Several collectors split the
+work with ``--shard i --shards n``: nodes by ``id % n``, jobs by ``id % n``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db.models import Count
+
+from console import broadcast
+from console.telemetry.series import HEALTH_CODES
+
+log = logging.getLogger(__name__)
+
+# Hot path: everything below runs for every sample of every node. Keep per-item work small; do
+# per-flush work (queries, publishing) once per flush, not per sample.
+# At most one entry per topic this often (compared between flush start times). Node and job topics
+# get a little less than the consumers' 1 s on purpose: their samples come every interval at a fixed
+# phase, but flushes come every CONSOLE_TELEMETRY_FLUSH_MS at a phase that drifts with each flush's
+# duration, and a threshold of exactly 1 s would often hold a sample back a flush. ``cluster`` is
+# not tied to any one node's phase: exactly 1 s, so that consumers (which enforce 1 s) never hold
+# one of its entries back and the next one never has to be merged into it.
+SOURCE_TOPIC_INTERVAL_S = 0.9
+CLUSTER_TOPIC_INTERVAL_S = 1.0
+SUPERVISE_EVERY_S = 5.0
+MAX_RETRY_ROWS = 200_000  # rows kept for the next flush while the database is unavailable
+
+NODE_FIELDS = ("cpu_percent", "memory_used_bytes", "memory_percent", "load1", "disk_used_percent",
+               "network_rx_bytes_per_s", "network_tx_bytes_per_s")
+ACCELERATOR_FIELDS = ("utilization_percent", "memory_used_bytes", "memory_percent", "temperature_c", "power_w",
+                      "health")
+
+
+@dataclass
+class CollectorStats:
+    """Counters for the log line and the benchmark."""
+
+    flushes: int = 0
+    rows_written: int = 0
+    entries_published: int = 0
+    last_flush_ms: float = 0.0
+    write_errors: int = 0
+    unknown_accelerators: int = 0
+    sources: dict[str, int] = field(default_factory=dict)
+
+
+class Collector:
+    """See the module docstring. ``run(stop)`` blocks until ``stop`` is set."""
+
+    def __init__(self, *, shard: int = 0, shards: int = 1, simulate: bool = False, flush_ms: int | None = None,
+                 scrape_interval_s: float | None = None) -> None:
+        if shards < 1 or not 0 <= shard < shards:
+            raise ValueError("shard must be in 0..shards-1")
+        self.shard, self.shards, self.simulate = shard, shards, simulate
+        self.flush_s = (flush_ms or settings.CONSOLE_TELEMETRY_FLUSH_MS) / 1000
+        self.scrape_interval_s = scrape_interval_s or settings.CONSOLE_TELEMETRY_SCRAPE_INTERVAL_S
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.sources: dict[int, object] = {}
+        self.accelerators: dict[int, dict[str, int]] = {}  # node id -> accelerator key -> id
+        self.stats = CollectorStats()
+        self._pending: dict[str, list[dict]] = defaultdict(list)  # topic -> payloads not yet published
+        self._published_at: dict[str, float] = {}
+        self._retry: list[tuple[type, list]] = []
+        self._stop = threading.Event()
+
+    # -- threads feed this (thread-safe: SimpleQueue)
+
+    def emit(self, node_id: int, kind: str, reading, t: float) -> None:
+        self.queue.put((kind, node_id, reading, t))
+
+    # -- the main loop
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        self._stop = stop or self._stop
+        scraper = threading.Thread(target=self._scrape_loop, name="telemetry-scraper", daemon=True)
+        next_supervise = 0.0
+        started_scraper = False
+        try:
+            while not self._stop.is_set():
+                began = time.monotonic()
+                if began >= next_supervise:
+                    self._guarded(self.supervise)
+                    next_supervise = began + SUPERVISE_EVERY_S
+                    if not started_scraper:
+                        scraper.start()
+                        started_scraper = True
+                self._guarded(self.flush)
+                self._stop.wait(max(0.0, self.flush_s - (time.monotonic() - began)))
+            self._guarded(self.flush)
+        finally:
+            for source in self.sources.values():
+                source.stop()
+            for source in self.sources.values():
+                source.join(timeout=5)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _guarded(self, step) -> None:
+        try:
+            step()
+        except DatabaseError:
+            self.stats.write_errors += 1
+            log.warning("collector: database error in %s; retrying at the next turn", step.__name__,
+                        exc_info=True)
+            connection.close()
+        except Exception:  # the collector must outlive any one bug in its steps
+            log.exception("collector: %s failed", step.__name__)
+
+    # -- sources
+
+    def supervise(self) -> None:
+        """Start, restart or stop node sources to match the nodes table; reload accelerator keys."""
+        from nodes.models import Accelerator, Node
+        from nodes.probes.runner import ssh_target
+        from nodes.telemetry import SourceSpec, make_source
+
+        close_old_connections()
+        nodes = [n for n in Node.objects.select_related("credential").order_by("pk")
+                 if n.pk % self.shards == self.shard]
+        counts = dict(Accelerator.objects.filter(node__in=nodes, present=True).values_list("node")
+                      .annotate(n=Count("id")))
+        keys: dict[int, dict[str, int]] = defaultdict(dict)
+        for node_id, key, pk in Accelerator.objects.filter(node__in=nodes).values_list("node_id", "uuid", "pk"):
+            keys[node_id][key] = pk
+        self.accelerators = dict(keys)
+        wanted: dict[int, SourceSpec] = {}
+        for node in nodes:
+            interval = float(node.telemetry_interval_s)
+            if node.transport == "local":
+                wanted[node.pk] = SourceSpec(node.pk, "local", interval)
+            elif self.simulate:
+                wanted[node.pk] = SourceSpec(node.pk, "simulated", interval, accelerators=counts.get(node.pk, 0))
+            elif node.credential_id and node.host_key:
+                # Only nodes whose host key a probe pinned: a stream never trusts a first contact.
+                identity = (node.address, node.ssh_port, node.effective_ssh_user, node.credential_id,
+                            node.credential.updated_at, node.host_key)
+                wanted[node.pk] = SourceSpec(node.pk, "ssh", interval, ssh_identity=identity)
+        for node_id in list(self.sources):
+            source = self.sources[node_id]
+            if wanted.get(node_id) != source.spec or not source.is_alive():
+                source.stop()
+                del self.sources[node_id]
+        for node_id, spec in wanted.items():
+            if node_id in self.sources:
+                continue
+            if spec.kind == "ssh":
+                spec.ssh_target = ssh_target(next(n for n in nodes if n.pk == node_id))
+            source = make_source(spec, self.emit)
+            source.start()
+            self.sources[node_id] = source
+        by_kind: dict[str, int] = defaultdict(int)
+        for source in self.sources.values():
+            by_kind[source.spec.kind] += 1
+        self.stats.sources = dict(by_kind)
+
+    def _scrape_loop(self) -> None:
+        from jobs.telemetry import EngineScraper, scrape_targets
+
+        scraper = EngineScraper()
+        try:
+            next_at = time.monotonic()
+            while not self._stop.is_set():
+                try:
+                    targets = [t for t in scrape_targets() if t.job_id % self.shards == self.shard]
+                    self.queue.put(("scrape", 0, scraper.scrape(targets), time.time()))
+                except DatabaseError:
+                    connection.close()
+                except Exception:
+                    log.exception("collector: scraping failed")
+                finally:
+                    close_old_connections()
+                next_at += self.scrape_interval_s
+                self._stop.wait(max(0.0, next_at - time.monotonic()))
+        finally:
+            scraper.close()
+            connection.close()
+
+    # -- flushing
+
+    def flush(self) -> None:
+        """Write what the threads gathered and publish what is due. One transaction per flush."""
+        from jobs.models import InstanceSample, JobSample
+        from jobs.telemetry import instance_values, job_values
+        from nodes.models import AcceleratorSample, NodeSample
+        from nodes.probes.parsers.sampler import accelerator_key
+
+        began = time.monotonic()
+        rows: dict[type, list] = defaultdict(list)
+        updates: dict[str, list[dict]] = defaultdict(list)
+        cluster_cells: dict[str, list] = {}
+        cluster_series: list[dict] = []
+        while True:
+            try:
+                kind, node_id, item, t = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            ts = int(t * 1000)
+            point_t = ts / 1000
+            if kind == "node":
+                values = {name: getattr(item, name) for name in NODE_FIELDS}
+                rows[NodeSample].append(NodeSample(node_id=node_id, ts=ts, **values))
+                updates[f"node:{node_id}"].append({"series": [
+                    {"series": f"node.{name}", "labels": {"node": node_id}, "points": [[point_t, value]]}
+                    for name, value in values.items() if value is not None]})
+            elif kind == "accelerator":
+                accelerator_id = self.accelerators.get(node_id, {}).get(accelerator_key(item))
+                if accelerator_id is None:
+                    self.stats.unknown_accelerators += 1  # not inventoried yet: the next probe adds it
+                    continue
+                values = {
+                    "utilization_percent": item.utilization_percent, "memory_used_bytes": item.memory_used_bytes,
+                    "memory_percent": (round(100.0 * item.memory_used_bytes / item.memory_total_bytes, 2)
+                                       if item.memory_used_bytes is not None and item.memory_total_bytes else None),
+                    "temperature_c": item.temperature_c, "power_w": item.power_w,
+                    "health": HEALTH_CODES.get(item.health),
+                }
+                rows[AcceleratorSample].append(AcceleratorSample(accelerator_id=accelerator_id, node_id=node_id,
+                                                                 ts=ts, **values))
+                labels = {"node": node_id, "accelerator": accelerator_id}
+                updates[f"node:{node_id}"].append({"series": [
+                    {"series": f"accelerator.{name}", "labels": labels, "points": [[point_t, value]]}
+                    for name, value in values.items() if value is not None]})
+                cluster_cells[str(accelerator_id)] = [node_id, values["utilization_percent"], values["health"],
+                                                      point_t]
+            elif kind == "scrape":
+                by_job: dict[int, list[dict]] = defaultdict(list)
+                up: dict[int, int] = defaultdict(int)
+                for result in item:
+                    target = result.target
+                    values = instance_values(result.rates)
+                    ts_i = int(result.time * 1000)
+                    rows[InstanceSample].append(InstanceSample(
+                        instance_id=target.instance_id, job_id=target.job_id, node_id=target.node_id, ts=ts_i,
+                        up=1.0 if result.up else 0.0, **values))
+                    labels = {"job": target.job_id, "instance": target.instance_id}
+                    updates[f"job:{target.job_id}"].append({"series": [
+                        {"series": f"instance.{name}", "labels": labels, "points": [[ts_i / 1000, value]]}
+                        for name, value in {**values, "up": 1.0 if result.up else 0.0}.items()
+                        if value is not None]})
+                    by_job[target.job_id].append(values if result.up else {})
+                    up[target.job_id] += 1 if result.up else 0
+                for job_id, instance_rows in by_job.items():
+                    values = job_values([r for r in instance_rows if r])
+                    rows[JobSample].append(JobSample(job_id=job_id, ts=ts, instances_up=up[job_id], **values))
+                    job_points = {**values, "instances_up": float(up[job_id])}
+                    updates[f"job:{job_id}"].append({"series": [
+                        {"series": f"job.{name}", "labels": {"job": job_id}, "points": [[point_t, value]]}
+                        for name, value in job_points.items() if value is not None]})
+                    if values["output_tokens_per_s"] is not None:
+                        cluster_series.append({"series": "job.output_tokens_per_s", "labels": {"job": job_id},
+                                               "points": [[point_t, values["output_tokens_per_s"]]]})
+        if cluster_cells or cluster_series:
+            updates["cluster"].append({"state": {"accelerators": cluster_cells}, "series": cluster_series})
+        for topic, payloads in updates.items():
+            self._pending[topic].extend(payloads)
+        due = self._due_topics(began)
+        if not rows and not due and not self._retry:
+            return
+        batches = list(self._retry) + [(model, objs) for model, objs in rows.items()]
+        entries = [(topic, broadcast.merge_payloads(self._pending[topic])) for topic in due]
+        if "cluster" in due:
+            entries[due.index("cluster")][1].setdefault("state", {})["totals"] = cluster_totals()
+        try:
+            with transaction.atomic():
+                written = 0
+                for model, objs in batches:
+                    model.objects.bulk_create(objs, batch_size=1000)
+                    written += len(objs)
+                if entries:
+                    broadcast.publish_many(entries)
+        except DatabaseError:
+            kept = sum(len(objs) for _, objs in batches)
+            self._retry = batches if kept <= MAX_RETRY_ROWS else []
+            raise
+        self._retry = []
+        for topic in due:
+            self._published_at[topic] = began  # the same instant _due_topics compared with
+            del self._pending[topic]
+        self.stats.flushes += 1
+        self.stats.rows_written += written
+        self.stats.entries_published += len(entries)
+        self.stats.last_flush_ms = (time.monotonic() - began) * 1000
+
+    def _due_topics(self, now: float) -> list[str]:
+        due = []
+        for topic, payloads in self._pending.items():
+            interval = CLUSTER_TOPIC_INTERVAL_S if topic == "cluster" else SOURCE_TOPIC_INTERVAL_S
+            # 5 ms of slack: flush start times on a regular grid are not exact to the microsecond.
+            if payloads and now - self._published_at.get(topic, -interval) >= interval - 0.005:
+                due.append(topic)
+        return due
+
+
+def cluster_totals() -> dict:
+    """Counts for the overview's tiles: nodes by status, accelerators by health, jobs by state."""
+    from jobs.models import Job
+    from nodes.models import Accelerator, Node
+
+    return {
+        "nodes": dict(Node.objects.values_list("status").annotate(n=Count("id")).order_by()),
+        "accelerators": dict(Accelerator.objects.filter(present=True).values_list("health")
+                             .annotate(n=Count("id")).order_by()),
+        "jobs": dict(Job.objects.values_list("state").annotate(n=Count("id")).order_by()),
+    }

@@ -1,0 +1,203 @@
+"""Model registry API views: thin; the work is in models_registry.services."""
+
+from contextlib import contextmanager
+
+from django.db import transaction
+from django.db.models import Count, Prefetch
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from console import audit
+from console.api import AuditedModelViewSet, Conflict
+from models_registry import services
+from models_registry.api.filtersets import ModelFilter, ModelVersionFilter
+from models_registry.api.serializers import (
+    ImportSerializer,
+    KnownQuantizationSerializer,
+    LineageSerializer,
+    ModelFileSerializer,
+    ModelSerializer,
+    ModelVersionSerializer,
+    PromoteSerializer,
+    QuantizationSerializer,
+    ReasonSerializer,
+    VersionStatusChangeSerializer,
+    known_quantizations,
+)
+from models_registry.models import Model, ModelVersion, Quantization
+from nodes.api.views import ERRORS
+from nodes.models import Node
+
+
+@contextmanager
+def service_errors():
+    """Turn the services' deliberate errors into API answers: bad input 400, state conflicts 409."""
+    try:
+        yield
+    except services.InvalidInput as exc:
+        raise ValidationError(exc.errors) from None
+    except (services.Conflict, services.TransitionNotAllowed) as exc:
+        raise Conflict(str(exc)) from None
+
+
+class RegistryModelViewSet(AuditedModelViewSet):
+    """Models (a family member independent of its weights). Admins write; deleting a model that still
+    has versions is a 409."""
+
+    queryset = Model.objects.prefetch_related(
+        Prefetch("versions", queryset=ModelVersion.objects.select_related("model").order_by("version")), "aliases",
+    ).order_by("name")
+    serializer_class = ModelSerializer
+    filterset_class = ModelFilter
+    ordering_fields = ["name", "family", "parameters", "created_at"]
+
+    @extend_schema(responses={204: None, **ERRORS})
+    def destroy(self, request, *args, **kwargs):
+        return super().destroy(request, *args, **kwargs)
+
+    def perform_destroy(self, instance):
+        count = instance.versions.count()
+        if count:
+            raise Conflict(f"model {instance.name} still has {count} version(s): delete them first")
+        super().perform_destroy(instance)
+
+
+class ModelVersionViewSet(AuditedModelViewSet):
+    """Model versions: weights in a format and quantization, where they lie, their manifest and
+    checksums, memory estimate, evaluations and aliases. Operators verify; admins register, import,
+    promote, deprecate and delete. Filters: ``?model=&quantization=&status=&format=&catalog=&node=``."""
+
+    queryset = (
+        ModelVersion.objects.select_related("model", "node", "parent")
+        .prefetch_related("evaluations", "aliases", "parent__evaluations")
+        .annotate(file_count=Count("files"))
+        .order_by("model__name", "version")
+    )
+    serializer_class = ModelVersionSerializer
+    filterset_class = ModelVersionFilter
+    ordering_fields = ["version", "status", "created_at", "size_bytes", "memory_required_bytes"]
+    operator_actions = ("verify",)
+
+    def _fresh(self, pk, code=status.HTTP_200_OK):
+        version = self.get_queryset().get(pk=pk)
+        return Response(self.get_serializer(version).data, status=code)
+
+    def create(self, request, *args, **kwargs):
+        """Register a version. A directory source is inspected in the background: poll the version
+        (``importing`` turns false; ``status`` ``failed`` with ``status_detail`` when the directory is
+        unusable)."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with transaction.atomic():  # the version, its evaluations and its audit event, or nothing
+            self.perform_create(serializer)
+        return self._fresh(serializer.instance.pk, status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        with transaction.atomic():
+            super().update(request, *args, **kwargs)
+        return self._fresh(kwargs["pk"])
+
+    @extend_schema(responses={204: None, **ERRORS})
+    def destroy(self, request, *args, **kwargs):
+        """Delete a version: 409 while a job uses it or an alias points at it."""
+        with service_errors():
+            services.delete_version(self.get_object(), request=request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses={202: ModelVersionSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def verify(self, request, pk=None):
+        """Compute the sha256 of every file on the node (operators). Answers 202; poll ``progress``
+        (0..1) and ``status`` (``verified``, or ``failed`` naming the files)."""
+        version = self.get_object()
+        with service_errors():
+            services.request_verify(version, request=request)
+        audit.record("verify", version, request=request)
+        return self._fresh(version.pk, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=PromoteSerializer, responses={200: ModelVersionSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def promote(self, request, pk=None):
+        """Point the model's alias (``production``, ``canary``...) at this version, atomically (admins)."""
+        version = self.get_object()
+        body = PromoteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        with service_errors():
+            services.promote(version, body.validated_data["alias"], request=request)
+        return self._fresh(version.pk)
+
+    @extend_schema(request=ImportSerializer, responses={202: ModelVersionSerializer, **ERRORS})
+    @action(detail=True, methods=["post"], url_path="import")
+    def import_files(self, request, pk=None):
+        """Point the version at a directory on a node and inspect it again (a catalog entry getting
+        local files, or a failed import retried). 409 for a verified version: its manifest is immutable."""
+        version = self.get_object()
+        body = ImportSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        node = body.validated_data.get("node") or Node.objects.filter(name="local").first()
+        with service_errors():
+            services.request_import(version, source_uri=body.validated_data["source_uri"], node=node, request=request)
+        return self._fresh(version.pk, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=ReasonSerializer, responses={200: ModelVersionSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def deprecate(self, request, pk=None):
+        """Keep the version for history but refuse it to new jobs; its aliases are removed."""
+        version = self.get_object()
+        body = ReasonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        with service_errors():
+            services.deprecate(version, body.validated_data.get("reason", ""), request=request)
+        return self._fresh(version.pk)
+
+    @extend_schema(request=None, responses={200: ModelVersionSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def reinstate(self, request, pk=None):
+        """Bring a deprecated version back to ``registered``."""
+        version = self.get_object()
+        with service_errors():
+            services.reinstate(version, request=request)
+        return self._fresh(version.pk)
+
+    @extend_schema(responses={200: LineageSerializer, **ERRORS})
+    @action(detail=True, methods=["get"])
+    def lineage(self, request, pk=None):
+        """Ancestors (parent first) and children of the version."""
+        return Response(LineageSerializer(services.lineage(self.get_object())).data)
+
+    @extend_schema(responses={200: ModelFileSerializer(many=True), **ERRORS})
+    @action(detail=True, methods=["get"])
+    def files(self, request, pk=None):
+        """The manifest: files with size, mtime and sha256 (empty until verified)."""
+        page = self.paginate_queryset(self.get_object().files.order_by("path"))
+        return self.get_paginated_response(ModelFileSerializer(page, many=True).data)
+
+    @extend_schema(responses={200: VersionStatusChangeSerializer(many=True), **ERRORS})
+    @action(detail=True, methods=["get"])
+    def history(self, request, pk=None):
+        """The version's status transitions, newest first."""
+        page = self.paginate_queryset(self.get_object().status_history.all())
+        return self.get_paginated_response(VersionStatusChangeSerializer(page, many=True).data)
+
+
+class QuantizationViewSet(AuditedModelViewSet):
+    """Quantizations added by admins beside the built-in list; ``known/`` lists both."""
+
+    queryset = Quantization.objects.order_by("name")
+    serializer_class = QuantizationSerializer
+    ordering_fields = ["name"]
+
+    def perform_destroy(self, instance):
+        used = ModelVersion.objects.filter(quantization=instance.name).count()
+        if used:
+            raise Conflict(f"{used} model version(s) use {instance.name}")
+        super().perform_destroy(instance)
+
+    @extend_schema(responses={200: KnownQuantizationSerializer(many=True), **ERRORS})
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def known(self, request):
+        """Every quantization a version may use, built in or added, with bits per parameter."""
+        return Response(KnownQuantizationSerializer(known_quantizations(), many=True).data)

@@ -1,0 +1,65 @@
+"""Registry page forms. Validation is the API serializer's, so that the pages and REST agree."""
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from models_registry.choices import Modality, ParentRelation, WeightFormat
+from models_registry.models import Model, ModelVersion
+from nodes.models import Node
+
+
+class ModelCreateForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=128)
+    family = forms.CharField(label=_("Family"), max_length=64, required=False)
+    publisher = forms.CharField(label=_("Publisher"), max_length=64, required=False)
+    parameters = forms.IntegerField(label=_("Parameters"), required=False, min_value=1)
+    architecture = forms.CharField(label=_("Architecture"), max_length=128, required=False,
+                                   help_text=_("As in config.json, e.g. Qwen2ForCausalLM."))
+    modality = forms.ChoiceField(label=_("Modality"), choices=Modality.choices)
+    license = forms.CharField(label=_("License"), max_length=64, required=False)
+    description = forms.CharField(label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+    def api_payload(self) -> dict:
+        return {k: v for k, v in self.cleaned_data.items() if v not in (None, "")}
+
+
+class VersionCreateForm(forms.Form):
+    model = forms.ModelChoiceField(label=_("Model"), queryset=Model.objects.order_by("name"))
+    version = forms.CharField(label=_("Version"), max_length=64, help_text=_("e.g. bf16, w8a8, 0324-w4a16"))
+    source_uri = forms.CharField(label=_("Source"), max_length=1024,
+                                 help_text=_("A directory on the node (/data/models/...), file:///..., "
+                                             "hf://org/name@revision, modelscope://org/name or s3://bucket/key."))
+    node = forms.ModelChoiceField(label=_("Node"), queryset=Node.objects.order_by("name"), required=False,
+                                  help_text=_("Where the directory lies (default: local). The console inspects it."))
+    quantization = forms.CharField(label=_("Quantization"), max_length=32, required=False,
+                                   help_text=_("Detected from the files when left empty."),
+                                   widget=forms.TextInput(attrs={"list": "quantizations"}))
+    format = forms.ChoiceField(label=_("Format"), required=False,
+                               choices=[("", _("detect from the files"))] + list(WeightFormat.choices))
+    parent = forms.ModelChoiceField(label=_("Parent version"), required=False,
+                                    queryset=ModelVersion.objects.select_related("model").order_by("model__name",
+                                                                                                   "version"))
+    parent_relation = forms.ChoiceField(label=_("Relation to the parent"), required=False,
+                                        choices=[("", "—")] + list(ParentRelation.choices))
+    notes = forms.CharField(label=_("Notes"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def api_payload(self) -> dict:
+        data = self.cleaned_data
+        payload = {"model": data["model"].pk, "version": data["version"], "source_uri": data["source_uri"],
+                   "quantization": data["quantization"] or "", "notes": data["notes"] or "",
+                   "parent_relation": data["parent_relation"] or ""}
+        for name in ("node", "parent"):
+            if data.get(name) is not None:
+                payload[name] = data[name].pk
+        if data.get("format"):
+            payload["format"] = data["format"]
+        return payload
+
+
+class ImportForm(forms.Form):
+    source_uri = forms.CharField(label=_("Directory"), max_length=1024)
+    node = forms.ModelChoiceField(label=_("Node"), queryset=Node.objects.order_by("name"), required=False)
+
+
+class PromoteForm(forms.Form):
+    alias = forms.CharField(label=_("Alias"), max_length=64, widget=forms.TextInput(attrs={"list": "alias-names"}))

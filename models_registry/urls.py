@@ -1,0 +1,14 @@
+from django.urls import path
+
+from models_registry import views
+
+urlpatterns = [
+    path("", views.model_list, name="model-list"),
+    path("add/", views.model_create, name="model-add"),
+    path("versions/add/", views.version_create, name="model-version-add"),
+    path("versions/<int:pk>/", views.version_detail, name="model-version-detail"),
+    path("versions/<int:pk>/verify/", views.version_verify, name="model-version-verify"),
+    path("versions/<int:pk>/promote/", views.version_promote, name="model-version-promote"),
+    path("versions/<int:pk>/import/", views.version_import, name="model-version-import"),
+    path("versions/<int:pk>/deprecate/", views.version_deprecate, name="model-version-deprecate"),
+]

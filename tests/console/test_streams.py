@@ -1,0 +1,270 @@
+"""The /ws/stream/ consumer through the real ASGI application (WebsocketCommunicator): auth, per-topic
+permission, malformed messages, cursor resume, the one-message-per-topic-per-second throttle that
+loses no points, and both transports (the database poll of the embedded profile, and Redis push)."""
+
+import asyncio
+import os
+import time
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from console import broadcast
+from console.asgi import application
+from console.models import StreamEntry
+from tests import factories
+from tests.conftest import require
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def fast_poll(settings):
+    settings.CONSOLE_STREAM_POLL_MS = 50
+    settings.CONSOLE_STREAM_TRANSPORT = "poll"
+
+
+@pytest.fixture
+def viewer_token(make_user):
+    return Token.objects.create(user=make_user("viewer")).key
+
+
+def publish(topic, t, value, series="node.cpu_percent", labels=None):
+    with transaction.atomic():
+        broadcast.publish(topic, {"series": [{"series": series, "labels": labels or {"node": 1},
+                                              "points": [[t, value]]}]})
+
+
+async def open_socket(token=None, headers=None):
+    path = "/ws/stream/" + (f"?token={token}" if token else "")
+    communicator = WebsocketCommunicator(application, path, headers=headers or [])
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def receive(communicator, timeout=3.0):
+    return await communicator.receive_json_from(timeout=timeout)
+
+
+async def receive_type(communicator, kind, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        message = await receive(communicator, max(0.05, deadline - time.monotonic()))
+        if message["type"] == kind:
+            return message
+
+
+def run(coro_fn):
+    async_to_sync(coro_fn)()
+
+
+def test_an_anonymous_socket_is_told_to_authenticate_and_closed():
+    async def scenario():
+        communicator = await open_socket()
+        message = await receive(communicator)
+        assert message["type"] == "error" and "authentication" in message["detail"]
+        assert (await communicator.receive_output(timeout=2))["code"] == 4401
+
+    run(scenario)
+
+
+def test_a_wrong_token_is_anonymous_and_a_user_without_a_role_is_refused(make_user):
+    nobody = Token.objects.create(user=make_user(None)).key
+
+    async def scenario():
+        wrong = await open_socket("not-a-token")
+        assert (await receive(wrong))["type"] == "error"
+        roleless = await open_socket(nobody)
+        message = await receive(roleless)
+        assert message["type"] == "error" and "role" in message["detail"]
+        assert (await roleless.receive_output(timeout=2))["code"] == 4403
+
+    run(scenario)
+
+
+def test_a_browser_session_authenticates_the_socket(make_user, client):
+    user = make_user("viewer")
+    client.force_login(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+
+    async def scenario():
+        communicator = await open_socket(headers=[(b"cookie", cookie), (b"host", b"testserver")])
+        await communicator.send_json_to({"type": "ping"})
+        assert (await receive(communicator))["type"] == "pong"
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_malformed_messages_get_errors_and_the_connection_stays_usable(viewer_token):
+    async def scenario():
+        communicator = await open_socket(viewer_token)
+        for bad in ("not json", "[1, 2]", '{"type": "dance"}', '{"type": "subscribe"}',
+                    '{"type": "subscribe", "topics": "cluster"}', '{"type": "subscribe", "topics": [1]}',
+                    '{"type": "subscribe", "topics": ["cluster"], "cursor": -1}',
+                    '{"type": "subscribe", "topics": ["cluster"], "cursor": "abc"}',
+                    '{"type": "subscribe", "topics": ["cluster"], "cursor": true}', "x" * 70_000):
+            await communicator.send_to(text_data=bad)
+            message = await receive(communicator)
+            assert message["type"] == "error", bad
+        await communicator.send_to(bytes_data=b"\x00\x01")
+        assert (await receive(communicator))["type"] == "error"
+        await communicator.send_json_to({"type": "ping"})
+        assert (await receive(communicator))["type"] == "pong"
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_topics_that_do_not_exist_get_an_error_and_the_others_are_subscribed(viewer_token):
+    node = factories.node()
+
+    async def scenario():
+        communicator = await open_socket(viewer_token)
+        await communicator.send_json_to({"type": "subscribe",
+                                         "topics": ["node:999999", "job:5", "rack:1", "cluster", f"node:{node.pk}"]})
+        errors = [await receive(communicator) for _ in range(3)]
+        assert {e.get("topic") for e in errors} == {"node:999999", "job:5", "rack:1"}
+        assert all(e["type"] == "error" for e in errors)
+        subscribed = await receive(communicator)
+        assert subscribed["type"] == "subscribed" and subscribed["topics"] == ["cluster", f"node:{node.pk}"]
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_live_entries_arrive_and_a_cursor_resume_first_sends_what_was_missed(viewer_token):
+    node = factories.node()
+    topic = f"node:{node.pk}"
+
+    async def scenario():
+        first = await open_socket(viewer_token)
+        await first.send_json_to({"type": "subscribe", "topics": [topic]})
+        await receive_type(first, "subscribed")
+        await sync_to_async(publish)(topic, 1000.0, 1.0)
+        data = await receive_type(first, "data")
+        assert data["topic"] == topic and data["data"]["series"][0]["points"] == [[1000.0, 1.0]]
+        cursor = data["cursor"]
+        await first.disconnect()
+        for i in range(3):  # published while nobody listened
+            await sync_to_async(publish)(topic, 1001.0 + i, 2.0 + i)
+        second = await open_socket(viewer_token)
+        await second.send_json_to({"type": "subscribe", "topics": [topic], "cursor": cursor})
+        caught_up = await receive_type(second, "data")
+        assert caught_up["data"]["series"][0]["points"] == [[1001.0, 2.0], [1002.0, 3.0], [1003.0, 4.0]]
+        assert caught_up["cursor"] > cursor
+        await second.disconnect()
+
+    run(scenario)
+
+
+def test_a_topic_gets_at_most_one_message_a_second_and_loses_no_point(viewer_token):
+    node = factories.node()
+    topic = f"node:{node.pk}"
+
+    async def scenario():
+        communicator = await open_socket(viewer_token)
+        await communicator.send_json_to({"type": "subscribe", "topics": [topic, "cluster"]})
+        await receive_type(communicator, "subscribed")
+        times: dict[str, list[float]] = {topic: [], "cluster": []}
+        points: dict[str, list] = {topic: [], "cluster": []}
+
+        async def collect():  # receives while the entries are published, noting when each message came
+            while sum(len(p) for p in points.values()) < 20:
+                message = await receive_type(communicator, "data", timeout=4)
+                times[message["topic"]].append(time.monotonic())
+                points[message["topic"]] += message["data"]["series"][0]["points"]
+
+        receiver = asyncio.ensure_future(collect())
+        for i in range(10):
+            await sync_to_async(publish)(topic, 2000.0 + i, float(i))
+            await sync_to_async(publish)("cluster", 2000.0 + i, float(i), series="job.output_tokens_per_s",
+                                         labels={"job": 1})
+            await asyncio.sleep(0.15)
+        await asyncio.wait_for(receiver, 6)
+        for name in (topic, "cluster"):
+            assert [p[1] for p in points[name]] == [float(i) for i in range(10)]
+            gaps = [b - a for a, b in zip(times[name], times[name][1:], strict=False)]
+            assert gaps and min(gaps) >= 0.95, gaps
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_a_client_that_goes_away_does_not_disturb_the_others(viewer_token):
+    node = factories.node()
+    topic = f"node:{node.pk}"
+
+    async def scenario():
+        leaving = await open_socket(viewer_token)
+        staying = await open_socket(viewer_token)
+        for communicator in (leaving, staying):
+            await communicator.send_json_to({"type": "subscribe", "topics": [topic]})
+            await receive_type(communicator, "subscribed")
+        await leaving.send_to(text_data="{broken")
+        await leaving.disconnect()
+        await sync_to_async(publish)(topic, 3000.0, 7.0)
+        message = await receive_type(staying, "data")
+        assert message["data"]["series"][0]["points"] == [[3000.0, 7.0]]
+        await staying.disconnect()
+
+    run(scenario)
+
+
+def test_a_cursor_older_than_the_kept_entries_asks_the_client_to_reload(viewer_token):
+    node = factories.node()
+    topic = f"node:{node.pk}"
+    for i in range(3):
+        publish(topic, 4000.0 + i, float(i))
+    first = StreamEntry.objects.order_by("pk").first()
+    StreamEntry.objects.filter(pk__lte=first.pk + 1).delete()  # pruned by retention
+
+    async def scenario():
+        communicator = await open_socket(viewer_token)
+        await communicator.send_json_to({"type": "subscribe", "topics": [topic], "cursor": first.pk - 1})
+        assert (await receive_type(communicator, "reset"))["topics"] == [topic]
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+@pytest.mark.integration
+def test_the_push_transport_delivers_entries_through_redis_across_processes(settings, viewer_token):
+    redis_url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+    try:
+        import redis
+
+        redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
+        reachable = True
+    except Exception:  # noqa: BLE001
+        reachable = False
+    require(reachable, f"Redis at {redis_url}")
+    from channels.layers import channel_layers
+
+    settings.CONSOLE_STREAM_TRANSPORT = "push"
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                           "CONFIG": {"hosts": [redis_url], "prefix": "boom-test"}}}
+    settings.CONSOLE_STREAM_POLL_MS = 5000  # nothing may come from a poll in this test
+    channel_layers.backends.clear()
+    node = factories.node()
+    topic = f"node:{node.pk}"
+    try:
+        async def scenario():
+            communicator = await open_socket(viewer_token)
+            await communicator.send_json_to({"type": "subscribe", "topics": [topic]})
+            await receive_type(communicator, "subscribed")
+            started = time.monotonic()
+            # Published from another thread, as the collector does from its own process.
+            await sync_to_async(publish, thread_sensitive=False)(topic, 5000.0, 9.0)
+            message = await receive_type(communicator, "data")
+            assert message["data"]["series"][0]["points"] == [[5000.0, 9.0]]
+            assert time.monotonic() - started < 1.0
+            await communicator.disconnect()
+
+        run(scenario)
+    finally:
+        channel_layers.backends.clear()
