@@ -32,6 +32,9 @@ class JobForm(forms.Form):
     env = forms.CharField(label=_("Environment"), required=False, widget=forms.Textarea(attrs={"rows": 2}),
                           help_text=_("NAME=value, one per line"))
     max_model_len = forms.IntegerField(label=_("Max model length"), required=False, min_value=1)
+    options = forms.JSONField(label=_("Engine options"), required=False, initial=dict,
+                              widget=forms.Textarea(attrs={"rows": 2}),
+                              help_text=_('JSON, for example {"python": "/opt/venv/bin/python3", "ttft_ms": 80}'))
     start = forms.BooleanField(label=_("Start now"), required=False, initial=True)
 
     def api_payload(self) -> dict:
@@ -52,7 +55,7 @@ class JobForm(forms.Form):
             "nodes_per_replica": data["nodes_per_replica"], "placement": data["placement"],
             "node_selector": pairs(data["node_selector"]),
             "extra_args": [line for line in (data["extra_args"] or "").splitlines() if line.strip()],
-            "env": pairs(data["env"]), "max_model_len": data["max_model_len"],
+            "env": pairs(data["env"]), "max_model_len": data["max_model_len"], "options": data["options"] or {},
             "desired_state": "running" if data["start"] else "stopped",
         }
 

@@ -302,6 +302,12 @@ def _check(job, engine, instance: Instance) -> None:
 
     executor = executor_for(instance.node)
     status = executor.status(instance.key)
+    for _ in range(5):
+        # The supervisor writes the exit status a moment after the process dies: wait for it briefly.
+        if status.alive or status.exit_code is not None or (status.pid_alive and not status.ours):
+            break
+        time.sleep(0.1)
+        status = executor.status(instance.key)
     now = timezone.now()
     Instance.objects.filter(pk=instance.pk).update(last_check_at=now)
     if not (status.alive and status.ours):

@@ -34,7 +34,7 @@ LLAMACPP_HINTS: tuple[ErrorHint, ...] = (
         "GGUF model file missing or unreadable on the node: {0}",
     ),
     ErrorHint.of(
-        r"gguf_init_from_file[^\n]*(invalid magic[^\n]*|failed to read[^\n]*)",
+        r"gguf_init_from_\w+[^\n]*(invalid magic[^\n]*|failed to read[^\n]*)",
         "the model file is not a valid GGUF file: {0}",
     ),
     ErrorHint.of(

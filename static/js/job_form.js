@@ -24,7 +24,8 @@
       nodes_per_replica: +f.nodes_per_replica.value, placement: f.placement.value,
       node_selector: pairs(f.node_selector.value),
       extra_args: f.extra_args.value.split("\n").filter(function (s) { return s.trim(); }),
-      env: pairs(f.env.value)
+      env: pairs(f.env.value),
+      options: (function () { try { return JSON.parse(f.options.value || "{}"); } catch (e) { return {}; } })()
     };
   }
 

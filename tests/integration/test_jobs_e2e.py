@@ -185,3 +185,40 @@ def test_a_lost_nodes_replica_comes_back_on_another_node_and_a_short_blip_moves_
         cleanup_job(job_id)
     finally:
         other.cleanup()
+
+
+def test_a_real_llama_cpp_server_is_launched_killed_and_healed_by_the_reconciler(admin_api, local_node, tmp_path):
+    from models_registry.models import Model, ModelVersion
+    from tests.engines_support.llama_server import require_llama_server
+    from tests.engines_support.tiny_gguf import write_tiny_llama
+
+    binary = require_llama_server()
+    model_file = write_tiny_llama(tmp_path / "tiny-llama.gguf")
+    model = Model.objects.create(name="tiny-llama", family="llama")
+    version = ModelVersion.objects.create(model=model, version="q8-test", format="gguf", quantization="f32",
+                                          source_uri=str(model_file))
+    response = admin_api.post("/api/v1/jobs/", {
+        "name": "tiny-llama-cpu", "model_version": version.pk, "engine": "llamacpp", "replicas": 1,
+        "accelerators_per_replica": 0, "env": {"BOOM_LLAMA_SERVER": str(binary)}, "desired_state": "running",
+        "extra_args": ["-c", "512", "-t", "2", "; touch /tmp/boom-llama-pwned"],
+    }, format="json")
+    assert response.status_code == 201, response.content
+    job_id = response.json()["id"]
+    try:
+        # The literal extra token makes llama-server refuse to start: the cause is recorded, nothing is created.
+        reconcile_until(job_id, lambda j: j.instances.filter(state="restarting").exists(), what="the refusal")
+        assert not os.path.exists("/tmp/boom-llama-pwned")
+        Job.objects.filter(pk=job_id).update(extra_args=["-c", "512", "-t", "2"])
+        Instance.objects.filter(job_id=job_id).update(next_attempt_at=None)
+        instance = reconcile_until(job_id, running_instance, timeout=60, what="llama-server to be ready")
+        assert health(instance) == 200
+        reply = httpx.post(instance.endpoint + "/chat/completions", timeout=30, json={
+            "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8, "ignore_eos": True})
+        assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 8
+        os.kill(instance.pid, signal.SIGKILL)
+        Instance.objects.filter(job_id=job_id).update(backoff_s=0)
+        healed = reconcile_until(job_id, lambda j: (i := running_instance(j)) and i.pid != instance.pid and i,
+                                 timeout=60, what="llama-server to be restarted")
+        assert "SIGKILL" in healed.last_exit_reason and health(healed) == 200
+    finally:
+        cleanup_job(job_id)

@@ -206,12 +206,6 @@ def test_the_adapter_explains_the_real_engine_exit_on_a_missing_model_file(tmp_p
     assert hint == f"GGUF model file missing or unreadable on the node: {missing}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="llama.cpp 0.5.0-dev logs 'gguf_init_from_reader: invalid magic characters', which the "
-    "adapter's 'gguf_init_from_file[^\\n]*(invalid magic...' hint does not match "
-    "(jobs/engines/llamacpp.py: 'gguf_init_from_\\w+' would)",
-)
 def test_the_adapter_explains_the_real_engine_exit_on_a_file_that_is_not_gguf(tmp_path):
     binary = require_llama_server()
     not_gguf = tmp_path / "not-a-model.gguf"
