@@ -27,10 +27,12 @@ bench: $(STAMP)
 schema: $(STAMP)
 	$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 
+# Strings are translated in locale/zh_Hans/LC_MESSAGES/django.po; the compiled .mo is committed too,
+# so `make run` needs no gettext. JS text comes from the templates (data attributes, json_script).
 messages: $(STAMP)
-	$(PY) manage.py makemessages -l zh_Hans --ignore '.venv/*' --ignore 'var/*' && \
+	$(PY) manage.py makemessages -l zh_Hans --ignore '.venv/*' --ignore 'var/*' --ignore 'tests/*' --ignore 'bench/*' && \
 	$(PY) manage.py makemessages -d djangojs -l zh_Hans --ignore '.venv/*' --ignore 'var/*' --ignore 'static/vendor/*' && \
-	$(PY) manage.py compilemessages -l zh_Hans
+	$(PY) manage.py compilemessages -l zh_Hans --ignore '.venv/*'
 
 clean:
 	rm -rf $(VENV) var

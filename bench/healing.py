@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from datetime import datetime
 from pathlib import Path
 
@@ -222,7 +223,19 @@ class Console:
                              capture_output=True, text=True, check=True).stdout
         self.token = re.search(r"([0-9a-f]{40})", out).group(1)
         self.api = self.client()
+        self.isolate_job_ids()
         return self
+
+    def isolate_job_ids(self) -> None:
+        """Start job ids at a random large number. An engine's marker is ``BOOM_INSTANCE=job<id>-r<r>-m<m>``,
+        and the executor's stop and start signal every process on the machine that carries it: a console
+        started by a test elsewhere on this machine (job 1, 2...) would otherwise stop our engines."""
+        first = random.randrange(100_000, 900_000, 1000)
+        self.manage_shell(
+            "from django.db import connection\n"
+            "with connection.cursor() as c:\n"
+            "    c.execute(\"DELETE FROM sqlite_sequence WHERE name = 'jobs_job'\")\n"
+            f"    c.execute(\"INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs_job', {first})\")\n")
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base, headers={"Authorization": f"Token {self.token}"}, timeout=30)
@@ -400,140 +413,173 @@ class HealthWatch(threading.Thread):
 # --------------------------------------------------------------------------- the measurements
 
 
-def measure_kills(console: Console, version: int, transport: str, selector: dict, count: int) -> list[dict]:
-    samples = []
-    for i in range(count + 1):  # the first is a warm-up, not counted
-        job_id = console.create_job(f"kill-{transport}-{console.interval_ms}-{i}", version, selector)
-        posted = time.time()
-        console.post(f"/api/v1/jobs/{job_id}/start/")
-        with_pid = wait_for(lambda j=job_id: [x for x in console.instances(j) if x["pid"]], 30, "a pid")[0]
-        pid_seen = time.time()
-        instance = console.running_instance(job_id)
-        proc_started = process_started_at(instance["pid"])
-        events = console.instance_events(instance["id"], posted)
-        starting = next((t for t, _f, to in events if to == "starting"), None)
-        cold = simulator_cold_start()  # the baseline, interleaved with the kills
-        time.sleep(random.uniform(0.2, 1.2))  # kill at a random phase of the reconcile tick
-        old_pid, port = instance["pid"], instance["port"]
-        url = instance["endpoint"].removesuffix("/v1") + "/health"
-        name = f"kill-{transport}-{console.interval_ms}-{i}"
-        watch = HealthWatch(url, name)
-        killed = time.time()
-        os.kill(old_pid, signal.SIGKILL)
-        watch.start()
-        left_running = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            now = time.time()
-            row = console.get(f"/api/v1/instances/{instance['id']}/")
-            if left_running is None and row["state"] != "running":
-                left_running = now
-            if row["port"] != port:  # placed on another port: watch that one
-                watch.done.set()
-                watch = HealthWatch(row["endpoint"].removesuffix("/v1") + "/health", name)
-                watch.failed_at = killed
-                watch.start()
-                port = row["port"]
-            if row["state"] == "running" and row["restart_count"] == instance["restart_count"] + 1:
-                break
-            time.sleep(POLL_S)
-        else:
-            raise TimeoutError(f"job {job_id}: no restart after kill -9 within 60 s")
-        console_ready = time.time()
-        watch.join(timeout=30)
-        if row["pid"] == old_pid:
-            raise RuntimeError(f"job {job_id}: unexpected restart {row}")
-        after = console.instance_events(instance["id"], killed)
-        first = {}
-        for at, _from, to in after:
-            first.setdefault(to, at)
-        sample = {
-            "heal": watch.back_at - killed, "cold": cold, "left_running_api": left_running - killed,
-            "ready_api": console_ready - killed,
-            "ev_restarting": first.get("restarting", float("nan")) - killed,
-            "ev_starting": first.get("starting", float("nan")) - killed,
-            "ev_running": first.get("running", float("nan")) - killed,
-            "start_proc": (proc_started - posted) if proc_started else None,
-            "start_pid_api": pid_seen - posted, "start_event": (starting - posted) if starting else None,
-            "start_pid": with_pid["pid"], "cause": row["last_exit_reason"],
-        }
-        console.stop_job(job_id)
-        if i:
+class Skipped(Exception):
+    """One measurement could not be taken (reported with the figures, not counted)."""
+
+
+def measure_kills(console: Console, version: int, transport: str, selector: dict,
+                  count: int) -> tuple[list[dict], list[str]]:
+    """``count`` kills, each on a fresh job, after one warm-up. Returns (samples, why some were skipped)."""
+    samples, skipped = [], []
+    attempt = 0
+    while len(samples) < count and attempt <= count + 5:
+        name = f"kill-{transport}-{console.interval_ms}-{attempt}"
+        job_id = console.create_job(name, version, selector)
+        try:
+            sample = kill_once(console, job_id, name)
+        except (Skipped, TimeoutError, ProcessLookupError) as exc:
+            skipped.append(f"{type(exc).__name__}: {exc}")
+            print(f"  kill {transport}: skipped: {exc}", flush=True)
+            continue
+        finally:
+            console.stop_job(job_id)
+            attempt += 1
+        if attempt > 1:
             samples.append(sample)
-            print(f"  kill {transport} #{i}: heal {sample['heal']:.2f} s (cold start {cold:.2f} s), "
-                  f"left running after {sample['left_running_api']:.2f} s; start to process "
-                  f"{sample['start_proc'] or float('nan'):.2f} s", flush=True)
-    return samples
+            print(f"  kill {transport} #{len(samples)}: heal {sample['heal']:.2f} s (cold start "
+                  f"{sample['cold']:.2f} s), left running after {sample['left_running_api']:.2f} s; start to "
+                  f"process {sample['start_proc'] or float('nan'):.2f} s", flush=True)
+    return samples, skipped
+
+
+def kill_once(console: Console, job_id: int, name: str) -> dict:
+    posted = time.time()
+    console.post(f"/api/v1/jobs/{job_id}/start/")
+    wait_for(lambda: [x for x in console.instances(job_id) if x["pid"]], 30, "a pid")
+    pid_seen = time.time()
+    instance = console.running_instance(job_id)
+    proc_started = process_started_at(instance["pid"])
+    events = console.instance_events(instance["id"], posted)
+    starting = next((t for t, _f, to in events if to == "starting"), None)
+    cold = simulator_cold_start()  # the baseline, interleaved with the kills
+    time.sleep(random.uniform(0.2, 1.2))  # kill at a random phase of the reconcile tick
+    before = console.get(f"/api/v1/instances/{instance['id']}/")
+    if before["state"] != "running" or before["pid"] != instance["pid"]:
+        raise Skipped(f"job {job_id}: the console restarted the instance before the kill ({before['state']}, "
+                      f"{before['state_detail'][:200]})")
+    old_pid, port = instance["pid"], instance["port"]
+    watch = HealthWatch(instance["endpoint"].removesuffix("/v1") + "/health", name)
+    killed = time.time()
+    os.kill(old_pid, signal.SIGKILL)
+    watch.start()
+    left_running = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = time.time()
+        row = console.get(f"/api/v1/instances/{instance['id']}/")
+        if left_running is None and row["state"] != "running":
+            left_running = now
+        if row["port"] != port:  # placed on another port: watch that one
+            watch.done.set()
+            watch = HealthWatch(row["endpoint"].removesuffix("/v1") + "/health", name)
+            watch.failed_at = killed
+            watch.start()
+            port = row["port"]
+        if row["state"] == "running" and row["restart_count"] > instance["restart_count"] and left_running:
+            break
+        time.sleep(POLL_S)
+    else:
+        raise TimeoutError(f"job {job_id}: no restart after kill -9 within 60 s")
+    console_ready = time.time()
+    watch.join(timeout=30)
+    watch.done.set()
+    if row["pid"] == old_pid or watch.back_at is None:
+        raise Skipped(f"job {job_id}: no new process answered ({row['state']}, pid {row['pid']})")
+    first = {}
+    for at, _from, to in console.instance_events(instance["id"], killed):
+        first.setdefault(to, at)
+    return {
+        "heal": watch.back_at - killed, "cold": cold, "left_running_api": left_running - killed,
+        "ready_api": console_ready - killed,
+        "ev_restarting": first.get("restarting", float("nan")) - killed,
+        "ev_starting": first.get("starting", float("nan")) - killed,
+        "ev_running": first.get("running", float("nan")) - killed,
+        "start_proc": (proc_started - posted) if proc_started else None,
+        "start_pid_api": pid_seen - posted, "start_event": (starting - posted) if starting else None,
+        "restarts": row["restart_count"] - instance["restart_count"], "cause": row["last_exit_reason"],
+    }
 
 
 def measure_node_losses(console: Console, version: int, pool: dict, daemons: dict, count: int,
-                        frozen: bool = False) -> list[dict]:
-    """``daemons``: node id -> SshdNode, both labelled ``pool``."""
-    samples = []
+                        frozen: bool = False) -> tuple[list[dict], list[str]]:
+    """``daemons``: node id -> SshdNode, both labelled ``pool``. Returns (samples, why some were skipped)."""
+    samples, skipped = [], []
     for i in range(count):
-        for node_id, daemon in daemons.items():
-            if not daemon.running:
-                daemon.restart()
-                console.post(f"/api/v1/nodes/{node_id}/probe/")
-            console.wait_node_online(node_id)
         job_id = console.create_job(f"loss-{'frozen-' if frozen else ''}{console.interval_ms}-{i}", version, pool)
-        console.post(f"/api/v1/jobs/{job_id}/start/")
-        instance = console.running_instance(job_id)
-        lost_node, engine_pid = instance["node"], instance["pid"]
-        daemon = daemons[lost_node]
-        time.sleep(random.uniform(0.2, 1.2))
-        lost_at = time.time()
-        frozen_pids = []
-        if frozen:  # packets are accepted by the kernel and never answered
-            frozen_pids = [daemon._proc.pid, *_descendants(daemon._proc.pid), engine_pid]
-            for pid in frozen_pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGSTOP)
-        else:
-            daemon.stop()
-            os.kill(engine_pid, signal.SIGKILL)
-        unreachable_at = moved_at = None
         try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                now = time.time()
-                if unreachable_at is None and console.get(f"/api/v1/nodes/{lost_node}/")["status"] == "unreachable":
-                    unreachable_at = now
-                row = console.get(f"/api/v1/instances/{instance['id']}/")
-                if moved_at is None and row["node"] != lost_node:
-                    moved_at = now
-                if row["state"] == "running" and row["node"] not in (None, lost_node):
-                    break
-                time.sleep(POLL_S)
-            else:
-                raise TimeoutError(f"job {job_id}: the replica did not move within 120 s")
-            ready_at = time.time()
-            url = row["endpoint"].removesuffix("/v1") + "/health"
-            answered = wait_for(lambda u=url: health(u), 10, "the replacement's /health") and time.time()
+            sample = loss_once(console, job_id, daemons, frozen)
+        except (Skipped, TimeoutError, ProcessLookupError) as exc:
+            skipped.append(f"{type(exc).__name__}: {exc}")
+            print(f"  node loss: skipped: {exc}", flush=True)
+            continue
         finally:
-            if frozen:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(engine_pid, signal.SIGKILL)
-                for pid in frozen_pids:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGCONT)
-                daemon.stop()
-        events = console.instance_events(instance["id"], lost_at)
-        first = {}
-        for at, _from, to in events:
-            first.setdefault(to, at)
-        sample = {"ready_api": ready_at - lost_at, "health": answered - lost_at,
-                  "unreachable": (unreachable_at or float("nan")) - lost_at,
-                  "moved": (moved_at or float("nan")) - lost_at,
-                  "ev_restarting": first.get("restarting", float("nan")) - lost_at,
-                  "ev_starting": first.get("starting", float("nan")) - lost_at,
-                  "ev_running": first.get("running", float("nan")) - lost_at}
+            console.stop_job(job_id)
         samples.append(sample)
         print(f"  node loss{' (frozen)' if frozen else ''} #{i + 1}: ready after {sample['ready_api']:.2f} s "
               f"(unreachable at {sample['unreachable']:.2f} s, moved at {sample['ev_restarting']:.2f} s)",
               flush=True)
-        console.stop_job(job_id)
-    return samples
+    return samples, skipped
+
+
+def loss_once(console: Console, job_id: int, daemons: dict, frozen: bool) -> dict:
+    """Start the job, lose the node it runs on, time the replica coming back on the other one."""
+    for node_id, daemon in daemons.items():
+        if not daemon.running:
+            daemon.restart()
+            console.post(f"/api/v1/nodes/{node_id}/probe/")
+        console.wait_node_online(node_id)
+    console.post(f"/api/v1/jobs/{job_id}/start/")
+    instance = console.running_instance(job_id)
+    lost_node, engine_pid = instance["node"], instance["pid"]
+    daemon = daemons[lost_node]
+    time.sleep(random.uniform(0.2, 1.2))
+    lost_at = time.time()
+    frozen_pids = []
+    if frozen:  # packets are accepted by the kernel and never answered
+        frozen_pids = [daemon._proc.pid, *_descendants(daemon._proc.pid), engine_pid]
+        for pid in frozen_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+    else:
+        daemon.stop()
+        os.kill(engine_pid, signal.SIGKILL)
+    unreachable_at = moved_at = None
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            now = time.time()
+            if unreachable_at is None and console.get(f"/api/v1/nodes/{lost_node}/")["status"] == "unreachable":
+                unreachable_at = now
+            row = console.get(f"/api/v1/instances/{instance['id']}/")
+            if moved_at is None and row["node"] != lost_node:
+                moved_at = now
+            if row["state"] == "running" and row["node"] not in (None, lost_node):
+                break
+            time.sleep(POLL_S)
+        else:
+            raise TimeoutError(f"job {job_id}: the replica did not move within 120 s")
+        ready_at = time.time()
+        url = row["endpoint"].removesuffix("/v1") + "/health"
+        answered = wait_for(lambda u=url: health(u), 10, "the replacement's /health") and time.time()
+    finally:
+        if frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(engine_pid, signal.SIGKILL)
+            for pid in frozen_pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+            daemon.stop()
+    events = console.instance_events(instance["id"], lost_at)
+    first = {}
+    for at, _from, to in events:
+        first.setdefault(to, at)
+    sample = {"ready_api": ready_at - lost_at, "health": answered - lost_at,
+              "unreachable": (unreachable_at or float("nan")) - lost_at,
+              "moved": (moved_at or float("nan")) - lost_at,
+              "ev_restarting": first.get("restarting", float("nan")) - lost_at,
+              "ev_starting": first.get("starting", float("nan")) - lost_at,
+              "ev_running": first.get("running", float("nan")) - lost_at}
+    return sample
 
 
 def _descendants(pid: int) -> list[int]:
@@ -567,16 +613,23 @@ def run_suite(interval_ms: int, kills: int, losses: int, frozen: int, transports
         console.wait_node_online(local["id"])
         ids = {name: console.add_ssh_node(name, daemon, {"bench": name, "pool": "failover" if name != "ssh-kill"
                                                           else "none"})["id"] for name, daemon in daemons.items()}
-        result = {"interval_ms": interval_ms, "label": label, "version_via": via}
+        result = {"interval_ms": interval_ms, "label": label, "version_via": via, "skipped": [],
+                  "load": [os.getloadavg()[0]]}
         for transport in ("local", "ssh"):
-            result[transport] = (measure_kills(console, version, transport, {"bench": "local" if transport == "local"
-                                                                             else "ssh-kill"}, kills)
-                                 if transport in transports else [])
+            result[transport] = []
+            if transport in transports:
+                selector = {"bench": "local" if transport == "local" else "ssh-kill"}
+                result[transport], skipped = measure_kills(console, version, transport, selector, kills)
+                result["skipped"] += skipped
         pair = {ids["ssh-x"]: daemons["ssh-x"], ids["ssh-y"]: daemons["ssh-y"]}
-        result["loss"] = measure_node_losses(console, version, {"pool": "failover"}, pair, losses) if losses else []
-        result["frozen"] = (measure_node_losses(console, version, {"pool": "failover"}, pair, frozen, frozen=True)
-                            if frozen else [])
+        for key, n in (("loss", losses), ("frozen", frozen)):
+            result[key] = []
+            if n:
+                result[key], skipped = measure_node_losses(console, version, {"pool": "failover"}, pair, n,
+                                                           frozen=key == "frozen")
+                result["skipped"] += skipped
         result["lag"], result["runs"] = console.celery_latencies()
+        result["load"].append(os.getloadavg()[0])
         return result
     finally:
         console.stop()
@@ -651,6 +704,13 @@ def report(results: list[dict]) -> str:
               "one reconcile pass (median / p90 / max) |", "|---|---|---|"]
     for r in results:
         lines.append(f"| {r['label']} | {fmt(r['lag'])} | {fmt(r['runs'])} |")
+    lines += ["", "Load average (1 min) at the start and the end of each console's run, on "
+              f"{os.cpu_count()} cores shared with other work: "
+              + ", ".join(f"{r['label']}: {r['load'][0]:.1f} → {r['load'][-1]:.1f}" for r in results) + "."]
+    for r in results:
+        if r["skipped"]:
+            lines += ["", f"Skipped ({r['label']}): {len(r['skipped'])} measurement(s): "
+                      + "; ".join(r["skipped"][:3]) + "."]
     return "\n".join(lines)
 
 
@@ -667,17 +727,27 @@ def main(argv=None):
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument("--json", help="also write the raw samples to this file")
     args = parser.parse_args(argv)
-    results = []
-    for index, interval in enumerate(int(v) for v in args.intervals.split(",")):
-        # node losses with the default interval; the other intervals repeat kills and starts (and one loss)
-        results.append(run_suite(interval, args.kills, args.losses if index == 0 else min(args.losses, 1),
-                                 args.frozen if index == 0 else 0, tuple(args.transports.split(","))))
+    intervals = [int(v) for v in args.intervals.split(",")]
+    # node losses with the default interval; the other intervals repeat kills and starts (and one loss)
+    suites = [(interval, args.kills, args.losses if index == 0 else min(args.losses, 1),
+               args.frozen if index == 0 else 0, tuple(args.transports.split(",")), False)
+              for index, interval in enumerate(intervals)]
     if args.bare_home:
-        interval = int(args.intervals.split(",")[0])
-        results.append(run_suite(interval, args.kills, 0, 0, ("ssh",), bare_home=True))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        suites.append((intervals[0], args.kills, 0, 0, ("ssh",), True))
+    results, failed = [], []
+    for suite in suites:
+        try:
+            results.append(run_suite(*suite))
+        except Exception:  # a console that failed must not lose the others' figures
+            traceback.print_exc()
+            failed.append(suite)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
+    if not results:
+        raise SystemExit("every suite failed")
     table = report(results)
+    if failed:
+        table += "\n\nFailed (see the output): " + ", ".join(f"{s[0]} ms{' bare HOME' * s[5]}" for s in failed) + "."
     via = results[0]["version_via"]
     body = ("The whole console as `make run` starts it (`python -m console.launcher`: daphne, a Celery worker "
             "with the threads pool, Celery beat; SQLite and the filesystem broker), driven only through its "

@@ -12,8 +12,19 @@ the table is what a reconnecting browser catches up from. Then:
   every web process at once. Consumers still catch up from the table after a reconnect.
 
 Payloads are JSON objects; the consumers merge several entries of one topic into one message (see
-:func:`merge_payloads`), so a payload must be mergeable: ``series`` is a list of
-``{"series", "labels", "points"}`` (concatenated), ``state`` an object merged key by key, recursively.
+:func:`merge_payloads`), so a payload must be mergeable. Its keys:
+
+* ``series``: ``[{"series", "labels", "points": [[t, v], ...]}]``, points of one series of one entity
+  (concatenated per series and labels);
+* ``frames``: the compact form of many series at once, what the collector sends:
+  ``[{"scope": "accelerator", "labels": ["node", "accelerator"], "fields": ["utilization_percent", ...],
+  "rows": [[t, node id, accelerator id, value, ...], ...]}]``; row ``[t, *labels, *values]`` means
+  a point ``(t, value)`` of series ``<scope>.<field>`` with those labels for every non-null value
+  (rows concatenated per scope, labels and fields);
+* ``state``: latest values, an object merged key by key, recursively (newer wins);
+* anything else: the newest value wins.
+
+Other publishers (alerting: ``publish("alerts", {"state": {...}})``) use the same keys.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterable
 
@@ -106,17 +118,28 @@ class _Pusher:
 
 
 _PUSHER = _Pusher()
+if hasattr(os, "register_at_fork"):
+    # A forked child (a prefork Celery worker) has none of the parent's threads: start its own loop.
+    os.register_at_fork(after_in_child=_PUSHER._after_fork)
 
 
 def merge_payloads(payloads: list[dict]) -> dict:
-    """Merge several payloads of one topic, oldest first, into one: series points concatenated per
-    (series, labels), ``state`` merged recursively (newer values win), other keys: the newest."""
+    """Merge several payloads of one topic, oldest first, into one: series points and frame rows
+    concatenated, ``state`` merged recursively (newer values win), other keys: the newest."""
     merged: dict = {}
     series: dict[tuple, dict] = {}
+    frames: dict[tuple, dict] = {}
     state: dict = {}
     for payload in payloads:
         for key, value in payload.items():
-            if key == "series" and isinstance(value, list):
+            if key == "frames" and isinstance(value, list):
+                for frame in value:
+                    ident = (frame.get("scope"), tuple(frame.get("labels", ())), tuple(frame.get("fields", ())))
+                    if ident in frames:
+                        frames[ident]["rows"].extend(frame.get("rows", []))
+                    else:
+                        frames[ident] = {**frame, "rows": list(frame.get("rows", []))}
+            elif key == "series" and isinstance(value, list):
                 for item in value:
                     labels = item.get("labels") or {}
                     try:
@@ -133,6 +156,8 @@ def merge_payloads(payloads: list[dict]) -> dict:
                 merged[key] = value
     if series:
         merged["series"] = list(series.values())
+    if frames:
+        merged["frames"] = list(frames.values())
     if state:
         merged["state"] = state
     return merged

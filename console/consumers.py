@@ -4,8 +4,9 @@ Protocol. The client sends ``{"type": "subscribe", "topics": [...], "cursor": N}
 ``{"type": "unsubscribe", "topics": [...]}`` or ``{"type": "ping"}``. The server sends
 
 * ``{"type": "data", "topic", "cursor", "time", "data"}``: what happened on a topic since its previous
-  message; ``data`` holds ``series`` (``[{"series", "labels", "points": [[t, v], ...]}]``) and/or
-  ``state`` (latest values, merged key by key);
+  message; ``data`` holds ``frames`` (the compact form of the collector's samples: rows of
+  ``[t, *labels, *values]``), ``series`` (``[{"series", "labels", "points": [[t, v], ...]}]``) and/or
+  ``state`` (latest values, merged key by key); see console.broadcast;
 * ``{"type": "subscribed", "topics", "cursor"}``, ``{"type": "reset", "topics", "detail"}`` (the cursor
   is older than the kept entries: reload from the series API), ``{"type": "pong"}``;
 * ``{"type": "error", "detail"[, "topic"]}`` for a malformed message or a topic the user may not see;

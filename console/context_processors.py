@@ -1,7 +1,12 @@
 """Template context shared by every page."""
 
-from console.permissions import user_role
+from django.utils.translation import gettext_lazy as _
+
+from console.permissions import ADMIN, OPERATOR, VIEWER, user_role
+
+ROLE_LABELS = {VIEWER: _("viewer"), OPERATOR: _("operator"), ADMIN: _("admin")}
 
 
 def console(request):
-    return {"console_role": user_role(getattr(request, "user", None))}
+    role = user_role(getattr(request, "user", None))
+    return {"console_role": role, "console_role_label": ROLE_LABELS.get(role, role)}

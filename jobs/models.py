@@ -129,6 +129,8 @@ class InstanceStateChange(models.Model):
 
     class Meta:
         ordering = ["-time", "-id"]
+        # The crash-loop rule counts recent transitions to "restarting".
+        indexes = [models.Index(fields=["to_state", "time"])]
 
     def __str__(self):
         return f"{self.instance_id}: {self.from_state} -> {self.to_state}"

@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db.models import Count, Q
+from django.utils.translation import gettext as _
 
 from nodes.choices import Health, NodeStatus
 from nodes.models import Accelerator, Node
@@ -53,14 +54,15 @@ def plan_replica(job, engine, exclude_nodes=(), reserved: set[int] | None = None
         if _fits_selector(n, job.node_selector)
     ]
     if not nodes:
-        raise NoRoom("no online node matches the node selector" if job.node_selector else "no node is online")
+        raise NoRoom(_("no online node matches the node selector") if job.node_selector else _("no node is online"))
     per_acc = job.accelerators_per_replica
     if per_acc == 0:
         if "cpu" not in engine.vendors:
-            raise NoRoom(f"the {engine.name} engine needs accelerators")
+            raise NoRoom(_("the %(engine)s engine needs accelerators") % {"engine": engine.name})
         ordered = sorted(nodes, key=lambda n: (n.instance_count, n.name), reverse=job.placement == "binpack")
         if len(ordered) < job.nodes_per_replica:
-            raise NoRoom(f"a replica needs {job.nodes_per_replica} nodes; {len(ordered)} are available")
+            raise NoRoom(_("a replica needs %(needed)d nodes; %(available)d are available")
+                         % {"needed": job.nodes_per_replica, "available": len(ordered)})
         return [MemberPlan(node) for node in ordered[: job.nodes_per_replica]]
 
     vendors = {v for v in engine.vendors if v != "cpu"}
@@ -83,13 +85,14 @@ def plan_replica(job, engine, exclude_nodes=(), reserved: set[int] | None = None
         by_node[accelerator.node_id].append(accelerator)
     fitting = [n for n in nodes if len(by_node[n.pk]) >= per_acc]
     if len(fitting) < job.nodes_per_replica:
-        vendor_text = "/".join(sorted(vendors)) or "any"
-        reason = (
-            f"no room: a replica needs {per_acc} free {vendor_text} accelerator(s) on each of "
-            f"{job.nodes_per_replica} node(s); nodes with enough: {len(fitting)}"
-        )
+        vendor_text = "/".join(sorted(vendors)) or _("any")
+        reason = _(
+            "no room: a replica needs %(per_acc)d free %(vendor)s accelerator(s) on each of "
+            "%(nodes)d node(s); nodes with enough: %(fitting)d"
+        ) % {"per_acc": per_acc, "vendor": vendor_text, "nodes": job.nodes_per_replica, "fitting": len(fitting)}
         if too_small:
-            reason += f"; {too_small} free accelerator(s) lack the {need_mem / 2**30:.1f} GiB each needs"
+            reason += _("; %(count)d free accelerator(s) lack the %(gib)s GiB each needs") % {
+                "count": too_small, "gib": f"{need_mem / 2**30:.1f}"}
         raise NoRoom(reason)
     # binpack: fewest free accelerators first; spread: most first.
     fitting.sort(key=lambda n: (len(by_node[n.pk]), n.name), reverse=job.placement == "spread")

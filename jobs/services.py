@@ -7,6 +7,7 @@ code that writes a job's state.
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from console import audit
 from jobs.choices import ACTIVE_STATES, INSTANCE_TRANSITIONS, DesiredState, InstanceState, JobState
@@ -158,7 +159,7 @@ def restart_job(job: Job, request=None) -> Job:
     """Rolling restart: bump the generation; the reconciler replaces one replica at a time so a job
     with two or more replicas keeps serving."""
     if job.desired_state != DesiredState.RUNNING:
-        raise Conflict("the job is stopped: start it instead")
+        raise Conflict(gettext("the job is stopped: start it instead"))
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
         job.generation += 1

@@ -20,6 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from console import audit
 from models_registry.choices import VERSION_TRANSITIONS, VersionStatus, WeightFormat
@@ -303,7 +304,7 @@ def check_parent(version: ModelVersion | None, parent: ModelVersion | None) -> N
     current: ModelVersion | None = parent
     while current is not None and current.pk not in seen:
         if current.pk == version.pk:
-            raise InvalidInput({"parent": ["A version cannot descend from itself."]})
+            raise InvalidInput({"parent": [_("A version cannot descend from itself.")]})
         seen.add(current.pk)
         current = current.parent
 
@@ -332,22 +333,24 @@ def request_import(version: ModelVersion, *, source_uri: str, node, request=None
     """
     source = parse_source(source_uri)
     if not source.on_node:
-        raise InvalidInput({"source_uri": ["Import reads a directory on a node: give an absolute path or file://."]})
+        raise InvalidInput({"source_uri": [_("Import reads a directory on a node: give an absolute path or file://.")]})
     if node is None:
-        raise InvalidInput({"node": ["Say on which node the directory lies."]})
+        raise InvalidInput({"node": [_("Say on which node the directory lies.")]})
     if version.status == VersionStatus.VERIFIED or version.sha256:
         # Also after an integrity failure: re-importing would quietly accept the changed files.
-        raise Conflict(f"{version} was verified: its manifest is immutable; register a new version for other files")
+        raise Conflict(_("%(version)s was verified: its manifest is immutable; register a new version for other files")
+                       % {"version": version})
     if version.status in (VersionStatus.VERIFYING, VersionStatus.DEPRECATED):
-        raise Conflict(f"{version} is {version.status}; it cannot be imported again now")
+        raise Conflict(_("%(version)s is %(status)s; it cannot be imported again now")
+                       % {"version": version, "status": version.get_status_display()})
     reason = f"waiting for the inspection of {source.path} on node {node.name}"
     fields = {"source_uri": source.uri, "node": node, "import_pending": True, "progress": None, "sha256": ""}
     with transaction.atomic():
         if version.status == VersionStatus.FAILED:
             if not transition_version(version, VersionStatus.REGISTERED, reason, request=request, **fields):
-                raise Conflict(f"{version} changed meanwhile; try again")
+                raise Conflict(_("%(version)s changed meanwhile; try again") % {"version": version})
         elif not transition_version(version, version.status, reason, **fields):
-            raise Conflict(f"{version} changed meanwhile; try again")
+            raise Conflict(_("%(version)s changed meanwhile; try again") % {"version": version})
         ModelFile.objects.filter(version=version).delete()
         audit.record("import", version, request=request, detail={"source_uri": source.uri, "node": node.name})
         _enqueue_import(version.pk)
@@ -464,16 +467,19 @@ def request_verify(version: ModelVersion, *, request=None) -> ModelVersion:
     reporting for ``CONSOLE_VERIFY_STALE_S`` (its worker died) may be started again.
     """
     if directory_of(version) is None or version.node_id is None:
-        raise Conflict(f"{version} has no directory on a node: import it first")
+        raise Conflict(_("%(version)s has no directory on a node: import it first") % {"version": version})
     if version.import_pending:
-        raise Conflict(f"{version} is still being imported; verify it once its files are listed")
+        raise Conflict(_("%(version)s is still being imported; verify it once its files are listed")
+                       % {"version": version})
     if not version.files.exists():
-        raise Conflict(f"{version} has no files recorded: import it first")
+        raise Conflict(_("%(version)s has no files recorded: import it first") % {"version": version})
     if version.status == VersionStatus.VERIFYING:
         stale = timezone.now() - timedelta(seconds=settings.CONSOLE_VERIFY_STALE_S)
         if version.updated_at and version.updated_at > stale:
-            done = f" ({version.progress:.0%} done)" if version.progress is not None else ""
-            raise Conflict(f"{version} is already being verified{done}")
+            if version.progress is not None:
+                raise Conflict(_("%(version)s is already being verified (%(percent)s done)")
+                               % {"version": version, "percent": f"{version.progress:.0%}"})
+            raise Conflict(_("%(version)s is already being verified") % {"version": version})
         with transaction.atomic():
             transition_version(version, VersionStatus.VERIFYING,
                                "restarted: the previous verification stopped reporting progress", progress=0.0)
@@ -483,10 +489,11 @@ def request_verify(version: ModelVersion, *, request=None) -> ModelVersion:
         with transaction.atomic():
             if not transition_version(version, VersionStatus.VERIFYING, "computing sha256 on the node", request=request,
                                       progress=0.0):
-                raise Conflict(f"{version} changed meanwhile; try again")
+                raise Conflict(_("%(version)s changed meanwhile; try again") % {"version": version})
             _enqueue_verify(version.pk)
     except TransitionNotAllowed:
-        raise Conflict(f"{version} is {version.status}: it cannot be verified") from None
+        raise Conflict(_("%(version)s is %(status)s: it cannot be verified")
+                       % {"version": version, "status": version.get_status_display()}) from None
     return version
 
 
@@ -601,10 +608,11 @@ def promote(version: ModelVersion, alias: str, *, request=None) -> Alias:
     version. InvalidInput for a bad name; Conflict for a failed or deprecated version.
     """
     if not isinstance(alias, str) or not ALIAS_RE.match(alias):
-        raise InvalidInput({"alias": ["An alias is a lower-case word of at most 32 letters, digits, '-' or '_', "
-                                      "starting with a letter (e.g. production, canary)."]})
+        raise InvalidInput({"alias": [_("An alias is a lower-case word of at most 32 letters, digits, '-' or '_', "
+                                        "starting with a letter (e.g. production, canary).")]})
     if version.status in UNDEPLOYABLE:
-        raise Conflict(f"{version} is {version.status}: it cannot be promoted")
+        raise Conflict(_("%(version)s is %(status)s: it cannot be promoted")
+                       % {"version": version, "status": version.get_status_display()})
     for attempt in range(2):
         try:
             with transaction.atomic():
@@ -629,23 +637,24 @@ def deprecate(version: ModelVersion, reason: str = "", *, request=None) -> Model
     try:
         with transaction.atomic():
             if not transition_version(version, VersionStatus.DEPRECATED, reason or "deprecated", request=request):
-                raise Conflict(f"{version} changed meanwhile; try again")
+                raise Conflict(_("%(version)s changed meanwhile; try again") % {"version": version})
             removed = list(version.aliases.values_list("name", flat=True))
             version.aliases.all().delete()
             if removed:
                 audit.record("unalias", version, request=request, detail={"aliases": removed})
     except TransitionNotAllowed:
-        raise Conflict(f"{version} is {version.status}: it cannot be deprecated now") from None
+        raise Conflict(_("%(version)s is %(status)s: it cannot be deprecated now")
+                       % {"version": version, "status": version.get_status_display()}) from None
     return version
 
 
 def reinstate(version: ModelVersion, *, request=None) -> ModelVersion:
     """Bring a deprecated version back to ``registered`` (verify it again to trust its files)."""
     if version.status != VersionStatus.DEPRECATED:
-        raise Conflict(f"{version} is not deprecated")
+        raise Conflict(_("%(version)s is not deprecated") % {"version": version})
     with transaction.atomic():
         if not transition_version(version, VersionStatus.REGISTERED, "reinstated", request=request):
-            raise Conflict(f"{version} changed meanwhile; try again")
+            raise Conflict(_("%(version)s changed meanwhile; try again") % {"version": version})
     return version
 
 

@@ -23,6 +23,12 @@ def require(condition: bool, what: str) -> None:
     pytest.skip(f"{what} is not available here")
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Hashing a password with the production hasher costs 0.7 s; tests do not need that strength."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def make_user(db):
     def make(role: str | None, username: str | None = None) -> User:

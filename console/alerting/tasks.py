@@ -79,8 +79,8 @@ def cleanup() -> dict:
     for model, filters in ((Alert, {"state": "resolved", "ended_at__lt": cutoff}),
                            (Notification, {"status__in": ["delivered", "failed"], "created_at__lt": cutoff})):
         ids = list(model.objects.filter(**filters).order_by("pk").values_list("pk", flat=True)[:2000])
-        if ids:
-            deleted += model.objects.filter(pk__in=ids).delete()[0]
+        if ids:  # count the rows themselves, not their cascaded transitions and attempts
+            deleted += model.objects.filter(pk__in=ids).delete()[1].get(model._meta.label, 0)
     if deleted >= 2000:
         cleanup.apply_async(countdown=1)
     return {"deleted": deleted}

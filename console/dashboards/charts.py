@@ -173,6 +173,7 @@ def throughput_chart(jobs) -> Chart:
 def heatmap(window_s: float = 120.0) -> dict:
     """All accelerators: rows are nodes, columns accelerator indexes, colour the latest utilisation,
     and each cell's health. Four queries whatever the size of the cluster."""
+    from nodes.choices import Health
     from nodes.models import Accelerator
 
     rows = list(Accelerator.objects.filter(present=True).order_by("node__name", "index")
@@ -191,7 +192,7 @@ def heatmap(window_s: float = 120.0) -> dict:
         util = latest_util.get(row["pk"], row["utilization_percent"])
         cells[str(row["pk"])] = [order[row["node_id"]], row["index"], util, health, f"{row['vendor']} {row['index']}"]
     return {"nodes": [{"id": pk, "name": name} for pk, name in nodes.items()], "columns": columns, "cells": cells,
-            "health_names": {str(code): name for code, name in telemetry.HEALTH_NAMES.items()}}
+            "health_names": {str(code): str(Health(name).label) for code, name in telemetry.HEALTH_NAMES.items()}}
 
 
 def latest_throughput(window_s: float = 120.0) -> float:

@@ -26,6 +26,9 @@ Stable interface (the REST API, the pages, the Prometheus exposition and alertin
     two correlated index lookups per entity on ``(entity, ts)``: cheap for 1000 nodes' series, which
     is what alert evaluation needs.
 
+``get_series(name)`` returns the :class:`SeriesDef` or raises SeriesError; ``series_list(scope)``
+lists definitions; ``HEALTH_CODES`` maps ``ok``/``warning``/``critical`` to 0/1/2.
+
 Labels: ``node`` scope ``{"node": id, "node_name"}``; ``accelerator`` ``{"node", "node_name",
 "accelerator": id, "index", "vendor"}``; ``job`` ``{"job": id, "job_name"}``; ``instance`` ``{"job",
 "job_name", "instance": id, "replica", "node"}``. Ids are integers, names strings.
@@ -48,9 +51,9 @@ from django.db.models import BigIntegerField as BigIntegerOutput
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-__all__ = ["AUTO_POINTS", "MAX_POINTS_PER_SERIES", "MAX_TOTAL_POINTS", "SCOPES", "SERIES", "LatestValue",
-           "QueryPlan", "SeriesDef", "SeriesError", "SeriesPoints", "latest", "plan_query", "query",
-           "query_with_plan", "series_list"]
+__all__ = ["AUTO_POINTS", "HEALTH_CODES", "HEALTH_NAMES", "MAX_POINTS_PER_SERIES", "MAX_TOTAL_POINTS", "SCOPES",
+           "SERIES", "LatestValue", "QueryPlan", "SeriesDef", "SeriesError", "SeriesPoints", "get_series", "latest",
+           "plan_query", "query", "query_with_plan", "series_list"]
 
 SCOPES = ("node", "accelerator", "job", "instance")
 AUTO_POINTS = 1200  # points per entity a chart gets when the caller names no step

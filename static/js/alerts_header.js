@@ -69,6 +69,8 @@
   }
 
   document.addEventListener("visibilitychange", function () { if (!document.hidden && !live) { poll(); } });
+  // For tests and the curious: whether the count follows the stream, and the last summary.
+  window.boomAlertCount = {live: function () { return live; }, summary: function () { return last && JSON.parse(last); }};
   poll();
   connect();
 })();

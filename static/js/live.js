@@ -122,6 +122,31 @@
     if (!drawPending) { drawPending = true; window.requestAnimationFrame(drawAll); }
   }
 
+  // A message's points as [{series, labels, points}]: its "series" as they are, and its "frames"
+  // (rows of [t, ...label values, ...field values]) expanded, skipping null values.
+  function seriesOf(data) {
+    var out = (data.series || []).slice();
+    (data.frames || []).forEach(function (frame) {
+      var nl = frame.labels.length;
+      frame.fields.forEach(function (field, f) {
+        var byLabels = {};
+        frame.rows.forEach(function (row) {
+          var value = row[1 + nl + f];
+          if (value === null || value === undefined) { return; }
+          var key = row.slice(1, 1 + nl).join(",");
+          if (!byLabels[key]) {
+            var labels = {};
+            for (var i = 0; i < nl; i++) { labels[frame.labels[i]] = row[1 + i]; }
+            byLabels[key] = {series: frame.scope + "." + field, labels: labels, points: []};
+            out.push(byLabels[key]);
+          }
+          byLabels[key].points.push([row[0], value]);
+        });
+      });
+    });
+    return out;
+  }
+
   // -- the series API (range changes, long ranges, a reset)
 
   function reload() {
@@ -212,7 +237,7 @@
       state.lastMessage = Date.now();
       state.messages++;
       var live = rangeOf(state.range).live;
-      (message.data.series || []).forEach(function (item) {
+      seriesOf(message.data).forEach(function (item) {
         if (!live) { return; }
         Object.keys(charts).forEach(function (id) {
           var trace = findTrace(charts[id], item.series, item.labels);
@@ -251,6 +276,7 @@
     redraw: scheduleDraw,
     // How long to wait before reconnecting after the socket drops (null: 1, 2, 5, 10 s back-off).
     setReconnectDelay: function (ms) { state.reconnectDelayMs = ms; },
+    seriesOf: seriesOf,
     points: function (chartId, traceIndex) {
       var chart = charts[chartId];
       var trace = chart && chart.traces[traceIndex || 0];

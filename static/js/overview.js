@@ -12,6 +12,7 @@
 
   function drawHeatmap() {
     pending = false;
+    if (!map.nodes.length) { return; }  // the page says "no accelerators" instead of empty axes
     var rows = map.nodes.length, cols = Math.max(map.columns, 1);
     var z = [], text = [];
     for (var r = 0; r < rows; r++) { z.push(new Array(cols).fill(null)); text.push(new Array(cols).fill("")); }
@@ -31,7 +32,7 @@
     var names = map.nodes.map(function (n) { return n.name; });
     var data = [
       {type: "heatmap", z: z, x: Array.from({length: cols}, function (_, i) { return i; }), y: names,
-       zmin: 0, zmax: 100, colorscale: "Blues", text: text, hoverinfo: "text", xgap: 2, ygap: 2,
+       zmin: 0, zmax: 100, colorscale: [[0, "#eef3fb"], [0.5, "#7ea6e6"], [1, "#163d8c"]], text: text, hoverinfo: "text", xgap: 2, ygap: 2,
        colorbar: {title: {text: "%", side: "right"}, thickness: 10}},
       {type: "scatter", mode: "markers", x: marks.x, y: marks.y, text: marks.text, hoverinfo: "text",
        marker: {symbol: "x-thin-open", size: 12, line: {width: 3}, color: marks.color}, showlegend: false},
@@ -39,7 +40,7 @@
     var height = Math.min(Math.max(140, rows * 18 + 70), 2400);
     Plotly.react(div, data, {
       height: height, margin: {l: 120, r: 20, t: 10, b: 30}, paper_bgcolor: "rgba(0,0,0,0)",
-      xaxis: {dtick: 1, title: {text: "#", font: {size: 11}}, fixedrange: true},
+      xaxis: {dtick: 1, fixedrange: true, showticklabels: cols <= 32},
       yaxis: {autorange: "reversed", fixedrange: true, type: "category"},
     }, {displaylogo: false, responsive: true});
     div.setAttribute("data-cells", String(Object.keys(map.cells).length));

@@ -356,3 +356,15 @@ def test_the_channel_list_and_the_outbox_cost_the_same_queries_for_2_and_20_rows
         make_channel("webhook", f"https://x.example/{i}")
     assert (count("/api/v1/notification-channels/"), count("/api/v1/notifications/")) == few
     assert max(few) <= 4
+
+
+def test_an_admin_switching_a_channel_off_stops_queueing_for_it(admin_api):
+    channel = make_channel("webhook", "https://x.example/hook", enabled=False, disabled_reason="HTTP 404")
+    body = admin_api.patch(f"/api/v1/notification-channels/{channel.pk}/", {"enabled": False}, format="json").json()
+    assert body["enabled"] is False and body["auto_disabled"] is False
+    from console.alerting.dispatch import receiving_channels
+
+    assert not receiving_channels().filter(pk=channel.pk).exists()
+    body = admin_api.post(f"/api/v1/notification-channels/{channel.pk}/enable/").json()
+    assert body["enabled"] is True
+    assert receiving_channels().filter(pk=channel.pk).exists()

@@ -19,10 +19,13 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def browser(make_user):
+    users = {}
+
     def login(role):
-        user = make_user(role)
+        if role not in users:
+            users[role] = make_user(role)
         client = Client()
-        client.force_login(user)
+        client.force_login(users[role])
         return client
 
     return login

@@ -24,6 +24,13 @@ pytestmark = pytest.mark.django_db
 NOW = int(time.time() * 1000)
 
 
+@pytest.fixture(autouse=True)
+def fresh_now():
+    """Times are relative to now: a long suite must not age a test's samples out of its window."""
+    global NOW
+    NOW = int(time.time()) * 1000
+
+
 def grow_cluster(nodes: int, seconds: int = 5):
     created = []
     for _ in range(nodes):
@@ -152,3 +159,22 @@ class TestPrometheusExposition:
                 client.get("/metrics")
             counts.append(len(ctx))
         assert counts[0] == counts[1], counts
+
+
+def test_the_grafana_dashboard_uses_only_metrics_that_the_exposition_has(client, settings):
+    from pathlib import Path
+
+    from tests.conftest import TESTS_DIR
+
+    settings.CONSOLE_METRICS_PUBLIC = True
+    grow_cluster(1)
+    job = jf.job(name="chat", engine="vllm")
+    JobSample.objects.create(job=job, ts=NOW, output_tokens_per_s=1.0, prompt_tokens_per_s=1.0, ttft_p50_ms=1.0,
+                             ttft_p99_ms=1.0, requests_running=1, requests_waiting=0, kv_cache_usage_percent=1.0)
+    exposed = set(re.findall(r"^# TYPE (\w+) ", client.get("/metrics").content.decode(), re.M))
+    exposed |= {name + "_total" for name in exposed}  # counters are sampled with the suffix
+    dashboard = json.loads((Path(TESTS_DIR).parent / "docs" / "grafana-dashboard.json").read_text())
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"\bboom_\w+", target["expr"])}
+    used |= set(re.findall(r"label_values\((boom_\w+)", json.dumps(dashboard["templating"])))
+    assert used and used - {"boom_alerts"} <= exposed, sorted(used - exposed)

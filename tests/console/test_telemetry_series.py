@@ -18,7 +18,15 @@ pytestmark = pytest.mark.django_db
 NOW = int(time.time()) * 1000
 
 
-def seed_accelerators(node, accelerators, seconds=60, every=1, now=NOW):
+@pytest.fixture(autouse=True)
+def fresh_now():
+    """Times are relative to now: a long suite must not age a test's samples out of its window."""
+    global NOW
+    NOW = int(time.time()) * 1000
+
+
+def seed_accelerators(node, accelerators, seconds=60, every=1, now=None):
+    now = now or NOW
     rows = []
     for accelerator in accelerators:
         for i in range(0, seconds, every):

@@ -146,7 +146,8 @@ def test_the_job_page_streams_tokens_per_second_and_resumes_without_missing_poin
             after = output_points()
             window = [x for x in after if dropped_at - 3000 <= x <= back_at + 1000]
             gaps = [b - a for a, b in zip(window, window[1:], strict=False)]
-            assert window and max(gaps) <= 2500, f"a hole in the chart after the reconnect: {gaps}"
+            # Samples come every second; the outage lasted over six. (Loose: a busy machine scrapes late.)
+            assert window and max(gaps) <= 4500, f"a hole in the chart after the reconnect: {gaps}"
             api = httpx.get(f"{base}/api/v1/metrics/query/", headers={"Authorization": f"Token {token}"}, params={
                 "series": "job.output_tokens_per_s", "job": job_id, "start": (dropped_at - 3000) / 1000,
                 "end": (back_at + 1000) / 1000}).json()

@@ -340,7 +340,9 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
             setattr(instance, key, value)
         if enabling:
             instance.disabled_reason, instance.disabled_at, instance.consecutive_failures = "", None, 0
-        elif validated_data.get("enabled") is False and instance.enabled is False and "enabled" in validated_data:
+        elif validated_data.get("enabled") is False:
+            # An operator's "off" (not the console's after an error): nothing is queued for it any more.
+            instance.disabled_reason = ""
             instance.disabled_at = instance.disabled_at or timezone.now()
         instance.save()
         return instance

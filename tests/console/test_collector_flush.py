@@ -1,0 +1,100 @@
+"""The collector's flush, without threads: batched writes, compact stream frames, the throttle at the
+source that delays and merges but never drops, and a database failure that keeps the batch."""
+
+from unittest import mock
+
+import pytest
+from django.db import OperationalError
+
+from console import broadcast
+from console.models import StreamEntry
+from console.telemetry.collector import Collector
+from nodes.models import AcceleratorSample, NodeSample
+from nodes.probes.parsers.common import AcceleratorReading
+from nodes.probes.parsers.sampler import NodeReading
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def gpu(index, util=50.0, health="ok"):
+    return AcceleratorReading(index=index, vendor="nvidia", kind="gpu", model="H100", uuid=f"GPU-{index}",
+                              bus_id=None, memory_total_bytes=1000, memory_used_bytes=250, utilization_percent=util,
+                              temperature_c=60.0, power_w=300.0, health=health)
+
+
+@pytest.fixture
+def setup():
+    node = factories.node()
+    accelerators = factories.accelerators(node, count=2)
+    collector = Collector(flush_ms=100)
+    collector.accelerators = {node.pk: {f"GPU-{a.index}": a.pk for a in accelerators}}
+    return collector, node, accelerators
+
+
+def test_one_flush_writes_every_sample_and_publishes_compact_frames(setup):
+    collector, node, accelerators = setup
+    collector.emit(node.pk, "node", NodeReading(cpu_percent=12.5, memory_percent=40.0), 1000.0)
+    collector.emit(node.pk, "accelerator", gpu(0, 80.0), 1000.1)
+    collector.emit(node.pk, "accelerator", gpu(1, 20.0, "critical"), 1000.1)
+    collector.flush()
+    assert NodeSample.objects.get().cpu_percent == 12.5
+    assert sorted(AcceleratorSample.objects.values_list("utilization_percent", "health", "memory_percent")) == [
+        (20.0, 2, 25.0), (80.0, 0, 25.0)]
+    entry = StreamEntry.objects.get(topic=f"node:{node.pk}")
+    frames = {f["scope"]: f for f in entry.payload["frames"]}
+    assert frames["node"]["rows"][0][:3] == [1000.0, node.pk, 12.5]
+    assert frames["accelerator"]["labels"] == ["node", "accelerator"]
+    assert [row[:4] for row in frames["accelerator"]["rows"]] == [[1000.1, node.pk, accelerators[0].pk, 80.0],
+                                                                   [1000.1, node.pk, accelerators[1].pk, 20.0]]
+    cluster = StreamEntry.objects.get(topic="cluster").payload["state"]
+    assert cluster["accelerators"][str(accelerators[1].pk)][:3] == [node.pk, 20.0, 2]
+    assert cluster["totals"]["nodes"] == {"online": 1}
+
+
+def test_a_topic_published_less_than_a_second_ago_waits_and_its_samples_are_merged_not_dropped(setup):
+    collector, node, _ = setup
+    collector.emit(node.pk, "node", NodeReading(cpu_percent=1.0), 2000.0)
+    collector.flush()
+    collector.emit(node.pk, "node", NodeReading(cpu_percent=2.0), 2000.3)
+    collector.flush()
+    collector.emit(node.pk, "node", NodeReading(cpu_percent=3.0), 2000.6)
+    collector.flush()
+    topic = f"node:{node.pk}"
+    assert StreamEntry.objects.filter(topic=topic).count() == 1  # throttled at the source
+    assert NodeSample.objects.count() == 3  # but every sample is written at once
+    collector._published_at[topic] -= 1.0  # a second passes
+    collector.flush()
+    latest = StreamEntry.objects.filter(topic=topic).order_by("-pk").first()
+    assert [row[2] for row in latest.payload["frames"][0]["rows"]] == [2.0, 3.0]
+
+
+def test_accelerators_not_yet_inventoried_are_skipped_and_counted(setup):
+    collector, node, _ = setup
+    collector.emit(node.pk, "accelerator", gpu(7), 3000.0)
+    collector.flush()
+    assert not AcceleratorSample.objects.exists() and collector.stats.unknown_accelerators == 1
+
+
+def test_a_failed_write_keeps_the_batch_for_the_next_flush(setup):
+    collector, node, _ = setup
+    collector.emit(node.pk, "node", NodeReading(cpu_percent=5.0), 4000.0)
+    with mock.patch.object(broadcast, "publish_many", side_effect=OperationalError("database is locked")), \
+            pytest.raises(OperationalError):
+        collector.flush()
+    assert not NodeSample.objects.exists()
+    collector.flush()
+    assert NodeSample.objects.get().cpu_percent == 5.0
+    assert StreamEntry.objects.filter(topic=f"node:{node.pk}").exists()
+
+
+def test_merging_concatenates_frames_and_series_and_merges_state():
+    merged = broadcast.merge_payloads([
+        {"frames": [{"scope": "job", "labels": ["job"], "fields": ["a"], "rows": [[1, 5, 1.0]]}],
+         "series": [{"series": "x", "labels": {"k": 1}, "points": [[1, 1]]}], "state": {"cells": {"1": 1, "2": 2}}},
+        {"frames": [{"scope": "job", "labels": ["job"], "fields": ["a"], "rows": [[2, 5, 2.0]]}],
+         "series": [{"series": "x", "labels": {"k": 1}, "points": [[2, 2]]}], "state": {"cells": {"2": 3}}},
+    ])
+    assert merged["frames"][0]["rows"] == [[1, 5, 1.0], [2, 5, 2.0]]
+    assert merged["series"][0]["points"] == [[1, 1], [2, 2]]
+    assert merged["state"] == {"cells": {"1": 1, "2": 3}}
