@@ -37,6 +37,9 @@ else
 fi
 
 export CONSOLE_DATA_DIR=${CONSOLE_DATA_DIR:-$(mktemp -d /tmp/boom-test-data.XXXXXX)}
+# Engines started by the tests listen in a port block of their own, away from a console running beside them.
+export CONSOLE_INSTANCE_PORT_MIN=${CONSOLE_INSTANCE_PORT_MIN:-$((20000 + (RANDOM % 12) * 1000))}
+export CONSOLE_INSTANCE_PORT_MAX=${CONSOLE_INSTANCE_PORT_MAX:-$((CONSOLE_INSTANCE_PORT_MIN + 999))}
 export CONSOLE_SECRET_KEY=${CONSOLE_SECRET_KEY:-test-secret-not-for-production}
 unset CELERY_BROKER_URL REDIS_URL
 
