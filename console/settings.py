@@ -167,6 +167,7 @@ CELERY_TASK_ROUTES = {
     "nodes.tasks.*": {"queue": "telemetry"},
     "jobs.tasks.*": {"queue": "lifecycle"},
     "models_registry.tasks.*": {"queue": "long"},
+    "jobs.benchmarks.tasks.*": {"queue": "long"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
@@ -192,6 +193,9 @@ if CONSOLE_VERIFY_HASH_METHOD not in ("auto", "python", "sha256sum"):
 # Serving jobs.
 CONSOLE_REMOTE_INSTANCE_DIR = env_str("CONSOLE_REMOTE_INSTANCE_DIR", "~/.boom-console/instances")
 CONSOLE_RECONCILE_INTERVAL_S = float(env_int("CONSOLE_RECONCILE_INTERVAL_MS", 1000, minimum=200)) / 1000
+# Serving benchmarks (docs/benchmarks-serving.md): dataset files must lie in this directory (an
+# operator must not be able to send any file of the console host to an endpoint of their choice).
+CONSOLE_BENCHMARK_DATASET_DIR = Path(env_str("CONSOLE_BENCHMARK_DATASET_DIR", str(DATA_DIR / "datasets"))).resolve()
 CONSOLE_NODE_LOSS_GRACE_S = env_int("CONSOLE_NODE_LOSS_GRACE_S", 20, minimum=0)
 CONSOLE_RESTART_BACKOFF_FIRST_S = env_int("CONSOLE_RESTART_BACKOFF_FIRST_S", 10, minimum=0)
 CONSOLE_RESTART_BACKOFF_MAX_S = env_int("CONSOLE_RESTART_BACKOFF_MAX_S", 300, minimum=1)

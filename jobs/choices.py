@@ -48,3 +48,37 @@ PROCESS_STATES = {S.STARTING, S.RUNNING, S.UNHEALTHY}  # a process should exist 
 class PlacementStrategy(models.TextChoices):
     BINPACK = "binpack", _("binpack (fill nodes first)")
     SPREAD = "spread", _("spread (use the emptiest node)")
+
+
+class BenchmarkStatus(models.TextChoices):
+    """A serving benchmark's lifecycle (jobs.benchmarks.services.transition_benchmark)."""
+
+    QUEUED = "queued", _("queued")  # created; the task on the ``long`` queue has not started it yet
+    RUNNING = "running", _("running")  # the load generator is sending requests
+    SUCCEEDED = "succeeded", _("succeeded")  # every level ran (some requests may have failed: see errors)
+    FAILED = "failed", _("failed")  # stopped early: unreachable or not OpenAI-compatible endpoint, a level
+    #                                 where every request failed, or a worker that died (status_detail says)
+    CANCELLED = "cancelled", _("cancelled")  # an operator cancelled it; finished levels are kept
+
+
+B = BenchmarkStatus
+# Allowed transitions (source -> targets). Every change goes through transition_benchmark.
+BENCHMARK_TRANSITIONS: dict[str, set[str]] = {
+    B.QUEUED: {B.RUNNING, B.FAILED, B.CANCELLED},
+    B.RUNNING: {B.SUCCEEDED, B.FAILED, B.CANCELLED},
+    B.SUCCEEDED: set(),
+    B.FAILED: set(),
+    B.CANCELLED: set(),
+}
+BENCHMARK_ACTIVE = {B.QUEUED, B.RUNNING}
+BENCHMARK_TERMINAL = {B.SUCCEEDED, B.FAILED, B.CANCELLED}
+
+
+class PromptSource(models.TextChoices):
+    SYNTHETIC = "synthetic", _("synthetic (input and output token lengths)")
+    DATASET = "dataset", _("dataset file (JSONL)")
+
+
+class BenchmarkApi(models.TextChoices):
+    CHAT = "chat", _("chat completions (/v1/chat/completions)")
+    COMPLETIONS = "completions", _("completions (/v1/completions)")

@@ -6,7 +6,15 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from jobs.choices import DesiredState, InstanceState, JobState, PlacementStrategy
+from jobs.choices import (
+    BenchmarkApi,
+    BenchmarkStatus,
+    DesiredState,
+    InstanceState,
+    JobState,
+    PlacementStrategy,
+    PromptSource,
+)
 
 
 class Job(models.Model):
@@ -231,3 +239,89 @@ class JobSampleMinute(JobMetrics):
 
     def __str__(self):
         return f"{self.job_id}@{self.ts}"
+
+
+# --- serving benchmarks ---------------------------------------------------------------------------
+# Run by jobs.benchmarks (a Celery task on the ``long`` queue); see docs/benchmarks-serving.md.
+
+DEFAULT_BENCHMARK_CONCURRENCY = [1, 8, 32, 64, 128, 192]
+
+
+def default_benchmark_concurrency() -> list[int]:
+    return list(DEFAULT_BENCHMARK_CONCURRENCY)
+
+
+class BenchmarkRun(models.Model):
+    """A concurrency sweep against a job's running instances or an OpenAI-compatible endpoint.
+
+    ``results`` holds one object per finished level, in the order run (jobs.benchmarks.generator
+    ``LevelResult.as_dict`` plus ``engine``, the engine's own metrics over the level's window).
+    ``status`` changes only through jobs.benchmarks.services.transition_benchmark.
+    """
+
+    label = models.CharField(_("label"), max_length=120, blank=True,
+                             help_text=_("How the run is named in comparisons, e.g. \"Qwen2.5-7B w8a8 on vLLM\"."))
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="benchmarks",
+                            verbose_name=_("job"))
+    # Kept when the job is deleted, so old runs stay readable and comparable.
+    job_name = models.CharField(max_length=63, blank=True, editable=False)
+    model_version_name = models.CharField(max_length=200, blank=True, editable=False)
+    engine = models.CharField(max_length=16, blank=True, editable=False)
+    endpoint_url = models.CharField(_("endpoint URL"), max_length=500, blank=True)
+    endpoints = models.JSONField(default=list, editable=False,
+                                 help_text="The /v1 base URLs the generator sends to, round-robin.")
+    model = models.CharField(_("served model name"), max_length=200, blank=True,
+                             help_text=_("Empty: the first model the endpoint lists at /v1/models."))
+    api = models.CharField(_("API"), max_length=12, choices=BenchmarkApi.choices, default=BenchmarkApi.CHAT)
+    concurrency = models.JSONField(_("concurrency levels"), default=default_benchmark_concurrency)
+    requests_per_level = models.PositiveIntegerField(_("requests per level"), null=True, blank=True)
+    duration_s = models.FloatField(_("seconds per level"), null=True, blank=True)
+    prompt_source = models.CharField(_("prompt source"), max_length=10, choices=PromptSource.choices,
+                                     default=PromptSource.SYNTHETIC)
+    input_tokens = models.PositiveIntegerField(_("input tokens"), default=256)
+    output_tokens = models.PositiveIntegerField(_("output tokens"), default=128)
+    dataset_path = models.CharField(_("dataset file"), max_length=500, blank=True)
+    request_timeout_s = models.FloatField(_("request timeout (s)"), default=120.0)
+    status = models.CharField(_("status"), max_length=10, choices=BenchmarkStatus.choices,
+                              default=BenchmarkStatus.QUEUED, editable=False, db_index=True)
+    status_detail = models.TextField(blank=True, editable=False)
+    progress = models.FloatField(default=0.0, editable=False)
+    current_concurrency = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    results = models.JSONField(default=list, editable=False)
+    cancel_requested = models.BooleanField(default=False, editable=False)
+    # Written with progress; a running run whose heartbeat is old lost its worker (see services.cancel).
+    heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    finished_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("benchmark run")
+
+    def __str__(self):
+        return self.label or f"benchmark {self.pk}"
+
+    @property
+    def target(self) -> str:
+        """The job's name or the endpoint URL, for tables."""
+        return self.job_name or self.endpoint_url
+
+
+class BenchmarkTransition(models.Model):
+    """Append-only history of a benchmark run's status."""
+
+    run = models.ForeignKey(BenchmarkRun, on_delete=models.CASCADE, related_name="transitions")
+    time = models.DateTimeField(default=timezone.now)
+    from_status = models.CharField(max_length=10, choices=BenchmarkStatus.choices)
+    to_status = models.CharField(max_length=10, choices=BenchmarkStatus.choices)
+    actor = models.CharField(max_length=150, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["time", "id"]
+
+    def __str__(self):
+        return f"{self.run_id}: {self.from_status} -> {self.to_status}"

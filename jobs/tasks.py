@@ -15,3 +15,8 @@ def reconcile_job(job_id: int) -> None:
 def reconcile_all() -> int:
     """The periodic pass over every job (every CONSOLE_RECONCILE_INTERVAL_MS)."""
     return reconciler.reconcile_all()
+
+
+# Benchmark tasks live in jobs.benchmarks.tasks (queue ``long``); imported here so the worker's
+# autodiscovery of ``jobs.tasks`` registers them.
+from jobs.benchmarks import tasks as benchmark_tasks  # noqa: E402, F401

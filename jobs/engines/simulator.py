@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.utils.translation import gettext_lazy as _
+
 from jobs.engines.base import Engine, ErrorHint, LaunchSpec
 
 #: ``spec.simulator`` key -> (flag, type, smallest value, largest value or None).
@@ -45,7 +47,7 @@ class SimulatorEngine(Engine):
     """The simulated engine (always labelled as such in the UI and API)."""
 
     name = "simulator"
-    label = "Simulator"
+    label = _("Simulator")
     vendors = frozenset({"nvidia", "huawei", "cpu"})
     needs_accelerators = False
     supported_quantizations = None

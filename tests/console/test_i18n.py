@@ -82,9 +82,9 @@ def test_every_msgid_is_translated_into_chinese_and_none_is_fuzzy(entries):
     fuzzy = [e["msgid"] for e in entries if "fuzzy" in e["flags"]]
     assert not untranslated, f"untranslated (run `make messages` and translate them): {untranslated}"
     assert not fuzzy, f"fuzzy (check and clear the flag): {fuzzy}"
-    # Brand and unit strings may stay Latin; almost everything else reads as Chinese.
+    # Acronyms and units (CPU, URL, TTFT p50, tokens/s) may stay Latin; at most one entry in twenty.
     latin = [e["msgid"] for e in entries if not any(CHINESE.search(s) for s in e["msgstr"])]
-    assert len(latin) <= 15, latin
+    assert len(latin) <= len(entries) // 20, latin
 
 
 def test_placeholders_in_each_msgstr_are_those_of_its_msgid(entries):

@@ -1,0 +1,160 @@
+"""Serving benchmarks: create, run, cancel; every status change goes through transition_benchmark."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from console import audit
+from jobs.benchmarks import runner
+from jobs.choices import BENCHMARK_TRANSITIONS, BenchmarkStatus, InstanceState, JobState
+from jobs.models import BenchmarkRun, BenchmarkTransition, Job
+
+S = BenchmarkStatus
+# A running run whose heartbeat (written every runner.PROGRESS_WRITE_S) is older than this lost its
+# worker: cancelling it ends it at once, and a redelivered task fails it instead of waiting forever.
+STALE_HEARTBEAT = timedelta(seconds=60)
+
+
+class TransitionNotAllowed(Exception):
+    """A status change the table in jobs.choices.BENCHMARK_TRANSITIONS does not allow."""
+
+
+class Conflict(Exception):
+    """The request conflicts with the current state (a 409 in the API)."""
+
+
+def transition_benchmark(run: BenchmarkRun, to_status: str, reason: str = "", *, actor: str = "",
+                         request=None, **fields: Any) -> bool:
+    """Move ``run`` to ``to_status`` if it is still in the status we read (a conditional write).
+
+    False when someone else got there first. Records a BenchmarkTransition and an audit event.
+    """
+    from_status = run.status
+    if to_status not in BENCHMARK_TRANSITIONS[from_status]:
+        raise TransitionNotAllowed(f"a benchmark cannot go from {from_status} to {to_status}")
+    now = timezone.now()
+    updates: dict[str, Any] = dict(fields, status=to_status, status_detail=reason[:2000])
+    if to_status == S.RUNNING:
+        updates.setdefault("started_at", now)
+        updates.setdefault("heartbeat_at", now)
+    if to_status in (S.SUCCEEDED, S.FAILED, S.CANCELLED):
+        updates.setdefault("finished_at", now)
+    if to_status == S.SUCCEEDED:
+        updates.setdefault("progress", 1.0)
+    with transaction.atomic():
+        if not BenchmarkRun.objects.filter(pk=run.pk, status=from_status).update(**updates):
+            return False
+        user = getattr(request, "user", None)
+        actor = actor or (user.get_username() if user is not None and user.is_authenticated else audit.SYSTEM)
+        BenchmarkTransition.objects.create(run=run, time=now, from_status=from_status, to_status=to_status,
+                                           actor=actor, reason=reason[:2000])
+        audit.record("state", run, request=request, actor=actor,
+                     detail={"from": from_status, "to": to_status, "reason": reason[:500]})
+    for key, value in updates.items():
+        setattr(run, key, value)
+    return True
+
+
+def job_endpoints(job: Job) -> list[str]:
+    """The ``/v1`` URLs of the job's running instances (rank 0 of each replica)."""
+    instances = job.instances.select_related("node").filter(state=InstanceState.RUNNING).order_by("replica", "member")
+    return [i.endpoint for i in instances if i.endpoint]
+
+
+def create_benchmark(data: dict[str, Any], *, request=None) -> BenchmarkRun:
+    """Create a queued run from validated API data and enqueue it on the ``long`` queue.
+
+    Raises Conflict when the target job is not serving (no running instance with an endpoint).
+    """
+    job: Job | None = data.get("job")
+    fields = dict(data)
+    if job is not None:
+        endpoints = job_endpoints(job)
+        if job.state not in (JobState.RUNNING, JobState.DEGRADED) or not endpoints:
+            raise Conflict(f"job {job.name} is not running (state {job.state}): start it before benchmarking it")
+        version = job.model_version
+        fields.update(job_name=job.name, engine=job.engine, endpoints=endpoints,
+                      model_version_name=f"{version.model.name} {version.version}"
+                      + (f" ({version.quantization})" if version.quantization else ""))
+        if not fields.get("model"):
+            fields["model"] = (job.options or {}).get("served_name", "")
+        if not fields.get("label"):
+            fields["label"] = f"{job.name} · {fields['model_version_name']} · {job.engine}"
+    else:
+        fields["endpoints"] = [data["endpoint_url"]]
+        if not fields.get("label"):
+            fields["label"] = data["endpoint_url"]
+    user = getattr(request, "user", None)
+    with transaction.atomic():
+        run = BenchmarkRun.objects.create(
+            created_by=user if user is not None and user.is_authenticated else None, **fields)
+        audit.record("create", run, request=request, detail={"target": run.target, "concurrency": run.concurrency})
+        transaction.on_commit(lambda: _enqueue(run.pk))
+    return run
+
+
+def _enqueue(run_id: int) -> None:
+    from jobs.benchmarks import tasks
+
+    tasks.run_benchmark.delay(run_id)
+
+
+def cancel_benchmark(run: BenchmarkRun, *, request=None) -> BenchmarkRun:
+    """Cancel a queued run at once; ask a running one to stop (the runner ends it within a second
+    or two, keeping the finished levels). A running run whose worker is gone is cancelled at once.
+
+    Raises Conflict when the run already ended.
+    """
+    run.refresh_from_db()
+    if run.status == S.QUEUED and transition_benchmark(run, S.CANCELLED, "cancelled before it started",
+                                                        request=request):
+        return run
+    if run.status == S.RUNNING:
+        BenchmarkRun.objects.filter(pk=run.pk, status=S.RUNNING).update(cancel_requested=True)
+        run.refresh_from_db()
+        stale = run.heartbeat_at is None or timezone.now() - run.heartbeat_at > STALE_HEARTBEAT
+        if run.status == S.RUNNING and stale:
+            transition_benchmark(run, S.CANCELLED, "cancelled; its worker had stopped reporting", request=request)
+        audit.record("cancel", run, request=request)
+        return run
+    if run.status in (S.SUCCEEDED, S.FAILED, S.CANCELLED):
+        raise Conflict(f"the benchmark already ended ({run.status})")
+    return run
+
+
+def run_benchmark(run_id: int) -> BenchmarkRun | None:
+    """The task's body: run a queued benchmark to its end. Idempotent: a run that is not queued is
+    left alone, except a running one whose worker died (stale heartbeat), which is failed."""
+    run = BenchmarkRun.objects.filter(pk=run_id).first()
+    if run is None:
+        return None
+    if run.status == S.RUNNING and (run.heartbeat_at is None or timezone.now() - run.heartbeat_at > STALE_HEARTBEAT):
+        transition_benchmark(run, S.FAILED, "the worker running it stopped before it ended")
+        return run
+    if run.status != S.QUEUED or not transition_benchmark(run, S.RUNNING, ""):
+        return run
+
+    def still_wanted() -> bool:
+        return not BenchmarkRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+
+    def save_progress(progress: float, concurrency: int | None, results: list[dict[str, Any]]) -> None:
+        BenchmarkRun.objects.filter(pk=run.pk, status=S.RUNNING).update(
+            progress=progress, current_concurrency=concurrency, results=results, heartbeat_at=timezone.now())
+
+    outcome = runner.execute(run, still_wanted=still_wanted, save_progress=save_progress)
+    run.refresh_from_db()
+    fields: dict[str, Any] = {"results": outcome.results, "current_concurrency": None}
+    if outcome.model and not run.model:
+        fields["model"] = outcome.model
+    if outcome.status != S.SUCCEEDED:
+        fields["progress"] = run.progress
+    if run.status == S.RUNNING:
+        transition_benchmark(run, outcome.status, outcome.detail, **fields)
+    else:  # cancelled meanwhile (a stale-heartbeat cancel): keep what was measured
+        BenchmarkRun.objects.filter(pk=run.pk).update(results=outcome.results, current_concurrency=None)
+        run.refresh_from_db()
+    return run
