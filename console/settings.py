@@ -152,6 +152,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
         "control_folder": str(BROKER_DIR / "control"),
+        # kombu polls the spool once a second by default: every lifecycle task would wait up to that long.
+        "polling_interval": 0.1,
         "store_processed": False,
     }
 else:
@@ -204,6 +206,7 @@ CONSOLE_HEALTH_FAILURES_BEFORE_RESTART = env_int("CONSOLE_HEALTH_FAILURES_BEFORE
 CONSOLE_START_TIMEOUT_S = env_int("CONSOLE_START_TIMEOUT_S", 900, minimum=5)
 CELERY_BEAT_SCHEDULE = {
     "probe-due-nodes": {"task": "nodes.tasks.probe_due_nodes", "schedule": 5.0, "options": {"expires": 5}},
+    "reap-orphans": {"task": "jobs.tasks.reap_orphans", "schedule": 30.0, "options": {"expires": 60}},
     "reconcile-jobs": {"task": "jobs.tasks.reconcile_all", "schedule": CONSOLE_RECONCILE_INTERVAL_S,
                        "options": {"expires": max(CONSOLE_RECONCILE_INTERVAL_S * 2, 1.0)}},
 }

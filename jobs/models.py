@@ -103,8 +103,10 @@ class Instance(models.Model):
 
     @property
     def key(self) -> str:
-        """The executor's instance key: stable across restarts of this replica member."""
-        return f"{settings.CONSOLE_INSTANCE_PREFIX}-job{self.job_id}-r{self.replica}-m{self.member}"
+        """The executor's instance key: stable across restarts of this replica member on its node (a member
+        moved to another node gets another key, so the two processes can never be mistaken for each other)."""
+        prefix = settings.CONSOLE_INSTANCE_PREFIX
+        return f"{prefix}-job{self.job_id}-r{self.replica}-m{self.member}-n{self.node_id or 0}"
 
     @property
     def endpoint(self) -> str:

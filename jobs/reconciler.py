@@ -24,7 +24,7 @@ from django.utils import timezone
 from console import audit
 from jobs import services
 from jobs.choices import ACTIVE_STATES, PROCESS_STATES, DesiredState, InstanceState
-from jobs.executors.base import ExecutorError
+from jobs.executors.base import AlreadyRunning, ExecutorError
 from jobs.models import Allocation, Instance, Job
 from jobs.placement import NoRoom, plan_replica
 from nodes.choices import NodeStatus
@@ -53,7 +53,6 @@ def reconcile_all() -> int:
                 reconcile_job(job_id)
             except Exception:  # one job's failure must not stop the others
                 log.exception("reconcile of job %s failed", job_id)
-        reap_orphans_due()
         return len(ids)
     finally:
         cache.delete("jobs:reconcile-all")
@@ -226,6 +225,8 @@ def _act(job, engine, instance: Instance, members: list[Instance]) -> None:
                 _start(job, engine, instance, members)
         elif instance.state in PROCESS_STATES:
             _check(job, engine, instance)
+            if instance.state == S.RESTARTING and instance.next_attempt_at and instance.next_attempt_at <= now:
+                _start(job, engine, instance, members)  # the first restart happens in the same pass
     except NodeCommandError as exc:
         _node_not_answering(instance, str(exc))
     except (ExecutorError, OSError) as exc:
@@ -245,15 +246,12 @@ def _start(job, engine, instance: Instance, members) -> None:
 
     executor = executor_for(instance.node)
     restarting = instance.state == S.RESTARTING
-    if not restarting:
-        handle = executor.find(instance.key)
-        if handle is not None:  # a process from before a console restart, or from a pass that died mid-way
-            services.transition_instance(instance, S.STARTING, "re-adopted a running process", pid=handle.pid)
-            return
-    else:
-        executor.stop(instance.key, grace_s=5)
-    if executor.port_in_use(instance.port):
-        new_port = choose_port_excluding(instance.node, instance.port)
+    # One round trip for the ports (the launcher itself refuses to start a key that still runs, and ends the
+    # leftovers of its previous run), then one for the start.
+    busy = executor.ports_in_use(_candidate_ports(instance))
+    planned_port = instance.port
+    if instance.port in busy:
+        new_port = choose_port_excluding(instance.node, instance.port, busy)
         Instance.objects.filter(pk=instance.pk).update(port=new_port)
         instance.port = new_port
     accelerators = [
@@ -281,15 +279,36 @@ def _start(job, engine, instance: Instance, members) -> None:
     if not services.transition_instance(instance, S.STARTING, "starting", **fields):
         return  # another pass claimed this start
     process = ProcessSpec(instance_key=instance.key, argv=engine.build_argv(spec), env=engine.build_env(spec))
-    handle = executor.start(process)
+    try:
+        handle = executor.start(process)
+    except AlreadyRunning as exc:
+        if restarting:
+            # We believed it dead (hung, or left over): end it and start afresh.
+            executor.stop(instance.key, grace_s=5)
+            handle = executor.start(process)
+        else:
+            # A process from before a console restart, or from a pass that died mid-way: adopt it, on its port.
+            handle = exc.handle
+            services.transition_instance(instance, S.STARTING, "re-adopted a running process", run=instance.run,
+                                         port=planned_port)
     Instance.objects.filter(pk=instance.pk).update(pid=handle.pid)
     instance.pid = handle.pid
 
 
-def choose_port_excluding(node, port: int) -> int:
+def _candidate_ports(instance: Instance) -> list[int]:
+    """The instance's port and the next few free ones, so one round trip can check them all on the node."""
+    low, high = settings.CONSOLE_INSTANCE_PORT_RANGE
+    used = set(Instance.objects.filter(node=instance.node, state__in=ACTIVE_STATES)
+               .exclude(pk=instance.pk).values_list("port", flat=True))
+    spare = [p for p in range(low, high + 1) if p not in used and p != instance.port][:8]
+    return [instance.port, *spare]
+
+
+def choose_port_excluding(node, port: int, busy=()) -> int:
     low, high = settings.CONSOLE_INSTANCE_PORT_RANGE
     used = set(Instance.objects.filter(node=node, state__in=ACTIVE_STATES).values_list("port", flat=True))
     used.add(port)
+    used.update(busy)
     free = next((p for p in range(low, high + 1) if p not in used), None)
     if free is None:
         raise NoRoom(f"no free port in {low}-{high} on {node.name}")
@@ -411,13 +430,20 @@ def _node_not_answering(instance: Instance, reason: str) -> None:
         transition_node(node, NodeStatus.UNREACHABLE, f"not answering the reconciler: {reason}")
 
 
+def _last_contact(instance: Instance):
+    known = [t for t in (instance.last_check_at, instance.node.last_seen) if t is not None]
+    return max(known) if known else instance.node.status_changed_at
+
+
 def _move_off_lost_nodes(job: Job, now) -> None:
     """Instances on a node unreachable for longer than the grace go back to placement (elsewhere).
     A shorter blip changes nothing."""
     grace = timedelta(seconds=settings.CONSOLE_NODE_LOSS_GRACE_S)
-    lost = job.instances.select_related("node").filter(
-        state__in=ACTIVE_STATES, node__status=NodeStatus.UNREACHABLE, node__status_changed_at__lte=now - grace
-    )
+    # The grace counts from the last time the node answered (a successful check of the instance, or the
+    # transition to unreachable when none is known), so a silent partition is not detected twice over.
+    candidates = job.instances.select_related("node").filter(state__in=ACTIVE_STATES,
+                                                             node__status=NodeStatus.UNREACHABLE)
+    lost = [i for i in candidates if _last_contact(i) <= now - grace]
     replicas = {instance.replica for instance in lost}
     if not replicas:
         return
@@ -440,7 +466,7 @@ def _move_off_lost_nodes(job: Job, now) -> None:
 # --- orphans ---------------------------------------------------------------------------------------
 
 ORPHAN_SWEEP_INTERVAL_S = 30
-KEY_RE = re.compile(r"^(?P<prefix>[A-Za-z0-9]+)-job(\d+)-r(\d+)-m(\d+)$")
+KEY_RE = re.compile(r"^(?P<prefix>[A-Za-z0-9]+)-job(\d+)-r(\d+)-m(\d+)-n(\d+)$")
 
 
 def reap_orphans_due() -> None:
@@ -466,6 +492,8 @@ def reap_orphans(node) -> list[str]:
     if listing.exit_code != 0:
         return []
     owned = {i.key for i in Instance.objects.filter(node=node, state__in=ACTIVE_STATES)}
+    # Stopped instances keep their directory (their last log) until their job is deleted.
+    known = {i.key for i in Instance.objects.filter(node=node)}
     executor, stopped = executor_for(node), []
     for key in listing.stdout.split():
         match = KEY_RE.match(key)
@@ -475,6 +503,8 @@ def reap_orphans(node) -> list[str]:
             executor.stop(key, grace_s=5)
             stopped.append(key)
             audit.record("reap_orphan", node, detail={"instance_key": key})
+        if key not in known:
+            executor.cleanup(key)  # a deleted job's directory: keeps the next sweeps short
     return stopped
 
 

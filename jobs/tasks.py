@@ -11,6 +11,12 @@ def reconcile_job(job_id: int) -> None:
     reconciler.reconcile_job(job_id)
 
 
+@shared_task(acks_late=True, ignore_result=True, expires=60)
+def reap_orphans() -> None:
+    """Stop processes of instances that no longer live on their node (every 30 s, outside the reconcile pass)."""
+    reconciler.reap_orphans_due()
+
+
 @shared_task(acks_late=True, ignore_result=True, expires=5)
 def reconcile_all() -> int:
     """The periodic pass over every job (every CONSOLE_RECONCILE_INTERVAL_MS)."""

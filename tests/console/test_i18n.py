@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.urls import reverse
+from django.utils import translation
 
 from nodes.choices import NodeStatus
 from tests import factories
@@ -161,6 +162,14 @@ def test_every_marked_string_of_the_templates_and_the_apps_is_in_the_catalog(ent
 
 
 # --------------------------------------------------------------------------------------- pages
+
+
+@pytest.fixture(autouse=True)
+def back_to_the_default_language():
+    """A request in Chinese leaves zh-hans active in this thread (LocaleMiddleware activates, never
+    deactivates): later tests in the same worker must start in English again."""
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture

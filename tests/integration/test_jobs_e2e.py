@@ -46,10 +46,15 @@ def health(instance) -> int:
     return httpx.get(instance.endpoint.removesuffix("/v1") + "/health", timeout=2).status_code
 
 
+def node_env(tmp_path_factory):
+    """Each simulated node gets a HOME of its own, so its ~/.boom-console is its own, as on a real machine."""
+    return {"PATH": PATH, "HOME": str(tmp_path_factory.mktemp("node-home"))}
+
+
 @pytest.fixture
-def ssh_node(admin_api):
+def ssh_node(admin_api, tmp_path_factory):
     require_sshd()
-    daemon = SshdNode(env={"PATH": PATH})
+    daemon = SshdNode(env=node_env(tmp_path_factory))
     daemon.start()
     nodes = []
 
@@ -151,10 +156,10 @@ def test_extra_arguments_with_shell_metacharacters_are_passed_literally(admin_ap
 
 
 def test_a_lost_nodes_replica_comes_back_on_another_node_and_a_short_blip_moves_nothing(admin_api, ssh_node,
-                                                                                        settings):
+                                                                                        settings, tmp_path_factory):
     settings.CONSOLE_NODE_LOSS_GRACE_S = 3
     first = ssh_node("ssh-a")
-    other = SshdNode(env={"PATH": PATH}).start()
+    other = SshdNode(env=node_env(tmp_path_factory)).start()
     try:
         second = ssh_node("ssh-b", daemon=other)
         job_id = create_job(admin_api, "sim-failover", desired_state="running", placement="spread")
@@ -220,5 +225,45 @@ def test_a_real_llama_cpp_server_is_launched_killed_and_healed_by_the_reconciler
         healed = reconcile_until(job_id, lambda j: (i := running_instance(j)) and i.pid != instance.pid and i,
                                  timeout=60, what="llama-server to be restarted")
         assert "SIGKILL" in healed.last_exit_reason and health(healed) == 200
+    finally:
+        cleanup_job(job_id)
+
+
+def test_two_reconcilers_at_once_start_one_process_and_a_lost_transition_re_adopts_it(admin_api, local_node,
+                                                                                       monkeypatch):
+    import threading
+
+    from django.db import close_old_connections
+
+    from jobs.runtime import executor_for
+
+    job_id = create_job(admin_api, "sim-race", desired_state="running")
+    try:
+        # Two workers with no shared lock (as two hosts whose cache is down): both run a full pass at once.
+        monkeypatch.setattr(reconciler.cache, "add", lambda *args, **kwargs: True)
+        errors = []
+
+        def one_pass():
+            try:
+                reconciler.reconcile_job(job_id)
+            except Exception as exc:  # surfaced below
+                errors.append(exc)
+            finally:
+                close_old_connections()
+
+        threads = [threading.Thread(target=one_pass) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        instance = reconcile_until(job_id, running_instance, what="the simulator to be ready")
+        assert Instance.objects.filter(job_id=job_id).count() == 1
+        executor = executor_for(instance.node)
+        assert executor.status(instance.key).pid == instance.pid
+        # A worker died after starting the process but before recording it: the next pass adopts it.
+        Instance.objects.filter(pk=instance.pk).update(state="scheduled", pid=None)
+        adopted = reconcile_until(job_id, running_instance, what="the process to be re-adopted")
+        assert adopted.pid == instance.pid and adopted.restart_count == 0
     finally:
         cleanup_job(job_id)
