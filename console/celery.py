@@ -4,6 +4,10 @@ import os
 
 from celery import Celery
 
+from console.broker import install as install_embedded_broker
+
+install_embedded_broker()
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
 app = Celery("console")
