@@ -225,7 +225,8 @@ def _act(job, engine, instance: Instance, members: list[Instance]) -> None:
                 _start(job, engine, instance, members)
         elif instance.state in PROCESS_STATES:
             _check(job, engine, instance)
-            if instance.state == S.RESTARTING and instance.next_attempt_at and instance.next_attempt_at <= now:
+            due = instance.next_attempt_at
+            if instance.state == S.RESTARTING and due is not None and due <= timezone.now():
                 _start(job, engine, instance, members)  # the first restart happens in the same pass
     except NodeCommandError as exc:
         _node_not_answering(instance, str(exc))

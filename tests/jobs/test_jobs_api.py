@@ -134,3 +134,23 @@ def test_the_instances_list_is_filtered_by_job_with_constant_queries(viewer_api,
         viewer_api.get("/api/v1/instances/")
     with django_assert_max_num_queries(8):
         viewer_api.get("/api/v1/jobs/")
+
+
+def test_the_first_restart_is_issued_in_the_same_pass_that_sees_the_death(monkeypatch):
+    """A crashed instance is restarted by the pass that finds it dead, not one tick later."""
+    from types import SimpleNamespace
+
+    from jobs import reconciler
+
+    node = factories.node(name="gpu-1")
+    job = jf.job(engine="simulator", accelerators_per_replica=0, desired_state="running")
+    instance = Instance.objects.create(job=job, replica=0, node=node, port=20001, state="running")
+    calls = []
+
+    def fake_check(job, engine, inst):
+        reconciler._failed(inst, "exited with code 1", "")
+
+    monkeypatch.setattr(reconciler, "_check", fake_check)
+    monkeypatch.setattr(reconciler, "_start", lambda *args: calls.append(args[2].state))
+    reconciler._act(job, SimpleNamespace(), Instance.objects.select_related("node").get(pk=instance.pk), [])
+    assert calls == ["restarting"]
