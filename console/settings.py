@@ -176,7 +176,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # Inventory.
 CONSOLE_PROBE_INTERVAL_S = env_int("CONSOLE_PROBE_INTERVAL_S", 15, minimum=1)
 CONSOLE_PROBE_CONCURRENCY = env_int("CONSOLE_PROBE_CONCURRENCY", 16, minimum=1, maximum=256)
-CONSOLE_SSH_CONNECT_TIMEOUT_S = env_int("CONSOLE_SSH_CONNECT_TIMEOUT_S", 10, minimum=1)
+CONSOLE_SSH_CONNECT_TIMEOUT_S = env_int("CONSOLE_SSH_CONNECT_TIMEOUT_S", 5, minimum=1)
 CONSOLE_SSH_COMMAND_TIMEOUT_S = env_int("CONSOLE_SSH_COMMAND_TIMEOUT_S", 60, minimum=1)
 CONSOLE_REGISTER_LOCAL_NODE = env_bool("CONSOLE_REGISTER_LOCAL_NODE", True)
 
@@ -193,6 +193,9 @@ if CONSOLE_VERIFY_HASH_METHOD not in ("auto", "python", "sha256sum"):
     raise EnvError(f"CONSOLE_VERIFY_HASH_METHOD must be auto, python or sha256sum, got {CONSOLE_VERIFY_HASH_METHOD!r}")
 
 # Serving jobs.
+# Bound on each executor call to a node (start, status, tail; a stop gets its grace on top): a node that stops
+# answering is noticed within this time, which starts its failover grace.
+CONSOLE_EXECUTOR_TIMEOUT_S = env_int("CONSOLE_EXECUTOR_TIMEOUT_S", 8, minimum=1)
 CONSOLE_REMOTE_INSTANCE_DIR = env_str("CONSOLE_REMOTE_INSTANCE_DIR", "~/.boom-console/instances")
 CONSOLE_RECONCILE_INTERVAL_S = float(env_int("CONSOLE_RECONCILE_INTERVAL_MS", 1000, minimum=200)) / 1000
 # Serving benchmarks (docs/benchmarks-serving.md): dataset files must lie in this directory (an

@@ -21,7 +21,8 @@ def executor_for(node):
     def shell(command, *, stdin=None, timeout=30.0):
         return run_on_node(node, command, stdin=stdin, timeout=timeout)
 
-    return SSHExecutor(shell, base_dir=settings.CONSOLE_REMOTE_INSTANCE_DIR)
+    return SSHExecutor(shell, base_dir=settings.CONSOLE_REMOTE_INSTANCE_DIR,
+                       timeout_s=float(settings.CONSOLE_EXECUTOR_TIMEOUT_S))
 
 
 def model_path(version) -> str:
