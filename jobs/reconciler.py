@@ -73,19 +73,14 @@ def reconcile_job(job_id: int) -> Job | None:
         now = timezone.now()
         _move_off_lost_nodes(job, now)
         to_stop, pending_reason = _plan(job, engine)
-        for instance in to_stop:
-            if getattr(instance, "_restart_for_generation", False):
-                reason = f"rolling restart to generation {job.generation}"
-            else:
-                reason = "scaled down" if job.desired_state == DesiredState.RUNNING else "job stopped"
+        for instance, reason in to_stop:
             _stop_instance(instance, reason)
-        instances = list(job.instances.select_related("node").filter(state__in=ACTIVE_STATES))
+        stopped = {instance.pk for instance, _reason in to_stop}
+        instances = list(job.instances.select_related("node").filter(state__in=ACTIVE_STATES).exclude(pk__in=stopped))
         members = {}
         for instance in instances:
             members.setdefault(instance.replica, []).append(instance)
         for instance in instances:
-            if instance.pk in {i.pk for i in to_stop}:
-                continue
             _act(job, engine, instance, members[instance.replica])
         services.refresh_job_state(job, pending_reason)
         return job
@@ -96,10 +91,12 @@ def reconcile_job(job_id: int) -> Job | None:
 # --- planning (under the job lock) -------------------------------------------------------------------
 
 
-def _plan(job: Job, engine) -> tuple[list[Instance], str | None]:
-    """Place missing replicas and choose instances to stop. Returns (to_stop, why some replica is pending)."""
+def _plan(job: Job, engine) -> tuple[list[tuple[Instance, str]], str | None]:
+    """Place missing replicas and choose instances to stop.
+
+    Returns ([(instance to stop, why)], why some replica is pending)."""
     pending_reason = None
-    to_stop: list[Instance] = []
+    to_stop: list[tuple[Instance, str]] = []
     with transaction.atomic():
         job = Job.objects.select_for_update().select_related("model_version").get(pk=job.pk)
         instances = list(job.instances.select_related("node").all())
@@ -107,9 +104,10 @@ def _plan(job: Job, engine) -> tuple[list[Instance], str | None]:
         by_replica: dict[int, list[Instance]] = {}
         for instance in instances:
             by_replica.setdefault(instance.replica, []).append(instance)
+        extra_reason = "scaled down" if job.desired_state == DesiredState.RUNNING else "job stopped"
         for instance in instances:
             if instance.replica >= wanted and instance.state in ACTIVE_STATES:
-                to_stop.append(instance)
+                to_stop.append((instance, extra_reason))
         reserved: set[int] = set()
         for replica in range(wanted):
             members = by_replica.get(replica, [])
@@ -127,7 +125,8 @@ def _plan(job: Job, engine) -> tuple[list[Instance], str | None]:
             for member_plan in plan:
                 reserved.update(a.pk for a in member_plan.accelerators)
         if job.desired_state == DesiredState.RUNNING:
-            to_stop += _rolling_restart_victims(job, by_replica, wanted)
+            reason = f"rolling restart to generation {job.generation}"
+            to_stop += [(victim, reason) for victim in _rolling_restart_victims(job, by_replica, wanted)]
     return to_stop, pending_reason
 
 
@@ -152,10 +151,9 @@ def _place(job: Job, replica: int, members: list[Instance], plan) -> bool:
             if instance.state not in (S.STOPPED, S.FAILED, S.RESTARTING, S.SCHEDULED):
                 continue  # a live member keeps its node and accelerators
             services.release(instance)
-            target = S.SCHEDULED
             if not services.transition_instance(
                 instance,
-                target,
+                S.SCHEDULED,
                 f"placed on {member_plan.node.name}",
                 node=member_plan.node,
                 port=port,
@@ -191,20 +189,19 @@ def _rolling_restart_victims(job: Job, by_replica, wanted: int) -> list[Instance
     )
     if in_flight or not others_serving:
         return []
-    victims = [m for m in by_replica[old[0]] if m.state in ACTIVE_STATES]
-    for victim in victims:
-        victim._restart_for_generation = True
-    return victims
+    return [m for m in by_replica[old[0]] if m.state in ACTIVE_STATES]
 
 
-def choose_port(node) -> int:
-    """A port not used by another live instance on the node (checked again on the node at start)."""
+def choose_port(node, exclude=()) -> int:
+    """A port not used by another live instance on the node nor in ``exclude`` (ports the node reported busy);
+    checked again on the node at start."""
     low, high = settings.CONSOLE_INSTANCE_PORT_RANGE
     used = set(Instance.objects.filter(node=node, state__in=ACTIVE_STATES).values_list("port", flat=True))
-    for port in range(low, high + 1):
-        if port not in used:
-            return port
-    raise NoRoom(f"no free port in {low}-{high} on {node.name}")
+    used.update(exclude)
+    free = next((p for p in range(low, high + 1) if p not in used), None)
+    if free is None:
+        raise NoRoom(f"no free port in {low}-{high} on {node.name}")
+    return free
 
 
 # --- acting on one instance (no locks held) ----------------------------------------------------------
@@ -252,7 +249,7 @@ def _start(job, engine, instance: Instance, members) -> None:
     busy = executor.ports_in_use(_candidate_ports(instance))
     planned_port = instance.port
     if instance.port in busy:
-        new_port = choose_port_excluding(instance.node, instance.port, busy)
+        new_port = choose_port(instance.node, exclude={instance.port, *busy})
         Instance.objects.filter(pk=instance.pk).update(port=new_port)
         instance.port = new_port
     accelerators = [
@@ -303,17 +300,6 @@ def _candidate_ports(instance: Instance) -> list[int]:
                .exclude(pk=instance.pk).values_list("port", flat=True))
     spare = [p for p in range(low, high + 1) if p not in used and p != instance.port][:8]
     return [instance.port, *spare]
-
-
-def choose_port_excluding(node, port: int, busy=()) -> int:
-    low, high = settings.CONSOLE_INSTANCE_PORT_RANGE
-    used = set(Instance.objects.filter(node=node, state__in=ACTIVE_STATES).values_list("port", flat=True))
-    used.add(port)
-    used.update(busy)
-    free = next((p for p in range(low, high + 1) if p not in used), None)
-    if free is None:
-        raise NoRoom(f"no free port in {low}-{high} on {node.name}")
-    return free
 
 
 def _check(job, engine, instance: Instance) -> None:
@@ -507,14 +493,3 @@ def reap_orphans(node) -> list[str]:
         if key not in known:
             executor.cleanup(key)  # a deleted job's directory: keeps the next sweeps short
     return stopped
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.2):
-    """Small polling helper for callers that want to block until a state is reached (tests, benchmarks)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None

@@ -60,7 +60,7 @@ def derive_job_state(job: Job, instances: list[Instance]) -> tuple[str, str]:
         return JobState.STOPPED, (f"stopping {len(running)} instance(s)" if running else "")
     replicas: dict[int, list[Instance]] = {}
     for instance in active:
-        if instance.replica < job.replicas and instance.generation >= 1:
+        if instance.replica < job.replicas:
             replicas.setdefault(instance.replica, []).append(instance)
     serving = sum(
         1

@@ -1,6 +1,5 @@
 """Inventory: SSH credentials, nodes, their status history, and accelerators."""
 
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -95,11 +94,6 @@ class Node(models.Model):
     @property
     def effective_ssh_user(self) -> str:
         return self.ssh_user or (self.credential.username if self.credential_id else "")
-
-    def is_stale(self, now=None) -> bool:
-        """True when no probe succeeded for three intervals."""
-        now = now or timezone.now()
-        return self.last_seen is None or now - self.last_seen > timedelta(seconds=3 * self.probe_interval_s)
 
 
 class NodeStatusChange(models.Model):

@@ -10,7 +10,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from console import audit
@@ -263,11 +262,6 @@ def create_credential(*, name: str, username: str, private_key: str, passphrase:
     credential.public_key = public_key_line(pkey)
     credential.save()
     return credential
-
-
-def nodes_needing_attention():
-    """Nodes that are not online (for dashboards)."""
-    return Node.objects.filter(~Q(status=NodeStatus.ONLINE))
 
 
 def reset_host_key(node: Node, request=None) -> Node:

@@ -236,26 +236,7 @@ class SSHPool:
         Raises ``HostKeyMismatch``, ``Unreachable``, ``AuthFailed`` or
         ``CommandTimeout`` (all ``SSHError``). A non-zero exit code is not an error.
         """
-        text = command if isinstance(command, str) else quote_argv(command)
-        self.reap_idle()
-        key = _pool_key(target)
-        slot = self._checkout(key)
-        try:
-            if not slot.sessions.acquire(timeout=timeout):
-                raise CommandTimeout(
-                    f"no free SSH session to {_where(target)} within {timeout:g} s "
-                    f"({self.max_sessions} commands already running there)"
-                )
-            try:
-                chan, conn = self._open_channel(slot, target, timeout)
-                try:
-                    return self._execute(chan, conn, slot, target, text, stdin, timeout)
-                finally:
-                    chan.close()
-            finally:
-                slot.sessions.release()
-        finally:
-            self._checkin(slot)
+        return self._call(target, command, stdin=stdin, timeout=timeout, on_stdout_line=None)
 
     def stream(
         self,
@@ -274,6 +255,10 @@ class SSHPool:
         usual. An exception raised by the callback stops the command (its channel is closed and the
         remote process asked to terminate) and propagates. Same errors and time bound as ``run``.
         """
+        return self._call(target, command, stdin=stdin, timeout=timeout, on_stdout_line=on_stdout_line)
+
+    def _call(self, target, command, *, stdin, timeout, on_stdout_line) -> CommandResult:
+        """``run`` and ``stream``: one pooled session slot, one channel, one command."""
         text = command if isinstance(command, str) else quote_argv(command)
         self.reap_idle()
         key = _pool_key(target)
@@ -290,7 +275,8 @@ class SSHPool:
                     return self._execute(chan, conn, slot, target, text, stdin, timeout,
                                          on_stdout_line=on_stdout_line)
                 except BaseException:
-                    _signal_remote(chan, "TERM")
+                    if on_stdout_line is not None:  # the callback stopped the command: end it on the node
+                        _signal_remote(chan, "TERM")
                     raise
                 finally:
                     chan.close()
