@@ -101,7 +101,8 @@ def check_ready(engine, instance, timeout: float = 2.0) -> tuple[bool, str]:
     return False, f"readiness check answered {response.status_code} ({url})"
 
 
-_HOMES: dict[int, str] = {}
+# The login's home on each node, asked once: keyed by where and as whom we log in, so an edited node asks again.
+_HOMES: dict[tuple, str] = {}
 WRITE_FILE_SCRIPT = 'umask 027; mkdir -p -- "$1" && cat > "$1/$2"'
 
 
@@ -109,9 +110,10 @@ def instance_workdir(node, key: str) -> str:
     """The absolute per-instance directory on the node (the executor's, where engine files go)."""
     base = str(settings.DATA_DIR / "instances") if node.transport == "local" else settings.CONSOLE_REMOTE_INSTANCE_DIR
     if base.startswith("~/"):
-        if node.pk not in _HOMES:
-            _HOMES[node.pk] = run_on_node(node, 'printf %s "$HOME"', timeout=10).stdout.strip()
-        base = _HOMES[node.pk] + base[1:]
+        login = (node.pk, node.address, node.ssh_port, node.effective_ssh_user)
+        if login not in _HOMES:
+            _HOMES[login] = run_on_node(node, 'printf %s "$HOME"', timeout=10).stdout.strip()
+        base = _HOMES[login] + base[1:]
     return f"{base.rstrip('/')}/{key}"
 
 
