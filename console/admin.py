@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from console.models import Event
+from console.core.models import Event
 
 
 @admin.register(Event)

@@ -6,7 +6,7 @@ Protocol. The client sends ``{"type": "subscribe", "topics": [...], "cursor": N}
 * ``{"type": "data", "topic", "cursor", "time", "data"}``: what happened on a topic since its previous
   message; ``data`` holds ``frames`` (the compact form of the collector's samples: rows of
   ``[t, *labels, *values]``), ``series`` (``[{"series", "labels", "points": [[t, v], ...]}]``) and/or
-  ``state`` (latest values, merged key by key); see console.broadcast;
+  ``state`` (latest values, merged key by key); see console.core.broadcast;
 * ``{"type": "subscribed", "topics", "cursor"}``, ``{"type": "reset", "topics", "detail"}`` (the cursor
   is older than the kept entries: reload from the series API), ``{"type": "pong"}``;
 * ``{"type": "error", "detail"[, "topic"]}`` for a malformed message or a topic the user may not see;
@@ -21,7 +21,7 @@ sooner wait and are merged into the next message, so throttling loses no points.
 
 Where entries come from: with ``CONSOLE_STREAM_TRANSPORT=poll`` one :class:`StreamHub` per web process
 polls the StreamEntry table for all its connections; with ``push`` the consumer joins the topics'
-channel-layer groups (console.broadcast sends to them). Either way a subscription with a cursor first
+channel-layer groups (console.core.broadcast sends to them). Either way a subscription with a cursor first
 catches up from the table.
 """
 
@@ -38,7 +38,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from console import streams
-from console.broadcast import group_for, merge_payloads
+from console.core.broadcast import group_for, merge_payloads
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
 
 def _is_viewer(user) -> bool:
-    from console.permissions import VIEWER, has_role
+    from console.core.permissions import VIEWER, has_role
 
     return has_role(user, VIEWER)
 
@@ -271,8 +271,8 @@ class StreamHub:
         self.gaps.clear()
 
     def _fetch(self) -> list[dict]:
-        from console.broadcast import entry_message
-        from console.models import StreamEntry
+        from console.core.broadcast import entry_message
+        from console.core.models import StreamEntry
 
         if self.last_id is None:
             self.last_id = streams.current_cursor()

@@ -2,7 +2,7 @@
 
 from django.utils.translation import gettext_lazy as _
 
-from console.permissions import ADMIN, OPERATOR, VIEWER, user_role
+from console.core.permissions import ADMIN, OPERATOR, VIEWER, user_role
 
 ROLE_LABELS = {VIEWER: _("viewer"), OPERATOR: _("operator"), ADMIN: _("admin")}
 

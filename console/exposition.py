@@ -44,7 +44,7 @@ from rest_framework.decorators import api_view, authentication_classes, permissi
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer
 
-from console.permissions import VIEWER, has_role
+from console.core.permissions import VIEWER, has_role
 from console.telemetry import series as telemetry
 
 WINDOW_S = 120  # samples older than this are not "current" any more

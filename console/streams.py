@@ -14,7 +14,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from console.permissions import VIEWER, has_role
+from console.core.permissions import VIEWER, has_role
 
 TOPIC_RE = re.compile(r"^(?:(?P<bare>cluster|alerts)|(?P<kind>node|job):(?P<id>[1-9][0-9]{0,17}))$")
 MAX_TOPICS = 200  # per connection
@@ -50,7 +50,7 @@ def check_topic(user, topic: str) -> None:
 
 def current_cursor() -> int:
     """The newest stream entry's id: pages embed it, so their socket starts right after what they drew."""
-    from console.models import StreamEntry
+    from console.core.models import StreamEntry
 
     return StreamEntry.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
@@ -58,8 +58,8 @@ def current_cursor() -> int:
 def entries_after(cursor: int, topics: list[str], limit: int = 5000) -> tuple[list[dict], bool]:
     """Stream entries after ``cursor`` for ``topics``, oldest first, and whether the cursor is older
     than what the table still keeps (the client must then reload from the series API)."""
-    from console.broadcast import entry_message
-    from console.models import StreamEntry
+    from console.core.broadcast import entry_message
+    from console.core.models import StreamEntry
 
     oldest = StreamEntry.objects.order_by("pk").values_list("pk", flat=True).first()
     too_old = oldest is not None and cursor < oldest - 1 and cursor > 0
@@ -69,7 +69,7 @@ def entries_after(cursor: int, topics: list[str], limit: int = 5000) -> tuple[li
 
 def prune_entries(now=None) -> int:
     """Delete stream entries older than CONSOLE_STREAM_RETENTION_S, in bounded batches."""
-    from console.models import StreamEntry
+    from console.core.models import StreamEntry
 
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.CONSOLE_STREAM_RETENTION_S)
     deleted = 0

@@ -9,7 +9,7 @@ from rest_framework.routers import DefaultRouter
 
 from console import exposition, health
 from console.alerting.api.urls import router as alerting_router
-from console.api import EventViewSet
+from console.core.api import EventViewSet
 from console.dashboards import views as dashboard_views
 from console.telemetry.api import router as telemetry_router
 from jobs.api.urls import router as jobs_router

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from console.permissions import OPERATOR, has_role
+from console.core.permissions import OPERATOR, has_role
 from jobs.api.benchmarks import BenchmarkRunSerializer
 from jobs.benchmark_forms import BenchmarkForm
 from jobs.benchmarks import charts, export, services

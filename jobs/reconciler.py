@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from console import audit
+from console.core import audit
 from jobs import services
 from jobs.choices import ACTIVE_STATES, PROCESS_STATES, DesiredState, InstanceState
 from jobs.executors.base import AlreadyRunning, ExecutorError

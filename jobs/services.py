@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from console import audit
+from console.core import audit
 from jobs.choices import ACTIVE_STATES, INSTANCE_TRANSITIONS, DesiredState, InstanceState, JobState
 from jobs.models import Allocation, Instance, InstanceStateChange, Job
 

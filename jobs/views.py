@@ -9,10 +9,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from console import audit
+from console.core import audit
+from console.core.models import Event
+from console.core.permissions import ADMIN, OPERATOR, has_role
 from console.dashboards import charts
-from console.models import Event
-from console.permissions import ADMIN, OPERATOR, has_role
 from jobs import services
 from jobs.api.serializers import JobSerializer
 from jobs.forms import JobForm

@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from console import audit
+from console.core import audit
 from models_registry.choices import VERSION_TRANSITIONS, VersionStatus, WeightFormat
 from models_registry.inspection import InspectionError
 from models_registry.inspection.config import ModelArchitecture

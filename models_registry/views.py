@@ -11,9 +11,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from console import audit
-from console.models import Event
-from console.permissions import ADMIN, OPERATOR, has_role
+from console.core import audit
+from console.core.models import Event
+from console.core.permissions import ADMIN, OPERATOR, has_role
 from models_registry import services
 from models_registry.api.serializers import ModelSerializer, ModelVersionSerializer, known_quantizations
 from models_registry.choices import VersionStatus

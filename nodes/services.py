@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from console import audit
+from console.core import audit
 from nodes.choices import NODE_TRANSITIONS, Health, NodeStatus, Transport
 from nodes.models import Accelerator, Credential, Node, NodeStatusChange
 

@@ -9,9 +9,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from console import audit
+from console.core import audit
+from console.core.permissions import ADMIN, OPERATOR, has_role
 from console.dashboards import charts
-from console.permissions import ADMIN, OPERATOR, has_role
 from nodes import services, tasks
 from nodes.forms import CredentialForm, NodeForm
 from nodes.models import Credential, Node

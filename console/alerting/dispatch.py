@@ -30,7 +30,6 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from console import audit
 from console.alerting.choices import (
     ACTIVE_STATES,
     SEVERITY_RANK,
@@ -48,6 +47,7 @@ from console.alerting.models import (
     NotificationChannel,
 )
 from console.alerting.notifiers import NotifyError, SendResult, get_notifier
+from console.core import audit
 
 log = logging.getLogger(__name__)
 

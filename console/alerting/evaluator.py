@@ -25,7 +25,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from console import audit
 from console.alerting import templating
 from console.alerting.builtin import ensure_builtin_rules
 from console.alerting.choices import ACTIVE_STATES, NEW, SEVERITY_RANK, AlertState, RuleKind, Suppression
@@ -34,6 +33,7 @@ from console.alerting.deadline import is_timeout, query_deadline
 from console.alerting.labels import compiled, fingerprint, matches_all
 from console.alerting.models import Alert, AlertRule, AlertTransition, Silence
 from console.alerting.summary import publish_summary
+from console.core import audit
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from console import audit
 from console.alerting.choices import (
     ACTIVE_STATES,
     NotificationKind,
@@ -30,6 +29,7 @@ from console.alerting.models import (
     Silence,
 )
 from console.alerting.summary import publish_summary
+from console.core import audit
 
 log = logging.getLogger(__name__)
 

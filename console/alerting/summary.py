@@ -36,9 +36,9 @@ def alert_summary() -> dict:
 
 
 def publish_summary() -> None:
-    """Push the header summary to the ``alerts`` live-stream topic (console.broadcast)."""
+    """Push the header summary to the ``alerts`` live-stream topic (console.core.broadcast)."""
     try:
-        from console import broadcast
+        from console.core import broadcast
     except ImportError:  # pragma: no cover - streams not installed: the header polls instead
         return
     try:

@@ -14,14 +14,14 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from console import audit
 from console.alerting import services
 from console.alerting.api.serializers import AlertRuleSerializer, NotificationChannelSerializer, SilenceSerializer
 from console.alerting.choices import ACTIVE_STATES, AlertState, NotificationStatus, Severity, Suppression
 from console.alerting.forms import ChannelForm, RuleForm, SilenceForm
 from console.alerting.labels import matchers_text
 from console.alerting.models import Alert, AlertRule, Notification, NotificationChannel, Silence
-from console.permissions import ADMIN, OPERATOR, VIEWER, has_role
+from console.core import audit
+from console.core.permissions import ADMIN, OPERATOR, VIEWER, has_role
 
 TABS = ("firing", "pending", "resolved", "all")
 

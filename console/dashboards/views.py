@@ -5,8 +5,8 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q, Sum
 from django.shortcuts import render
 
+from console.core.models import Event
 from console.dashboards import charts
-from console.models import Event
 from jobs.models import Job
 from nodes.models import Accelerator, Node
 

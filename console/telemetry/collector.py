@@ -7,7 +7,7 @@ Long-lived streams do not belong in Celery tasks (DESIGN.md), so the collector o
   ``CONSOLE_TELEMETRY_SCRAPE_INTERVAL_S`` (:mod:`jobs.telemetry`);
 * the main loop, which every ``CONSOLE_TELEMETRY_FLUSH_MS`` drains what the threads read, writes it in
   one transaction (``bulk_create`` per table) and publishes the stream entries of the topics that
-  changed (:mod:`console.broadcast`), and every few seconds reconciles the sources with the nodes table.
+  changed (:mod:`console.core.broadcast`), and every few seconds reconciles the sources with the nodes table.
 
 Throttled at the source: a topic gets at most one stream entry per ~second, carrying every point
 gathered since its previous entry (so nothing is lost, only batched). Several collectors split the
@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.db.models import Count
 
-from console import broadcast
+from console.core import broadcast
 from console.telemetry.series import HEALTH_CODES
 from jobs.telemetry import ENGINE_SERIES
 
@@ -57,7 +57,7 @@ JOB_FIELDS = (*ENGINE_SERIES, "instances_up")
 
 
 def _frame(scope: str, labels: tuple[str, ...], fields: tuple[str, ...], row: list) -> dict:
-    """One sample as a stream payload in the compact form (console.broadcast): ``row`` is
+    """One sample as a stream payload in the compact form (console.core.broadcast): ``row`` is
     ``[t, *label values, *field values]``. Repeating series names and labels per point would make a
     node's entry about seven times larger (1 MB/s of JSON at 200 nodes)."""
     return {"frames": [{"scope": scope, "labels": list(labels), "fields": list(fields), "rows": [row]}]}

@@ -18,12 +18,11 @@ from rest_framework import mixins, renderers, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from console import audit
-from console.api import Conflict
+from console.core import audit
+from console.core.api import ERRORS, Conflict
 from jobs.benchmarks import export, generator, services
 from jobs.choices import BENCHMARK_ACTIVE, BenchmarkApi, PromptSource
 from jobs.models import DEFAULT_BENCHMARK_CONCURRENCY, BenchmarkRun, Job
-from nodes.api.views import ERRORS
 
 MAX_LEVELS = 16
 MAX_CONCURRENCY = 1024

@@ -6,12 +6,11 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from console.api import AuditedModelViewSet, Conflict
+from console.core.api import ERRORS, AuditedModelViewSet, Conflict
 from jobs import services
 from jobs.api.serializers import REFUSED_VERSION_STATUSES, InstanceSerializer, JobSerializer, ScaleSerializer
 from jobs.choices import ACTIVE_STATES
 from jobs.models import Instance, Job
-from nodes.api.views import ERRORS
 
 
 class JobFilter(django_filters.FilterSet):

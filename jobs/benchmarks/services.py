@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from console import audit
+from console.core import audit
 from jobs.benchmarks import runner
 from jobs.choices import BENCHMARK_TRANSITIONS, BenchmarkStatus, InstanceState, JobState
 from jobs.models import BenchmarkRun, BenchmarkTransition, Job

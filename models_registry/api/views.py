@@ -10,8 +10,8 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from console import audit
-from console.api import AuditedModelViewSet, Conflict
+from console.core import audit
+from console.core.api import ERRORS, AuditedModelViewSet, Conflict
 from models_registry import services
 from models_registry.api.filtersets import ModelFilter, ModelVersionFilter
 from models_registry.api.serializers import (
@@ -28,7 +28,6 @@ from models_registry.api.serializers import (
     known_quantizations,
 )
 from models_registry.models import Model, ModelVersion, Quantization
-from nodes.api.views import ERRORS
 from nodes.models import Node
 
 

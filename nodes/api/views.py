@@ -2,13 +2,13 @@
 
 from django.db import transaction
 from django.db.models import Count
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from console import audit
-from console.api import AuditedModelViewSet
+from console.core import audit
+from console.core.api import ERRORS, AuditedModelViewSet
 from nodes import services, tasks
 from nodes.api.filtersets import AcceleratorFilter, NodeFilter
 from nodes.api.serializers import (
@@ -19,10 +19,6 @@ from nodes.api.serializers import (
     NodeStatusChangeSerializer,
 )
 from nodes.models import Accelerator, Credential, Node
-
-ERRORS = {400: OpenApiResponse(description="Invalid input, with field messages"),
-          401: OpenApiResponse(description="No credentials"), 403: OpenApiResponse(description="Role too weak"),
-          404: OpenApiResponse(description="Not found"), 409: OpenApiResponse(description="State conflict")}
 
 
 class CredentialViewSet(AuditedModelViewSet):
@@ -54,7 +50,7 @@ class NodeViewSet(AuditedModelViewSet):
         transaction.on_commit(lambda: tasks.probe_node.delay(node_id))
 
     def perform_destroy(self, instance):
-        from console.api import Conflict
+        from console.core.api import Conflict
         from jobs.choices import ACTIVE_STATES
 
         live = instance.instances.filter(state__in=ACTIVE_STATES).select_related("job")

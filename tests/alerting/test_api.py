@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from console.alerting import evaluator
 from console.alerting.models import Alert, AlertRule, NotificationChannel, Silence
-from console.models import Event
+from console.core.models import Event
 from tests import factories
 from tests.alerting.conftest import make_channel, make_rule, node_sample
 

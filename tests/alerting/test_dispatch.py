@@ -8,7 +8,7 @@ import pytest
 
 from console.alerting import dispatch, evaluator, services
 from console.alerting.models import Alert, AlertGroup, DeliveryAttempt, Notification, NotificationChannel, Silence
-from console.models import Event
+from console.core.models import Event
 from nodes.models import NodeSample
 from tests import factories
 from tests.alerting.conftest import later, make_channel, make_rule, node_sample

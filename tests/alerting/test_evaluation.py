@@ -10,7 +10,7 @@ from django.utils import timezone
 from console.alerting import evaluator
 from console.alerting.labels import fingerprint
 from console.alerting.models import Alert, AlertRule, AlertTransition
-from console.models import Event
+from console.core.models import Event
 from nodes.models import AcceleratorSample, NodeSample
 from tests import factories
 from tests.alerting.conftest import later, make_rule, node_sample

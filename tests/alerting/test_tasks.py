@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from console.alerting import tasks
 from console.alerting.models import Alert, AlertTransition, Notification
-from console.models import StreamEntry
+from console.core.models import StreamEntry
 from tests import factories
 from tests.alerting.conftest import make_channel, make_rule, node_sample
 

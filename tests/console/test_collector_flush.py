@@ -6,8 +6,8 @@ from unittest import mock
 import pytest
 from django.db import OperationalError
 
-from console import broadcast
-from console.models import StreamEntry
+from console.core import broadcast
+from console.core.models import StreamEntry
 from console.telemetry.collector import Collector
 from nodes.models import AcceleratorSample, NodeSample
 from nodes.probes.parsers.common import AcceleratorReading

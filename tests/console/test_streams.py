@@ -12,9 +12,9 @@ from channels.testing import WebsocketCommunicator
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from console import broadcast
 from console.asgi import application
-from console.models import StreamEntry
+from console.core import broadcast
+from console.core.models import StreamEntry
 from tests import factories
 from tests.conftest import require
 

@@ -15,7 +15,7 @@ import pytest
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from console import broadcast
+from console.core import broadcast
 from tests import factories
 from tests.conftest import require
 from tests.integration.procs import ROOT, child_database_url, child_env, free_port, stop, wait_until

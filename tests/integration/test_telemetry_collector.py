@@ -9,7 +9,7 @@ import httpx
 import psutil
 import pytest
 
-from console.models import StreamEntry
+from console.core.models import StreamEntry
 from console.telemetry import series
 from console.telemetry.collector import Collector
 from jobs import reconciler

@@ -2,7 +2,7 @@
 
 import pytest
 
-from console.models import Event
+from console.core.models import Event
 from jobs.models import Instance, Job
 from tests import factories
 from tests.jobs import factories as jf

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from console.models import Event
+from console.core.models import Event
 from models_registry import services, tasks
 from models_registry.models import ModelFile, ModelVersion
 from tests.models_registry import raw_safetensors

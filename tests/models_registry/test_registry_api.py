@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from console.models import Event
+from console.core.models import Event
 from models_registry import services
 from models_registry.models import Alias, Model, ModelVersion
 from tests.jobs import factories as job_factories

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from console.models import Event
+from console.core.models import Event
 from models_registry import services
 from nodes.models import Node
 from nodes.probes.ssh import POOL, CommandTimeout

@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from console.models import Event
+from console.core.models import Event
 from nodes.models import Credential, Node
 from tests import factories
 from tests.nodes.keygen import ed25519_openssh
@@ -176,7 +176,7 @@ def test_the_node_and_accelerator_lists_take_a_constant_number_of_queries(viewer
 
 def test_events_are_filtered_by_object(viewer_api):
     node = factories.node(name="gpu-01")
-    from console import audit
+    from console.core import audit
 
     audit.record("probe", node)
     audit.record("probe", factories.node(name="gpu-02"))

@@ -350,7 +350,7 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
     def to_representation(self, instance):
         data = super().to_representation(instance)
         request = self.context.get("request")
-        from console.permissions import ADMIN, has_role
+        from console.core.permissions import ADMIN, has_role
 
         if data.get("url") and not (request is not None and has_role(request.user, ADMIN)):
             data["url"] = mask_url(data["url"])

@@ -6,7 +6,6 @@ from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from console import audit
 from console.alerting import services
 from console.alerting.api.filtersets import (
     AlertFilter,
@@ -31,7 +30,8 @@ from console.alerting.api.serializers import (
 from console.alerting.choices import NotificationStatus
 from console.alerting.models import Alert, AlertRule, Notification, NotificationChannel, Silence
 from console.alerting.summary import alert_summary
-from console.api import AuditedModelViewSet, Conflict
+from console.core import audit
+from console.core.api import AuditedModelViewSet, Conflict
 
 ERRORS = {400: OpenApiResponse(description="Invalid input, with field messages"),
           401: OpenApiResponse(description="No credentials"), 403: OpenApiResponse(description="Role too weak"),

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
-from console.permissions import ROLES
+from console.core.permissions import ROLES
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from console import audit
+from console.core import audit
 from models_registry import services
 from models_registry.catalog import CATALOG, CEVAL_SOURCE
 from models_registry.inspection.config import architecture_from_dict

@@ -62,7 +62,7 @@ def publish(topic: str, payload: dict) -> None:
 
 def publish_many(entries: Iterable[tuple[str, dict]]) -> list:
     """Write stream entries in one statement and, with the push transport, send them after commit."""
-    from console.models import StreamEntry
+    from console.core.models import StreamEntry
 
     now = timezone.now()
     rows = StreamEntry.objects.bulk_create([StreamEntry(time=now, topic=topic, payload=payload)

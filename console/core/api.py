@@ -5,13 +5,19 @@ import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.db.models import ProtectedError
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from console import audit
-from console.models import Event
+from console.core import audit
+from console.core.models import Event
+
+# The error answers every API route documents (OpenAPI), besides its own 2xx.
+ERRORS = {400: OpenApiResponse(description="Invalid input, with field messages"),
+          401: OpenApiResponse(description="No credentials"), 403: OpenApiResponse(description="Role too weak"),
+          404: OpenApiResponse(description="Not found"), 409: OpenApiResponse(description="State conflict")}
 
 
 class Conflict(APIException):

@@ -1,6 +1,6 @@
 """Writing the audit log. Every mutating API action and every state transition calls ``record``."""
 
-from console.models import Event
+from console.core.models import Event
 
 SYSTEM = "system"
 

@@ -1,0 +1,57 @@
+"""Foundation models: the audit and event log, and the outbox of the live streams.
+
+They belong to the ``console`` app (app_label), so their tables and migrations stay where they are."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Event(models.Model):
+    """One thing that happened: an operator's mutating action or a state transition.
+
+    Append-only. ``actor`` is the username, or ``system`` for the console's own work,
+    kept as text so that events outlive deleted users.
+    """
+
+    time = models.DateTimeField(_("time"), default=timezone.now, db_index=True)
+    actor = models.CharField(_("actor"), max_length=150)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    verb = models.CharField(_("verb"), max_length=64)
+    object_type = models.CharField(_("object type"), max_length=64)
+    object_id = models.CharField(_("object id"), max_length=64, blank=True)
+    object_repr = models.CharField(_("object"), max_length=200, blank=True)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+    source_address = models.GenericIPAddressField(_("source address"), null=True, blank=True)
+
+    class Meta:
+        app_label = "console"
+        ordering = ["-time", "-id"]
+        indexes = [models.Index(fields=["object_type", "object_id", "-time"])]
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+
+    def __str__(self):
+        return f"{self.time:%Y-%m-%d %H:%M:%S} {self.actor} {self.verb} {self.object_type}:{self.object_id}"
+
+
+class StreamEntry(models.Model):
+    """One message of a live stream topic (``cluster``, ``node:<id>``, ``job:<id>``, ``alerts``).
+
+    The outbox of the websocket streams (console.core.broadcast writes it, console.consumers reads it):
+    the id is the cursor a browser sends back after a reconnect to receive what it missed, and in
+    the embedded profile (no Redis) the web server polls this table instead of a channel layer.
+    Kept for CONSOLE_STREAM_RETENTION_S; older cursors get a ``reset`` and reload from the series API.
+    """
+
+    time = models.DateTimeField(default=timezone.now)
+    topic = models.CharField(max_length=64)
+    payload = models.JSONField(default=dict)
+
+    class Meta:
+        app_label = "console"
+        indexes = [models.Index(fields=["time"], name="streamentry_time")]
+
+    def __str__(self):
+        return f"{self.pk} {self.topic}"
