@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from console.core import audit
+from console.core.errors import Conflict as ServiceConflict
 from console.core.models import Event
 
 # The error answers every API route documents (OpenAPI), besides its own 2xx.
@@ -30,7 +31,10 @@ class Conflict(APIException):
 
 def exception_handler(exc, context):
     """DRF's handler, plus: Django validation errors are 400 with field messages, protected
-    deletes and integrity errors are 409 — never a 500."""
+    deletes, integrity errors and every service ``Conflict`` (console.core.errors) are 409 with
+    ``detail`` — never a 500."""
+    if isinstance(exc, ServiceConflict):
+        return Response({"detail": exc.detail}, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, DjangoValidationError):
         data = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         return Response(data, status=status.HTTP_400_BAD_REQUEST)
