@@ -267,12 +267,15 @@ async def send_one(session: aiohttp.ClientSession, spec: LoadSpec, index: int, p
     """Send one streaming request and measure it. Never raises (except CancelledError).
 
     A pooled keep-alive connection that the server closed meanwhile fails before any answer
-    (llama.cpp's server closes them): such a request is sent once more, on a new connection, with
-    its clock restarted. A fresh connection that fails is an error at once.
+    (llama.cpp's server closes them; aiohttp then says "Can not write request body"): such a request
+    is sent once more with its clock restarted, on a connection of its own rather than the pool's,
+    since the pool may hold more connections the server closed at the same moment. A fresh
+    connection that fails is an error at once.
     """
     result, answered = await _send_once(session, spec, index, prompt)
     if not result.ok and not answered and result.error_kind == "connect" and "ClientConnectorError" not in result.error:
-        result, answered = await _send_once(session, spec, index, prompt)
+        async with _session(spec, 1, fresh=True) as fresh:
+            result, answered = await _send_once(fresh, spec, index, prompt)
     return result
 
 
@@ -359,9 +362,10 @@ async def _send_once(session: aiohttp.ClientSession, spec: LoadSpec, index: int,
     return result, answered
 
 
-def _session(spec: LoadSpec, limit: int) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=max(limit, 1), limit_per_host=0, force_close=False,
-                                     enable_cleanup_closed=True)
+def _session(spec: LoadSpec, limit: int, *, fresh: bool = False) -> aiohttp.ClientSession:
+    """A session with a pool of ``limit`` keep-alive connections; ``fresh``: one connection, not kept."""
+    connector = aiohttp.TCPConnector(limit=max(limit, 1), limit_per_host=0, force_close=fresh,
+                                     enable_cleanup_closed=not fresh)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=spec.connect_timeout_s,
                                     sock_read=spec.request_timeout_s)
     return aiohttp.ClientSession(connector=connector, timeout=timeout)

@@ -30,7 +30,7 @@ def test_a_benchmark_of_the_real_llama_server_measures_every_level(db, llama):
     assert run.model == "boom-tiny"  # found at /v1/models
     assert [level["concurrency"] for level in run.results] == [1, 4]
     for level in run.results:
-        assert level["completed"] == 8 and level["errors"] == 0
+        assert level["completed"] == 8 and level["errors"] == 0, (level["errors_by_kind"], level["error_sample"])
         assert level["output_tokens_per_s"] > 0 and level["ttft_p50_ms"] > 0
         # ignore_eos and max_tokens: every answer is exactly the asked length (from the usage chunk).
         assert level["usage_reported"] and level["output_tokens"] == 8 * 8
@@ -46,4 +46,6 @@ def test_the_llama_server_completions_api_is_measured_too(db, llama):
     services.run_benchmark(run.pk)
     run.refresh_from_db()
     assert run.status == BenchmarkStatus.SUCCEEDED, run.status_detail
-    assert run.results[0]["completed"] == 4 and run.results[0]["output_tokens"] == 24
+    level = run.results[0]
+    assert level["completed"] == 4 and level["errors"] == 0, (level["errors_by_kind"], level["error_sample"])
+    assert level["output_tokens"] == 24
