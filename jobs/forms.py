@@ -1,18 +1,11 @@
 """The create-job form. Validation is the API serializer's, so that the page and REST agree."""
 
-import json
-
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from jobs.choices import PlacementStrategy
+from jobs.engines.registry import engine_choices
 from models_registry.models import ModelVersion
-
-
-def engine_choices():
-    from jobs.engines.registry import ENGINES
-
-    return [(name, engine.label) for name, engine in ENGINES.items()]
 
 
 class JobForm(forms.Form):
@@ -58,7 +51,3 @@ class JobForm(forms.Form):
             "env": pairs(data["env"]), "max_model_len": data["max_model_len"], "options": data["options"] or {},
             "desired_state": "running" if data["start"] else "stopped",
         }
-
-
-def dumps(value) -> str:
-    return json.dumps(value, ensure_ascii=False)

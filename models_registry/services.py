@@ -690,17 +690,6 @@ def latest_scores(evaluations: Iterable[Evaluation]) -> dict[str, float]:
     return {name: value[2] for name, value in best.items()}
 
 
-def parent_deltas(version: ModelVersion) -> dict[str, dict[str, float | None]]:
-    """Per benchmark of the version: its score, the parent's and the difference (None without one)."""
-    mine = latest_scores(version.evaluations.all())
-    theirs = latest_scores(version.parent.evaluations.all()) if version.parent_id else {}
-    return {
-        name: {"score": score, "parent_score": theirs.get(name),
-               "delta": round(score - theirs[name], 4) if name in theirs else None}
-        for name, score in sorted(mine.items())
-    }
-
-
 def lineage(version: ModelVersion, max_depth: int = 32) -> dict[str, list[ModelVersion]]:
     """``ancestors`` (nearest first) and ``children`` of a version."""
     ancestors: list[ModelVersion] = []

@@ -15,7 +15,12 @@ from console.core import audit
 from console.core.models import Event
 from console.core.permissions import ADMIN, OPERATOR, has_role
 from models_registry import services
-from models_registry.api.serializers import ModelSerializer, ModelVersionSerializer, known_quantizations
+from models_registry.api.serializers import (
+    EvaluationSerializer,
+    ModelSerializer,
+    ModelVersionSerializer,
+    known_quantizations,
+)
 from models_registry.choices import VersionStatus
 from models_registry.forms import ImportForm, ModelCreateForm, PromoteForm, VersionCreateForm
 from models_registry.models import Alias, Model, ModelVersion
@@ -84,18 +89,14 @@ def version_create(request):
 
 @login_required
 def version_detail(request, pk):
-    from jobs.models import Job
-
     version = get_object_or_404(
-        ModelVersion.objects.select_related("model", "node", "parent__model").annotate(file_count=Count("files")),
+        ModelVersion.objects.select_related("model", "node", "parent__model")
+        .prefetch_related("evaluations", "parent__evaluations").annotate(file_count=Count("files")),
         pk=pk)
     files = list(version.files.order_by("path")[:FILES_SHOWN])
-    parent_scores = services.latest_scores(version.parent.evaluations.all()) if version.parent_id else {}
-    evaluations = [
-        {"row": e, "parent_score": parent_scores.get(e.benchmark),
-         "delta": round(e.score - parent_scores[e.benchmark], 4) if e.benchmark in parent_scores else None}
-        for e in version.evaluations.all()
-    ]
+    scores = EvaluationSerializer()  # the API's comparison with the parent, on the prefetched rows
+    evaluations = [{"row": e, "parent_score": scores.get_parent_score(e), "delta": scores.get_delta(e)}
+                   for e in version.evaluations.all()]
     family_tree = services.lineage(version)
     model_aliases = Alias.objects.filter(model=version.model).select_related("version").order_by("name")
     return render(request, "models_registry/version_detail.html", {
@@ -108,7 +109,7 @@ def version_detail(request, pk):
         "children": family_tree["children"],
         "aliases": [a for a in model_aliases if a.version_id == version.pk],
         "model_aliases": model_aliases,
-        "jobs": Job.objects.filter(model_version=version).order_by("name"),
+        "jobs": version.jobs.order_by("name"),
         "history": version.status_history.all()[:20],
         "events": Event.objects.filter(object_type="modelversion", object_id=str(version.pk)).order_by("-time")[:30],
         "can_operate": has_role(request.user, OPERATOR),

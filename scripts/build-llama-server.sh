@@ -91,7 +91,7 @@ sdist=$(find "$WORK/dl" -maxdepth 1 -name '*.tar.gz' | head -1)
 [ -n "$sdist" ] || die "pip downloaded no sdist into $WORK/dl"
 tar -xzf "$sdist" -C "$WORK" || die "cannot extract $sdist"
 SRC=$(find "$WORK" -mindepth 3 -maxdepth 3 -type d -path '*/vendor/llama.cpp' | head -1)
-[ -n "$SRC" ] && [ -f "$SRC/CMakeLists.txt" ] || die "$sdist has no vendor/llama.cpp"
+if [ -z "$SRC" ] || [ ! -f "$SRC/CMakeLists.txt" ]; then die "$sdist has no vendor/llama.cpp"; fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
 log "configuring $SRC"

@@ -9,6 +9,7 @@
 #   prometheus      promtool, to check our /metrics exposition
 #   postgresql      database tests: the role in TEST_DATABASE_URL (default postgres) needs CREATEDB
 #   redis-server    broker and channel-layer tests
+#   and shellcheck, with which `make test` checks every tracked shell script
 set -euo pipefail
 
 log() { echo "ci-services: $*"; }
@@ -24,6 +25,7 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v shellcheck >/dev/null || missing+=(shellcheck)
 
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
@@ -60,7 +62,7 @@ wait_for() { # wait_for <what> <seconds> <command...>
 if pg_isready -q -h 127.0.0.1; then
   log "PostgreSQL: already answering"
 else
-  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort -V | tail -n 1)
   log "PostgreSQL: starting cluster $version/main"
   pg_ctlcluster --skip-systemctl-redirect "$version" main start
   wait_for "PostgreSQL" 30 pg_isready -q -h 127.0.0.1
@@ -119,6 +121,7 @@ else
   # "-::1": bind IPv6 loopback when the machine has it, without failing when it has not.
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  # shellcheck disable=SC2016  # the inner bash expands it
   wait_for "Redis" 30 bash -c '[ "$(redis-cli -h 127.0.0.1 ping)" = PONG ]'
   did+=("started Redis")
 fi

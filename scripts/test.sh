@@ -44,6 +44,28 @@ export CONSOLE_SECRET_KEY=${CONSOLE_SECRET_KEY:-test-secret-not-for-production}
 unset CELERY_BROKER_URL REDIS_URL
 
 .venv/bin/ruff check .
+# Import contracts (pyproject.toml, [tool.importlinter]): layers, a foundation that imports no app, no cycles.
+.venv/bin/lint-imports --no-cache --no-logo
+# Shell: every tracked *.sh, and every tracked file without an extension whose first line is a sh or bash shebang.
+shell_scripts() {
+  local f
+  git ls-files -z | while IFS= read -r -d '' f; do
+    case ${f##*/} in
+      *.sh) printf '%s\0' "$f" ;;
+      ?*.*) ;;
+      *) if head -n1 -- "$f" 2>/dev/null | grep -qE '^#!.*[/ ](ba|da)?sh( |$)'; then printf '%s\0' "$f"; fi ;;
+    esac
+  done
+}
+if command -v shellcheck >/dev/null; then
+  mapfile -d '' sh_files < <(shell_scripts)
+  shellcheck -- "${sh_files[@]}"
+  echo "shellcheck: ${#sh_files[@]} scripts clean"
+elif [ "$ci" = true ]; then
+  echo "shellcheck is not installed and CI=true: failing (scripts/ci-services.sh installs it)." >&2; exit 1
+else
+  echo "NOTICE: shellcheck is not installed (apt-get install shellcheck); shell scripts are not checked."
+fi
 $PY manage.py makemigrations --check --dry-run >/dev/null || { echo "Missing migrations." >&2; exit 1; }
 $PY manage.py spectacular --validate --fail-on-warn --file /dev/null
 exec .venv/bin/pytest "$@"

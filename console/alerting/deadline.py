@@ -13,10 +13,6 @@ from contextlib import contextmanager
 from django.db import connection, transaction
 
 
-class RuleTimeout(Exception):
-    """A rule's evaluation passed its time limit."""
-
-
 @contextmanager
 def query_deadline(seconds: float):
     """Abort any query of the block still running ``seconds`` after the block started."""

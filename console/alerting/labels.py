@@ -247,8 +247,3 @@ def group_key(labels: dict[str, str], group_by: list[str]) -> tuple[str, dict[st
     root route's ``{}``) and the group's labels."""
     chosen = group_labels(labels, group_by)
     return "{}:" + format_label_set(chosen), chosen
-
-
-def as_label_values(labels: dict[str, Any]) -> dict[str, str]:
-    """Label values as strings, dropping missing ones."""
-    return {k: (str(v) if not isinstance(v, str) else v) for k, v in labels.items() if v is not None}

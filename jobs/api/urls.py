@@ -1,7 +1,7 @@
 from rest_framework.routers import DefaultRouter
 
-from jobs.api.benchmarks import BenchmarkRunViewSet
 from jobs.api.views import InstanceViewSet, JobViewSet
+from jobs.benchmarks.api import BenchmarkRunViewSet
 
 router = DefaultRouter()
 router.register("jobs", JobViewSet)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from celery import signature
 from django.db import transaction
 from django.utils import timezone
 
@@ -17,6 +18,7 @@ S = BenchmarkStatus
 # A running run whose heartbeat (written every runner.PROGRESS_WRITE_S) is older than this lost its
 # worker: cancelling it ends it at once, and a redelivered task fails it instead of waiting forever.
 STALE_HEARTBEAT = timedelta(seconds=60)
+RUN_TASK = "jobs.benchmarks.tasks.run_benchmark"
 
 
 class TransitionNotAllowed(Exception):
@@ -98,9 +100,8 @@ def create_benchmark(data: dict[str, Any], *, request=None) -> BenchmarkRun:
 
 
 def _enqueue(run_id: int) -> None:
-    from jobs.benchmarks import tasks
-
-    tasks.run_benchmark.delay(run_id)
+    # By name, so that services does not import the tasks module that imports it.
+    signature(RUN_TASK, args=(run_id,)).delay()
 
 
 def cancel_benchmark(run: BenchmarkRun, *, request=None) -> BenchmarkRun:

@@ -48,12 +48,10 @@ Shutdown
     finish, the rest are cut, and the process exits 0.
 """
 
+
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import math
 import os
 import random
 import signal
@@ -63,132 +61,28 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client import Histogram as PromHistogram
+from prometheus_client import CONTENT_TYPE_LATEST
 
-__all__ = [
-    "VOCABULARY",
-    "SimulatorConfig",
-    "Simulator",
-    "build_arg_parser",
-    "config_from_args",
-    "estimate_prompt_tokens",
-    "main",
-    "serve",
-]
+from jobs.simulator.config import SimulatorConfig, config_from_args
+from jobs.simulator.metrics import EngineMetrics
+from jobs.simulator.protocol import (
+    DEFAULT_COMPLETION_MAX_TOKENS,
+    NATURAL_LENGTH_RANGE,
+    VOCABULARY,
+    RequestError,
+    dumps,
+    estimate_prompt_tokens,
+    json_body,
+    message_text,
+    token_usage,
+)
+
+__all__ = ["Simulator", "main", "serve"]
 
 READY_LINE_PREFIX = "boom-simulator listening on"
-
-VOCABULARY: tuple[str, ...] = (
-    "the", "model", "serves", "tokens", "from", "a", "cluster", "of", "accelerators", "and",
-    "every", "node", "reports", "its", "health", "while", "requests", "wait", "in", "queue",
-    "latency", "grows", "with", "load", "so", "operators", "watch", "throughput", "cache", "memory",
-    "batch", "prefill", "decode", "stream", "engine", "replica", "restarts", "after", "crash", "on",
-    "another", "server", "quickly", "inference", "is", "steady", "today", "weights", "are", "loaded",
-    "context", "window", "holds", "the", "prompt", "answer", "follows", "here", "simply", "well",
-    "metrics", "show", "it", "clearly",
-)  # fmt: skip
-
-# vLLM V1's bucket bounds (vllm/v1/metrics/loggers.py), so dashboards built on the simulator read
-# real engines the same way.
-TTFT_BUCKETS = (
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
-)  # fmt: skip
-ITL_BUCKETS = (
-    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
-    40.0, 80.0,
-)  # fmt: skip
-E2E_BUCKETS = (
-    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
-    480.0, 960.0, 1920.0, 7680.0,
-)  # fmt: skip
-
-
-def _dumps(value: Any) -> str:
-    """Compact JSON, as vLLM writes it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-CHARS_PER_TOKEN = 4
-TOKENS_PER_CHAT_MESSAGE = 3
-NATURAL_LENGTH_RANGE = (16, 384)
-DEFAULT_COMPLETION_MAX_TOKENS = 16
 FAULT_MODES = ("crash", "hang", "slow", "unhealthy", "recover")
-
-
-@dataclass
-class SimulatorConfig:
-    """Everything the command line sets; see ``python -m jobs.simulator --help``."""
-
-    model: str = "simulator"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    ttft_ms: float = 80.0
-    tpot_ms: float = 15.0
-    batch_slowdown: float = 0.004
-    max_concurrency: int = 256
-    startup_s: float = 0.0
-    seed: int = 0
-    max_model_len: int = 8192
-    kv_cache_tokens: int = 65536
-    crash_after: int = 0  # exit after this many finished inference requests; 0: never
-    crash_exit_code: int = 1
-    drain_s: float = 0.5
-
-
-class RequestError(Exception):
-    """A bad request, answered with an OpenAI-style error body."""
-
-    def __init__(self, status: int, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-
-    def response(self) -> web.Response:
-        """The error as vLLM shapes it."""
-        kind = {400: "BadRequestError", 404: "NotFoundError", 503: "ServiceUnavailableError"}
-        body = {
-            "object": "error",
-            "message": self.message,
-            "type": kind.get(self.status, "Error"),
-            "param": self.param,
-            "code": self.status,
-        }
-        return web.json_response(body, status=self.status, dumps=_dumps)
-
-
-def estimate_prompt_tokens(prompt: Any) -> int:
-    """Estimate the token count of a completion prompt or a list of chat messages.
-
-    Text counts ``ceil(len / 4)`` tokens (at least 1); a list of ints is token ids already; a list
-    of chat messages counts each message's text plus 3 tokens of chat template.
-    """
-    if isinstance(prompt, str):
-        return max(1, math.ceil(len(prompt) / CHARS_PER_TOKEN))
-    if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
-        return len(prompt)
-    if isinstance(prompt, list) and all(isinstance(m, dict) for m in prompt):
-        return sum(math.ceil(len(_message_text(m)) / CHARS_PER_TOKEN) + TOKENS_PER_CHAT_MESSAGE for m in prompt)
-    raise RequestError(400, "prompt must be a string or a list of token ids", "prompt")
-
-
-def _message_text(message: dict) -> str:
-    """The text of one chat message: a string, or the text parts of a content list."""
-    content = message.get("content")
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"
-        )
-    raise RequestError(400, "message content must be a string or a list of parts", "messages")
 
 
 @dataclass
@@ -200,64 +94,6 @@ class _Plan:
     finish_reason: str
     stream: bool
     include_usage: bool
-
-
-class _Metrics:
-    """The vLLM V1 series the simulator exposes, in a registry of its own."""
-
-    def __init__(self, model: str, sim: Simulator) -> None:
-        self.registry = CollectorRegistry()
-        labels = ["model_name", "engine"]
-        values = {"model_name": model, "engine": "0"}
-        r = self.registry
-
-        running = Gauge(
-            "vllm:num_requests_running", "Number of requests in model execution batches.", labels, registry=r
-        )
-        running.labels(**values).set_function(lambda: sim.running)
-        waiting = Gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", labels, registry=r)
-        waiting.labels(**values).set_function(lambda: sim.waiting)
-        kv = Gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", labels, registry=r)
-        kv.labels(**values).set_function(lambda: min(1.0, sim.kv_tokens / max(1, sim.config.kv_cache_tokens)))
-
-        self.prompt_tokens = Counter(
-            "vllm:prompt_tokens", "Number of prefill tokens processed.", labels, registry=r
-        ).labels(**values)
-        self.generation_tokens = Counter(
-            "vllm:generation_tokens", "Number of generation tokens processed.", labels, registry=r
-        ).labels(**values)
-        success = Counter(
-            "vllm:request_success",
-            "Count of successfully processed requests.",
-            [*labels, "finished_reason"],
-            registry=r,
-        )
-        self.success = {reason: success.labels(**values, finished_reason=reason) for reason in ("stop", "length")}
-        self.ttft = PromHistogram(
-            "vllm:time_to_first_token_seconds",
-            "Histogram of time to first token in seconds.",
-            labels,
-            buckets=TTFT_BUCKETS,
-            registry=r,
-        ).labels(**values)
-        self.itl = PromHistogram(
-            "vllm:inter_token_latency_seconds",
-            "Histogram of inter-token latency in seconds.",
-            labels,
-            buckets=ITL_BUCKETS,
-            registry=r,
-        ).labels(**values)
-        self.e2e = PromHistogram(
-            "vllm:e2e_request_latency_seconds",
-            "Histogram of e2e request latency in seconds.",
-            labels,
-            buckets=E2E_BUCKETS,
-            registry=r,
-        ).labels(**values)
-
-    def exposition(self) -> bytes:
-        """The registry in Prometheus text format."""
-        return generate_latest(self.registry)
 
 
 class Simulator:
@@ -278,7 +114,7 @@ class Simulator:
         self._not_hung.set()
         self._slots = asyncio.Semaphore(config.max_concurrency)
         self._generating: set[asyncio.Task] = set()
-        self.metrics = _Metrics(config.model, self)
+        self.metrics = EngineMetrics(config.model, self)
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -346,11 +182,11 @@ class Simulator:
         """200 when ready, 503 with the reason otherwise; never answers while hung."""
         await self._hang_gate()
         if self.draining:
-            return web.json_response({"status": "draining"}, status=503, dumps=_dumps)
+            return web.json_response({"status": "draining"}, status=503, dumps=dumps)
         if not self.ready:
-            return web.json_response({"status": "starting"}, status=503, dumps=_dumps)
+            return web.json_response({"status": "starting"}, status=503, dumps=dumps)
         if self.fault == "unhealthy":
-            return web.json_response({"status": "unhealthy"}, status=503, dumps=_dumps)
+            return web.json_response({"status": "unhealthy"}, status=503, dumps=dumps)
         return web.Response(status=200)
 
     async def models(self, request: web.Request) -> web.Response:
@@ -365,7 +201,7 @@ class Simulator:
             "parent": None,
             "max_model_len": self.config.max_model_len,
         }
-        return web.json_response({"object": "list", "data": [model]}, dumps=_dumps)
+        return web.json_response({"object": "list", "data": [model]}, dumps=dumps)
 
     async def prometheus_metrics(self, request: web.Request) -> web.Response:
         """vLLM V1-named series in Prometheus text format."""
@@ -385,13 +221,13 @@ class Simulator:
                 "finished": self.finished,
                 "draining": self.draining,
             },
-            dumps=_dumps,
+            dumps=dumps,
         )
 
     async def fault_endpoint(self, request: web.Request) -> web.StreamResponse:
         """Inject a fault: ``{"mode": "crash"|"hang"|"slow"|"unhealthy"|"recover", ...}``."""
         try:
-            body = await _json_body(request)
+            body = await json_body(request)
             mode = body.get("mode")
             if mode not in FAULT_MODES:
                 raise RequestError(400, f"mode must be one of {', '.join(FAULT_MODES)}", "mode")
@@ -408,13 +244,13 @@ class Simulator:
         except RequestError as error:
             return error.response()
         if mode == "crash":
-            response = web.json_response({"mode": "crash", "exit_code": exit_code}, dumps=_dumps)
+            response = web.json_response({"mode": "crash", "exit_code": exit_code}, dumps=dumps)
             await response.prepare(request)
             await response.write_eof()
             asyncio.get_running_loop().call_soon(self._crash, exit_code)
             return response
         self.set_fault(mode, float(factor))
-        return web.json_response({"mode": mode, "factor": self.slow_factor}, dumps=_dumps)
+        return web.json_response({"mode": mode, "factor": self.slow_factor}, dumps=dumps)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/completions``."""
@@ -439,7 +275,7 @@ class Simulator:
             if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
                 raise RequestError(400, "messages must be a non-empty list of objects", "messages")
             prompt_tokens = estimate_prompt_tokens(messages)
-            prompt_text = "\n".join(_message_text(m) for m in messages)
+            prompt_text = "\n".join(message_text(m) for m in messages)
             max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         else:
             prompt = body.get("prompt")
@@ -556,7 +392,7 @@ class Simulator:
                 raise RequestError(503, "the server is shutting down")
             if not self.ready:
                 raise RequestError(503, "the model is still loading")
-            plan = self._plan(await _json_body(request), chat)
+            plan = self._plan(await json_body(request), chat)
         except RequestError as error:
             return error.response()
         if plan.stream:
@@ -569,7 +405,7 @@ class Simulator:
 
         await self._generate(plan, arrival, collect)
         created = int(time.time())
-        usage = _usage(plan.prompt_tokens, len(words))
+        usage = token_usage(plan.prompt_tokens, len(words))
         text = "".join(words)
         if chat:
             choice = {
@@ -590,7 +426,7 @@ class Simulator:
             }
             body = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion"}
         body.update(created=created, model=self.config.model, choices=[choice], usage=usage)
-        response = web.json_response(body, dumps=_dumps)
+        response = web.json_response(body, dumps=dumps)
         try:
             await response.prepare(request)
             await response.write_eof()
@@ -610,9 +446,9 @@ class Simulator:
             "model": self.config.model,
         }
         # Hot path: each chunk is a template plus one json.dumps of the word.
-        prefix = "data: " + _dumps(head)[:-1] + ',"choices":[{"index":0,'
+        prefix = "data: " + dumps(head)[:-1] + ',"choices":[{"index":0,'
         last = len(plan.words) - 1
-        final = _dumps(plan.finish_reason)
+        final = dumps(plan.finish_reason)
         if chat:
             role = {
                 "index": 0,
@@ -620,10 +456,10 @@ class Simulator:
                 "logprobs": None,
                 "finish_reason": None,
             }
-            await response.write(f"data: {_dumps({**head, 'choices': [role]})}\n\n".encode())
+            await response.write(f"data: {dumps({**head, 'choices': [role]})}\n\n".encode())
 
         async def send(index: int, word: str) -> None:
-            body = ('"delta":{"content":%s}' if chat else '"text":%s') % _dumps(word)
+            body = ('"delta":{"content":%s}' if chat else '"text":%s') % dumps(word)
             reason = final if index == last else "null"
             await response.write(
                 f'{prefix}{body},"logprobs":null,"finish_reason":{reason},"stop_reason":null}}]}}\n\n'.encode()
@@ -632,34 +468,14 @@ class Simulator:
         try:
             await self._generate(plan, arrival, send)
             if plan.include_usage:
-                usage_chunk = {**head, "choices": [], "usage": _usage(plan.prompt_tokens, len(plan.words))}
-                await response.write(f"data: {_dumps(usage_chunk)}\n\n".encode())
+                usage_chunk = {**head, "choices": [], "usage": token_usage(plan.prompt_tokens, len(plan.words))}
+                await response.write(f"data: {dumps(usage_chunk)}\n\n".encode())
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
         except ConnectionResetError:
             return response  # the client went away mid-stream: an aborted request, not a finished one
         self._after_request()
         return response
-
-
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "completion_tokens": completion_tokens,
-        "prompt_tokens_details": None,
-    }
-
-
-async def _json_body(request: web.Request) -> dict:
-    """The request's JSON object, or a 400."""
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise RequestError(400, "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise RequestError(400, "the body must be a JSON object")
-    return body
 
 
 def _say(line: str) -> None:
@@ -705,79 +521,6 @@ async def serve(config: SimulatorConfig) -> int:
     await runner.cleanup()
     _say("stopped")
     return 0
-
-
-def _env(name: str, default: Any) -> Any:
-    return os.environ.get(f"BOOM_SIM_{name.upper()}", default)
-
-
-def build_arg_parser() -> argparse.ArgumentParser:
-    """The command line; each option's default may come from ``BOOM_SIM_<OPTION>``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m jobs.simulator",
-        description="BooM Console's simulated inference engine: OpenAI-compatible, vLLM metric names.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    d = SimulatorConfig()
-    add = parser.add_argument
-    add("--host", default=_env("host", d.host), help="address to listen on")
-    add(
-        "--port",
-        type=int,
-        default=_env("port", d.port),
-        help="port; 0 picks a free one",
-    )
-    add("--model", default=_env("model", d.model), help="served model name")
-    add("--ttft-ms", type=float, default=_env("ttft_ms", d.ttft_ms), help="base time to first token")
-    add("--tpot-ms", type=float, default=_env("tpot_ms", d.tpot_ms), help="base time per output token")
-    add(
-        "--batch-slowdown",
-        type=float,
-        default=_env("batch_slowdown", d.batch_slowdown),
-        help="latency grows by this fraction per running request",
-    )
-    add("--max-concurrency", type=int, default=_env("max_concurrency", d.max_concurrency),
-        help="requests run at once; more wait in the queue")  # fmt: skip
-    add("--startup-s", type=float, default=_env("startup_s", d.startup_s), help="seconds /health answers 503")
-    add("--seed", type=int, default=_env("seed", d.seed), help="seed of the generated words")
-    add("--max-model-len", type=int, default=_env("max_model_len", d.max_model_len), help="context length")
-    add("--kv-cache-tokens", type=int, default=_env("kv_cache_tokens", d.kv_cache_tokens),
-        help="tokens the simulated KV cache holds")  # fmt: skip
-    add("--crash-after", type=int, default=_env("crash_after", d.crash_after),
-        help="exit after this many finished requests (0: never)")  # fmt: skip
-    add("--crash-exit-code", type=int, default=_env("crash_exit_code", d.crash_exit_code),
-        help="exit code of a simulated crash")  # fmt: skip
-    add(
-        "--drain-s",
-        type=float,
-        default=_env("drain_s", d.drain_s),
-        help="grace for running requests on SIGTERM",
-    )
-    return parser
-
-
-def config_from_args(argv: list[str] | None) -> SimulatorConfig:
-    """Parse and check the command line; exits with status 2 and a message when a value is wrong."""
-    parser = build_arg_parser()
-    args = parser.parse_args(argv)
-    checks = [
-        (args.ttft_ms >= 0, "--ttft-ms must not be negative"),
-        (args.tpot_ms >= 0, "--tpot-ms must not be negative"),
-        (args.batch_slowdown >= 0, "--batch-slowdown must not be negative"),
-        (args.max_concurrency >= 1, "--max-concurrency must be at least 1"),
-        (args.startup_s >= 0, "--startup-s must not be negative"),
-        (0 <= args.port <= 65535, "--port must be from 0 to 65535"),
-        (args.max_model_len >= 2, "--max-model-len must be at least 2"),
-        (args.kv_cache_tokens >= 1, "--kv-cache-tokens must be at least 1"),
-        (args.crash_after >= 0, "--crash-after must not be negative"),
-        (0 <= args.crash_exit_code <= 255, "--crash-exit-code must be from 0 to 255"),
-        (args.drain_s >= 0, "--drain-s must not be negative"),
-        (bool(args.model), "--model must not be empty"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            parser.error(message)
-    return SimulatorConfig(**{k: v for k, v in vars(args).items()})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from rest_framework import serializers
 from models_registry import services
 from models_registry.choices import ParentRelation, WeightFormat
 from models_registry.inspection.config import architecture_from_dict
-from models_registry.models import Alias, Evaluation, Model, ModelFile, ModelVersion, Quantization, VersionStatusChange
+from models_registry.models import Evaluation, Model, ModelFile, ModelVersion, Quantization, VersionStatusChange
 from models_registry.quantization import QUANTIZATIONS, normalize
 from nodes.models import Node
 
@@ -304,13 +304,6 @@ class VersionStatusChangeSerializer(serializers.ModelSerializer):
     class Meta:
         model = VersionStatusChange
         fields = ["id", "time", "from_status", "to_status", "reason", "actor"]
-        read_only_fields = fields
-
-
-class AliasSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Alias
-        fields = ["id", "model", "name", "version", "updated_at"]
         read_only_fields = fields
 
 

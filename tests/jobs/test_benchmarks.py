@@ -520,5 +520,14 @@ def test_the_benchmark_task_is_routed_to_the_long_queue():
     from jobs.benchmarks import tasks
 
     route = app.amqp.router.route({}, tasks.run_benchmark.name, args=(1,), kwargs={})
-    assert tasks.run_benchmark.name == "jobs.benchmarks.tasks.run_benchmark"
+    assert tasks.run_benchmark.name == services.RUN_TASK == "jobs.benchmarks.tasks.run_benchmark"
     assert route["queue"].name == "long"
+
+
+def test_a_new_run_is_enqueued_by_task_name_on_the_benchmark_task(monkeypatch):
+    from jobs.benchmarks import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.run_benchmark, "apply_async", lambda args=None, kwargs=None, **options: sent.append(args))
+    services._enqueue(41)
+    assert sent == [(41,)]

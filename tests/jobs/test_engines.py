@@ -635,7 +635,7 @@ def test_the_simulator_runs_as_a_module_with_its_options_as_flags():
 
 
 def test_the_simulator_command_is_accepted_by_the_simulators_own_parser():
-    from jobs.simulator.server import build_arg_parser
+    from jobs.simulator.config import build_arg_parser
 
     options = {"ttft_ms": 5, "tpot_ms": 1.5, "batch_slowdown": 0.01, "max_concurrency": 4, "startup_s": 0,
                "seed": 3, "kv_cache_tokens": 1000, "crash_after": 2, "crash_exit_code": 9, "drain_s": 0.1}  # fmt: skip

@@ -25,7 +25,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs.engines.metrics import compute_rates, parse_metrics
-from jobs.simulator.server import VOCABULARY, build_arg_parser, config_from_args, estimate_prompt_tokens
+from jobs.simulator.config import build_arg_parser, config_from_args
+from jobs.simulator.protocol import VOCABULARY, estimate_prompt_tokens
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_RE = re.compile(r"boom-simulator listening on http://127\.0\.0\.1:(\d+) model=(\S+) pid=(\d+)")

@@ -3,7 +3,7 @@
 import pytest
 from django.core.management import call_command
 
-from models_registry import services
+from models_registry.api.serializers import EvaluationSerializer
 from models_registry.models import Evaluation, Model, ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ def test_the_catalog_loads_the_seed_models_with_their_ceval_scores():
                      "DeepSeek-V3:fp8": 86.5, "DeepSeek-V3:0324-w4a16": 87.82}
     w8a8 = ModelVersion.objects.get(model__name="DeepSeek-R1", version="w8a8")
     assert w8a8.parent.version == "bf16" and w8a8.parent_relation == "quantized"
-    assert services.parent_deltas(w8a8)["CEval"]["delta"] == pytest.approx(-2.28)
+    assert EvaluationSerializer(w8a8.evaluations.get(benchmark="CEval")).data["delta"] == pytest.approx(-2.28)
 
 
 def test_catalog_entries_have_no_local_files_until_imported_but_a_memory_estimate():

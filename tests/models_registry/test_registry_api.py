@@ -272,7 +272,6 @@ def test_evaluations_are_written_with_the_version_or_by_patch_and_show_the_delta
     assert scores["CEval"]["score"] == 89.52 and scores["CEval"]["parent_score"] == 91.8
     assert scores["CEval"]["delta"] == pytest.approx(-2.28)
     assert scores["MMLU"]["parent_score"] is None and scores["MMLU"]["delta"] is None
-    assert services.parent_deltas(ModelVersion.objects.get(pk=w8a8["id"]))["CEval"]["delta"] == pytest.approx(-2.28)
     # A PATCH of the list replaces it.
     again = admin_api.patch(f"{URL}{w8a8['id']}/", {"evaluations": [{"benchmark": "CEval", "score": 89.6}]},
                             format="json").json()

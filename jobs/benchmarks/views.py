@@ -10,9 +10,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from console.core.permissions import OPERATOR, has_role
-from jobs.api.benchmarks import BenchmarkRunSerializer
-from jobs.benchmark_forms import BenchmarkForm
 from jobs.benchmarks import charts, export, services
+from jobs.benchmarks.api import BenchmarkRunSerializer
+from jobs.benchmarks.forms import BenchmarkForm
 from jobs.choices import BENCHMARK_ACTIVE
 from jobs.models import BenchmarkRun
 
