@@ -10,18 +10,15 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from console.core import audit
+from console.core.errors import Conflict
 from jobs.choices import ACTIVE_STATES, INSTANCE_TRANSITIONS, DesiredState, InstanceState, JobState
 from jobs.models import Allocation, Instance, InstanceStateChange, Job
 
 S = InstanceState
 
 
-class TransitionNotAllowed(Exception):
+class TransitionNotAllowed(Conflict):
     """The instance state table forbids this change."""
-
-
-class Conflict(Exception):
-    """The action conflicts with the job's current state (an API 409)."""
 
 
 def transition_instance(instance: Instance, to_state: str, reason: str = "", **fields) -> bool:
