@@ -6,13 +6,8 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from jobs.choices import PlacementStrategy
+from jobs.engines.registry import engine_choices
 from models_registry.models import ModelVersion
-
-
-def engine_choices():
-    from jobs.engines.registry import ENGINES
-
-    return [(name, engine.label) for name, engine in ENGINES.items()]
 
 
 class JobForm(forms.Form):

@@ -26,6 +26,7 @@ re-exported here. See ``docs/engines.md`` for the command line each engine gets.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import ClassVar
 
 from jobs.engines.hints import COMMON_HINTS, ErrorHint, clip
@@ -33,6 +34,7 @@ from jobs.engines.metrics import EngineSnapshot
 from jobs.engines.metrics import parse_metrics as _parse_metrics
 from jobs.engines.spec import (
     ACCELERATOR_ENV,
+    CONSOLE_ENV,
     ENV_WRAPPER_SCRIPT,
     LaunchSpec,
     _url,
@@ -54,6 +56,7 @@ from jobs.engines.validation import (
 
 __all__ = [
     "ACCELERATOR_ENV",
+    "CONSOLE_ENV",
     "COMMON_HINTS",
     "DEFAULT_CONTROLLED_FLAGS",
     "ENV_WRAPPER_SCRIPT",
@@ -95,7 +98,14 @@ class Engine(EngineChecks, ABC):
     #: Flags the console sets by default but leaves out when ``extra_args`` sets them.
     overridable_flags: ClassVar[frozenset[str]] = frozenset()
     #: Environment variables the console sets and ``spec.env`` may not.
-    controlled_env: ClassVar[frozenset[str]] = frozenset(ACCELERATOR_ENV.values())
+    controlled_env: ClassVar[frozenset[str]] = CONSOLE_ENV
+    #: Whether the engine loads the model version's weights. When not (the simulator), the version's
+    #: status, quantization and memory estimate do not matter: any version will do.
+    loads_weights: ClassVar[bool] = True
+    #: Job ``options`` this engine reads besides the generic ones (``python``, ``served_name``...):
+    #: key -> (flag, type, smallest value, largest value or None). They reach the engine as
+    #: ``spec.simulator`` and its ``validate_more`` checks them.
+    job_options: ClassVar[Mapping[str, tuple[str, type, float | None, float | None]]] = {}
     #: Engine-specific log causes, tried before :data:`COMMON_HINTS`.
     hints: ClassVar[tuple[ErrorHint, ...]] = ()
     #: Whether a multi-node member needs ``master_port``.

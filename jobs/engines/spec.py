@@ -16,6 +16,7 @@ from models_registry.quantization import normalize as normalize_quantization
 
 __all__ = [
     "ACCELERATOR_ENV",
+    "CONSOLE_ENV",
     "ENV_WRAPPER_SCRIPT",
     "LaunchSpec",
     "ascend_root",
@@ -27,6 +28,9 @@ __all__ = [
 
 #: The variable that restricts a process to the accelerators allocated to it, per vendor.
 ACCELERATOR_ENV = {"nvidia": "CUDA_VISIBLE_DEVICES", "huawei": "ASCEND_RT_VISIBLE_DEVICES"}
+#: Variables the console sets for every engine, so a job's ``env`` may not: the accelerator lists
+#: (and the Ascend container runtime's), and the executor's markers of the instance and its run.
+CONSOLE_ENV = frozenset({*ACCELERATOR_ENV.values(), "ASCEND_VISIBLE_DEVICES", "BOOM_INSTANCE", "BOOM_GENERATION"})
 
 #: A constant bash script: ``bash -c SCRIPT NAME CWD FILE... -- ARGV...`` changes into ``CWD`` (when
 #: not empty), sources each ``FILE`` that exists (the CANN ``set_env.sh`` scripts, which cannot be
