@@ -34,10 +34,14 @@ def _fits_selector(node: Node, selector: dict) -> bool:
 
 
 def memory_per_accelerator(job) -> int | None:
-    """The accelerator memory each device of a replica needs, from the version's estimate."""
+    """The accelerator memory each device of a replica needs, from the version's estimate (none for
+    an engine that loads no weights, such as the simulator)."""
+    from jobs.engines.registry import ENGINES
+
     need = job.model_version.memory_required_bytes
     devices = job.accelerators_per_replica * job.nodes_per_replica
-    if not need or not devices or job.engine == "simulator":
+    engine = ENGINES.get(job.engine)
+    if not need or not devices or (engine is not None and not engine.loads_weights):
         return None
     return -(-need // devices)
 

@@ -55,10 +55,11 @@ def launch_spec(instance, accelerators, members=None, workdir: str | None = None
     python = job.options.get("python") or (sys.executable if node.transport == "local" else "python3")
     env = {str(k): str(v) for k, v in (job.env or {}).items()}
     env.setdefault("BOOM_CONSOLE_ROOT", str(settings.BASE_DIR))
-    from jobs.engines.simulator import SIMULATOR_OPTIONS
+    from jobs.engines.registry import get_engine
 
     vendor = accelerators[0].vendor if accelerators else None
-    simulator = {k: v for k, v in (job.options or {}).items() if k in SIMULATOR_OPTIONS}
+    engine_options = get_engine(job.engine).job_options
+    simulator = {k: v for k, v in (job.options or {}).items() if k in engine_options}
     multinode = job.nodes_per_replica > 1
     return LaunchSpec(
         model_path=model_path(job.model_version),

@@ -10,18 +10,19 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from console.core import audit
+from console.core.errors import Conflict
 from jobs.choices import ACTIVE_STATES, INSTANCE_TRANSITIONS, DesiredState, InstanceState, JobState
 from jobs.models import Allocation, Instance, InstanceStateChange, Job
 
 S = InstanceState
 
+#: Model-version statuses a job may not be created on, edited onto or started on (docs/jobs.md),
+#: with the reason shown; engines that load no weights (the simulator) are exempt.
+REFUSED_VERSION_STATUSES = {"failed": "its files failed verification", "deprecated": "it is deprecated"}
 
-class TransitionNotAllowed(Exception):
+
+class TransitionNotAllowed(Conflict):
     """The instance state table forbids this change."""
-
-
-class Conflict(Exception):
-    """The action conflicts with the job's current state (an API 409)."""
 
 
 def transition_instance(instance: Instance, to_state: str, reason: str = "", **fields) -> bool:
@@ -136,8 +137,46 @@ def _kick(job: Job) -> None:
     transaction.on_commit(lambda: tasks.reconcile_job.delay(job.pk))
 
 
-def start_job(job: Job, request=None) -> Job:
-    """Desired state running; the reconciler places and starts the replicas."""
+def create_job(data: dict, request=None) -> Job:
+    """Create a job from validated serializer ``data``, audit it, and start it when its desired state
+    is running (it then waits, pending, for room: no placement check at create). The API and the
+    create page both come here."""
+    user = getattr(request, "user", None)
+    with transaction.atomic():
+        job = Job.objects.create(**data, created_by=user if user is not None and user.is_authenticated else None)
+        audit.record("create", job, request=request, detail={"fields": sorted(data)})
+        if job.desired_state == DesiredState.RUNNING:
+            start_job(job, request=request, check_room=False)
+    return job
+
+
+def start_refusal(job: Job, check_room: bool = True) -> str | None:
+    """Why ``job`` may not start now, or None: its model version failed verification or is
+    deprecated (unless its engine loads no weights), or, with ``check_room``, no node has room for a
+    replica."""
+    from jobs.engines.registry import ENGINES
+
+    engine = ENGINES.get(job.engine)
+    refused = REFUSED_VERSION_STATUSES.get(job.model_version.status)
+    if refused and (engine is None or engine.loads_weights):
+        return gettext("cannot start %(job)s: model version %(version)s: %(reason)s") % {
+            "job": job.name, "version": job.model_version, "reason": refused}
+    if check_room:
+        reason = placement_problem(job)
+        if reason:
+            return gettext("no room to start %(job)s: %(reason)s") % {"job": job.name, "reason": reason}
+    return None
+
+
+def start_job(job: Job, request=None, *, check_room: bool = True) -> Job:
+    """Desired state running; the reconciler places and starts the replicas.
+
+    ``Conflict`` (nothing changed) when :func:`start_refusal` gives a reason: the API answers 409,
+    pages show the message.
+    """
+    refusal = start_refusal(job, check_room=check_room)
+    if refusal:
+        raise Conflict(refusal)
     Job.objects.filter(pk=job.pk).update(desired_state=DesiredState.RUNNING, updated_at=timezone.now())
     job.desired_state = DesiredState.RUNNING
     audit.record("start", job, request=request)

@@ -4,13 +4,12 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from console.core import audit
 from console.core.models import Event
+from console.core.pages import conflict_message
 from console.core.permissions import ADMIN, OPERATOR, has_role
 from console.dashboards import charts
 from jobs import services
@@ -49,11 +48,7 @@ def job_create(request):
     if request.method == "POST" and form.is_valid():
         serializer = JobSerializer(data=form.api_payload(), context={"request": request})
         if serializer.is_valid():
-            with transaction.atomic():
-                job = serializer.save()
-                audit.record("create", job, request=request)
-                if job.desired_state == "running":
-                    services.start_job(job, request=request)
+            job = serializer.save()  # services.create_job: create, audit, start
             messages.success(request, _("Job %(name)s created.") % {"name": job.name})
             return redirect("job-detail", pk=job.pk)
         for field, errors in serializer.errors.items():
@@ -66,20 +61,10 @@ def job_create(request):
 def job_action(request, pk, action):
     if not has_role(request.user, OPERATOR):
         raise PermissionDenied
-    job = get_object_or_404(Job, pk=pk)
-    try:
-        if action == "start":
-            reason = services.placement_problem(job)
-            if reason:
-                messages.error(request, _("No room to start: %(reason)s") % {"reason": reason})
-                return redirect("job-detail", pk=pk)
-            services.start_job(job, request=request)
-        elif action == "stop":
-            services.stop_job(job, request=request)
-        elif action == "restart":
-            services.restart_job(job, request=request)
-        else:
-            raise PermissionDenied
-    except services.Conflict as exc:
-        messages.error(request, str(exc))
+    actions = {"start": services.start_job, "stop": services.stop_job, "restart": services.restart_job}
+    if action not in actions:
+        raise PermissionDenied
+    job = get_object_or_404(Job.objects.select_related("model_version"), pk=pk)
+    with conflict_message(request):
+        actions[action](job, request=request)
     return redirect("job-detail", pk=pk)

@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from console.core import audit
+from console.core.errors import Conflict as CoreConflict
 from models_registry.choices import VERSION_TRANSITIONS, VersionStatus, WeightFormat
 from models_registry.inspection import InspectionError
 from models_registry.inspection.config import ModelArchitecture
@@ -66,11 +67,11 @@ class RegistryError(Exception):
     """Base class of the errors the registry's workflows raise on purpose."""
 
 
-class TransitionNotAllowed(RegistryError):
+class TransitionNotAllowed(RegistryError, CoreConflict):
     """The version status table forbids this change."""
 
 
-class Conflict(RegistryError):
+class Conflict(RegistryError, CoreConflict):
     """The request is valid but conflicts with the version's current state (HTTP 409)."""
 
 

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from console.core import audit
 from console.core.models import Event
+from console.core.pages import conflict_message
 from console.core.permissions import ADMIN, OPERATOR, has_role
 from models_registry import services
 from models_registry.api.serializers import (
@@ -128,13 +129,12 @@ def version_detail(request, pk):
 def _run(request, pk, work) -> None:
     version = get_object_or_404(ModelVersion, pk=pk)
     try:
-        work(version)
+        with conflict_message(request):
+            work(version)
     except services.InvalidInput as exc:
         for problems in exc.errors.values():
             for problem in problems:
                 messages.error(request, problem)
-    except (services.Conflict, services.TransitionNotAllowed) as exc:
-        messages.error(request, str(exc))
 
 
 @login_required

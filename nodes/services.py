@@ -183,6 +183,18 @@ def probe_node(node_id: int) -> Node | None:
     return apply_probe_outcome(node, outcome)
 
 
+def request_probe(node: Node, request=None, *, record: bool = False) -> Node:
+    """Probe ``node`` soon, once the current transaction commits (after a create, an edit, a host key
+    reset, or an operator's "probe now"). With ``record``, an audit event says who asked."""
+    from nodes import tasks  # tasks wrap these services: imported at call time, not at import
+
+    if record:
+        audit.record("probe", node, request=request)
+    node_id = node.pk
+    transaction.on_commit(lambda: tasks.probe_node.delay(node_id))
+    return node
+
+
 def claim_due_nodes(now=None, limit: int = 1000) -> list[int]:
     """Claim the nodes whose periodic probe is due, by moving their ``next_probe_at`` forward.
 

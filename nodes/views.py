@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from console.core import audit
 from console.core.permissions import ADMIN, OPERATOR, has_role
 from console.dashboards import charts
-from nodes import services, tasks
+from nodes import services
 from nodes.forms import CredentialForm, NodeForm
 from nodes.models import Credential, Node
 
@@ -62,7 +62,7 @@ def node_edit(request, pk=None):
             saved = form.save()
             audit.record("update" if node else "create", saved, request=request,
                          detail={"fields": sorted(form.changed_data)})
-            transaction.on_commit(lambda: tasks.probe_node.delay(saved.pk))
+            services.request_probe(saved)
         messages.success(request, _("Node %(name)s saved; probing it now.") % {"name": saved.name})
         return redirect("node-detail", pk=saved.pk)
     return render(request, "nodes/node_form.html", {"form": form, "node": node})
@@ -72,9 +72,7 @@ def node_edit(request, pk=None):
 @require_POST
 def node_probe(request, pk):
     _require(request, OPERATOR)
-    node = get_object_or_404(Node, pk=pk)
-    audit.record("probe", node, request=request)
-    transaction.on_commit(lambda: tasks.probe_node.delay(node.pk))
+    node = services.request_probe(get_object_or_404(Node, pk=pk), request=request, record=True)
     messages.info(request, _("Probe of %(name)s requested.") % {"name": node.name})
     return redirect("node-detail", pk=node.pk)
 

@@ -30,12 +30,9 @@ from console.alerting.models import (
 )
 from console.alerting.summary import publish_summary
 from console.core import audit
+from console.core.errors import Conflict
 
 log = logging.getLogger(__name__)
-
-
-class Conflict(Exception):
-    """The action conflicts with the object's current state (the API answers 409)."""
 
 
 def _actor(request) -> str:

@@ -21,6 +21,7 @@ from console.alerting.forms import ChannelForm, RuleForm, SilenceForm
 from console.alerting.labels import matchers_text
 from console.alerting.models import Alert, AlertRule, Notification, NotificationChannel, Silence
 from console.core import audit
+from console.core.pages import conflict_message
 from console.core.permissions import ADMIN, OPERATOR, VIEWER, has_role
 
 TABS = ("firing", "pending", "resolved", "all")
@@ -96,11 +97,9 @@ def alert_detail(request, pk):
 def alert_ack(request, pk):
     _require(request, OPERATOR)
     alert = get_object_or_404(Alert, pk=pk)
-    try:
+    with conflict_message(request):
         services.acknowledge(alert, user=request.user, comment=request.POST.get("comment", ""), request=request)
         messages.success(request, _("Alert acknowledged: no repeats until it resolves."))
-    except services.Conflict as exc:
-        messages.error(request, str(exc))
     back = request.POST.get("next", "")
     if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
                                                  require_https=request.is_secure()):
@@ -168,11 +167,9 @@ def rule_toggle(request, pk):
 def rule_delete(request, pk):
     _require(request, ADMIN)
     rule = get_object_or_404(AlertRule, pk=pk)
-    try:
+    with conflict_message(request):
         services.delete_rule(rule, request=request)
         messages.success(request, _("Rule deleted; its active alerts were resolved."))
-    except services.Conflict as exc:
-        messages.error(request, str(exc))
     return redirect("alerting-rules")
 
 
@@ -213,11 +210,10 @@ def silence_list(request):
 @require_POST
 def silence_expire(request, pk):
     _require(request, OPERATOR)
-    try:
-        services.expire_silence(get_object_or_404(Silence, pk=pk), request=request)
+    silence = get_object_or_404(Silence, pk=pk)
+    with conflict_message(request):
+        services.expire_silence(silence, request=request)
         messages.success(request, _("Silence expired."))
-    except services.Conflict as exc:
-        messages.error(request, str(exc))
     return redirect("alerting-silences")
 
 

@@ -1,29 +1,74 @@
 """Serializers of the jobs API (shared/API.md)."""
 
-import re
-
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from jobs import services
 from jobs.choices import DesiredState
+from jobs.engines.registry import ENGINES
+from jobs.engines.spec import LaunchSpec
 from jobs.models import Instance, Job
+from jobs.runtime import model_path
+from jobs.services import REFUSED_VERSION_STATUSES
 from models_registry.models import ModelVersion
 from nodes import validators
 
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Variables the console sets itself; a job may not override them.
-RESERVED_ENV = {
-    "CUDA_VISIBLE_DEVICES",
-    "ASCEND_RT_VISIBLE_DEVICES",
-    "ASCEND_VISIBLE_DEVICES",
-    "BOOM_INSTANCE",
-    "BOOM_GENERATION",
-}
-# Options every engine understands: name -> (type, smallest value). Simulator options come from its engine module.
+# Options every engine understands: name -> (type, smallest value). An engine's own options are its
+# ``job_options`` (the simulator's ttft_ms, ...), checked by the engine.
 GENERIC_OPTIONS = {"python": (str, None), "served_name": (str, None), "start_timeout_s": (float, 1),
                    "stop_grace_s": (float, 0)}
-# Model-version statuses a new job may not use (documented in docs/jobs.md).
-REFUSED_VERSION_STATUSES = {"failed": "its files failed verification", "deprecated": "it is deprecated"}
+# Where an engine's message about a launch-spec field is shown: the job field the user sets.
+SPEC_FIELD_TO_JOB_FIELD = {
+    "model_path": "model_version",
+    "dtype": "model_version",
+    "quantization": "engine",
+    "served_name": "name",
+    "python": "options",
+    "simulator": "options",
+    "extra_args": "extra_args",
+    "env": "env",
+    "max_model_len": "max_model_len",
+    "nnodes": "nodes_per_replica",
+    "vendor": "accelerators_per_replica",
+    "accelerator_ids": "accelerators_per_replica",
+    "tensor_parallel": "accelerators_per_replica",
+    "pipeline_parallel": "accelerators_per_replica",
+}
+# Stand-ins for what only placement knows (node address, port, workdir): values every engine accepts.
+DRAFT_HOST, DRAFT_PORT, DRAFT_WORKDIR = "192.0.2.1", 8000, "/var/lib/boom/instances/draft"
+
+
+def draft_launch_spec(engine, data: dict) -> LaunchSpec:
+    """The launch spec of a replica's head member as ``data`` (a job's fields) describes it, before
+    placement: the node's address, port and workdir are stand-ins; the vendor is the engine's own
+    (NVIDIA first) when the job asks for accelerators, none (CPU) when it does not."""
+    per_replica, nnodes = data.get("accelerators_per_replica", 1), data.get("nodes_per_replica", 1)
+    vendor = None
+    if per_replica:
+        vendor = next((v for v in ("nvidia", "huawei") if v in engine.vendors), "nvidia")
+    options = data.get("options") or {}
+    version = data.get("model_version")
+    multinode = nnodes > 1
+    return LaunchSpec(
+        model_path=model_path(version) if version is not None else "",
+        served_name=options.get("served_name") or data.get("name") or "draft",
+        host=DRAFT_HOST if multinode else "0.0.0.0",
+        port=DRAFT_PORT,
+        vendor=vendor,
+        accelerator_ids=list(range(per_replica)),
+        tensor_parallel=max(1, per_replica * nnodes),
+        quantization=(version.quantization or None) if version is not None else None,
+        dtype=(version.dtype or None) if version is not None else None,
+        max_model_len=data.get("max_model_len"),
+        extra_args=data.get("extra_args") if data.get("extra_args") is not None else [],
+        env=data.get("env") or {},
+        python=options.get("python") or "python3",
+        workdir=DRAFT_WORKDIR,
+        nnodes=nnodes,
+        master_addr=DRAFT_HOST if multinode else None,
+        master_port=DRAFT_PORT + 1 if multinode else None,
+        simulator={k: v for k, v in options.items() if k not in GENERIC_OPTIONS},
+    )
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -73,8 +118,6 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = ["state", "state_detail", "generation", "created_at", "updated_at"]
 
     def get_engine_label(self, obj) -> str:
-        from jobs.engines.registry import ENGINES
-
         engine = ENGINES.get(obj.engine)
         return engine.label if engine else obj.engine
 
@@ -86,7 +129,8 @@ class JobSerializer(serializers.ModelSerializer):
 
     def get_warnings(self, obj) -> list[str]:
         status = obj.model_version.status
-        if obj.engine != "simulator" and status in ("registered", "verifying"):
+        engine = ENGINES.get(obj.engine)
+        if (engine is None or engine.loads_weights) and status in ("registered", "verifying"):
             return [f"model version {obj.model_version} is {status}, not verified: its files were not checked"]
         return []
 
@@ -105,8 +149,6 @@ class JobSerializer(serializers.ModelSerializer):
         return value
 
     def validate_engine(self, value):
-        from jobs.engines.registry import ENGINES
-
         if value not in ENGINES:
             raise serializers.ValidationError(f"Unknown engine {value!r}; one of: {', '.join(sorted(ENGINES))}.")
         return value
@@ -117,43 +159,24 @@ class JobSerializer(serializers.ModelSerializer):
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from None
 
-    def validate_extra_args(self, value):
-        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-            raise serializers.ValidationError("A list of strings, one argv token each.")
-        return value  # the engine's own rules are checked in validate(), once the engine is known
-
     def validate_env(self, value):
         if not isinstance(value, dict):
             raise serializers.ValidationError("An object of NAME: value strings.")
-        for key, item in value.items():
-            if not ENV_NAME_RE.match(key):
-                raise serializers.ValidationError(f"Invalid variable name {key!r}.")
-            if key in RESERVED_ENV:
-                raise serializers.ValidationError(f"{key} is set by the console from the allocated accelerators.")
-            if not isinstance(item, str) or "\x00" in item:
-                raise serializers.ValidationError(f"The value of {key} must be a string without NUL bytes.")
-        return value
+        return value  # names and values are the engine's to check, in validate()
 
     def validate_options(self, value):
-        from jobs.engines.simulator import SIMULATOR_OPTIONS
-
         if not isinstance(value, dict):
             raise serializers.ValidationError("An object.")
         problems = []
         for key, item in value.items():
-            if key in GENERIC_OPTIONS:
-                kind, low = GENERIC_OPTIONS[key]
-            elif key in SIMULATOR_OPTIONS:
-                _flag, kind, low, _high = SIMULATOR_OPTIONS[key]
-            else:
-                known = sorted(set(GENERIC_OPTIONS) | set(SIMULATOR_OPTIONS))
-                problems.append(f"Unknown option {key!r}; known: {', '.join(known)}.")
-                continue
+            if key not in GENERIC_OPTIONS:
+                continue  # the engine's own options are the engine's to check, in validate()
+            kind, low = GENERIC_OPTIONS[key]
             if kind is str:
                 if not isinstance(item, str) or not item or "\x00" in item:
                     problems.append(f"{key} must be a non-empty string.")
-            elif isinstance(item, bool) or not isinstance(item, int | float) or (kind is int and item != int(item)):
-                problems.append(f"{key} must be {'an integer' if kind is int else 'a number'}.")
+            elif isinstance(item, bool) or not isinstance(item, int | float):
+                problems.append(f"{key} must be a number.")
             elif low is not None and item < low:
                 problems.append(f"{key} must be at least {low}.")
         if problems:
@@ -161,53 +184,38 @@ class JobSerializer(serializers.ModelSerializer):
         return value
 
     def validate(self, attrs):
-        from jobs.engines.registry import ENGINES
-
-        merged = (
-            {
-                f: getattr(self.instance, f)
-                for f in ("engine", "model_version", "accelerators_per_replica", "nodes_per_replica", "extra_args")
-            }
-            if self.instance
-            else {}
-        )
+        """The job as a whole: its model version's status, then the engine's own checks of the launch
+        spec the job would get (one validation path: ``Engine.validate``), as field messages."""
+        fields = ("name", "engine", "model_version", "accelerators_per_replica", "nodes_per_replica", "extra_args",
+                  "env", "options", "max_model_len")
+        merged = {f: getattr(self.instance, f) for f in fields} if self.instance else {}
         merged.update(attrs)
         version = merged.get("model_version")
         engine = ENGINES.get(merged.get("engine"))
-        errors = {}
+        if engine is None:
+            return attrs
+        errors: dict[str, list[str]] = {}
         version_changed = "model_version" in attrs and (self.instance is None
                                                         or attrs["model_version"] != self.instance.model_version)
-        if version is not None and engine is not None and engine.name != "simulator":
-            refused = REFUSED_VERSION_STATUSES.get(version.status)
-            if refused and version_changed:
-                errors["model_version"] = [f"{version} cannot be deployed: {refused}."]
-            if (
-                engine.supported_quantizations is not None
-                and version.quantization
-                and version.quantization not in engine.supported_quantizations
-            ):
-                errors["engine"] = [f"The {engine.name} engine does not serve {version.quantization} weights."]
-        if engine is not None:
-            problems = engine.validate_extra_args(merged.get("extra_args") or [])
-            if problems:
-                errors["extra_args"] = problems
-            reserved = sorted(set(merged.get("env") or {}) & set(engine.controlled_env))
-            if reserved:
-                errors["env"] = [f"{', '.join(reserved)} is set by the console for the {engine.name} engine."]
-            per_replica = merged.get("accelerators_per_replica", 1)
-            if per_replica == 0 and "cpu" not in engine.vendors:
-                errors["accelerators_per_replica"] = [f"The {engine.name} engine needs at least one accelerator."]
-            if merged.get("nodes_per_replica", 1) > 1 and not engine.supports_multinode:
-                errors["nodes_per_replica"] = [f"The {engine.name} engine cannot span nodes."]
+        refused = REFUSED_VERSION_STATUSES.get(version.status) if version is not None else None
+        if refused and version_changed and engine.loads_weights:
+            errors["model_version"] = [f"{version} cannot be deployed: {refused}."]
+        unknown = [key for key in merged.get("options") or {} if key not in GENERIC_OPTIONS]
+        if unknown and not engine.job_options:
+            known = ", ".join(sorted(GENERIC_OPTIONS))
+            errors["options"] = [f"Unknown option {key!r} for the {engine.name} engine; known: {known}."
+                                 for key in unknown]
+        for spec_field, messages in engine.validate(draft_launch_spec(engine, merged)).items():
+            field = SPEC_FIELD_TO_JOB_FIELD.get(spec_field, "non_field_errors")
+            if spec_field in ("model_path", "dtype"):
+                messages = [f"model version {version}: {message}" for message in messages]
+            errors.setdefault(field, []).extend(messages)
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
 
     def create(self, validated_data):
-        request = self.context.get("request")
-        if request is not None and request.user.is_authenticated:
-            validated_data["created_by"] = request.user
-        return super().create(validated_data)
+        return services.create_job(validated_data, request=self.context.get("request"))
 
 
 class ScaleSerializer(serializers.Serializer):

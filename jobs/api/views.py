@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from console.core.api import ERRORS, AuditedModelViewSet, Conflict
 from jobs import services
-from jobs.api.serializers import REFUSED_VERSION_STATUSES, InstanceSerializer, JobSerializer, ScaleSerializer
+from jobs.api.serializers import InstanceSerializer, JobSerializer, ScaleSerializer
 from jobs.choices import ACTIVE_STATES
 from jobs.models import Instance, Job
 
@@ -29,10 +29,7 @@ class JobViewSet(AuditedModelViewSet):
     ordering_fields = ["name", "state", "created_at"]
 
     def perform_create(self, serializer):
-        super().perform_create(serializer)
-        job = serializer.instance
-        if job.desired_state == "running":
-            services.start_job(job, request=self.request)
+        serializer.save()  # JobSerializer.create is services.create_job: create, audit, start
 
     def perform_destroy(self, instance):
         if instance.instances.filter(state__in=ACTIVE_STATES).exists():
@@ -46,15 +43,9 @@ class JobViewSet(AuditedModelViewSet):
     @extend_schema(request=None, responses={202: JobSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
-        """Desired state running. 409 when no node has room for a replica now."""
-        job = self.get_object()
-        refused = REFUSED_VERSION_STATUSES.get(job.model_version.status)
-        if refused and job.engine != "simulator":
-            raise Conflict(f"cannot start {job.name}: model version {job.model_version}: {refused}")
-        reason = services.placement_problem(job)
-        if reason:
-            raise Conflict(f"no room to start {job.name}: {reason}")
-        return self._accepted(services.start_job(job, request=request))
+        """Desired state running. 409 when the model version failed verification or is deprecated, or
+        when no node has room for a replica now."""
+        return self._accepted(services.start_job(self.get_object(), request=request))
 
     @extend_schema(request=None, responses={202: JobSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
@@ -65,11 +56,7 @@ class JobViewSet(AuditedModelViewSet):
     @action(detail=True, methods=["post"])
     def restart(self, request, pk=None):
         """Rolling restart, one replica at a time. 409 when the job is stopped."""
-        try:
-            job = services.restart_job(self.get_object(), request=request)
-        except services.Conflict as exc:
-            raise Conflict(str(exc)) from None
-        return self._accepted(job)
+        return self._accepted(services.restart_job(self.get_object(), request=request))
 
     @extend_schema(request=ScaleSerializer, responses={202: JobSerializer, **ERRORS})
     @action(detail=True, methods=["post"])

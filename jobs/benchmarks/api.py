@@ -130,10 +130,7 @@ class BenchmarkRunSerializer(serializers.ModelSerializer):
         return attrs
 
     def create(self, validated_data: dict[str, Any]) -> BenchmarkRun:
-        try:
-            return services.create_benchmark(validated_data, request=self.context.get("request"))
-        except services.Conflict as exc:
-            raise Conflict(str(exc)) from None
+        return services.create_benchmark(validated_data, request=self.context.get("request"))
 
 
 class CSVRenderer(renderers.BaseRenderer):
@@ -191,10 +188,7 @@ class BenchmarkRunViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins
     def cancel(self, request, pk=None):
         """Cancel: a queued run at once, a running one within a second or two (finished levels are
         kept). 409 when the run already ended."""
-        try:
-            run = services.cancel_benchmark(self.get_object(), request=request)
-        except services.Conflict as exc:
-            raise Conflict(str(exc)) from None
+        run = services.cancel_benchmark(self.get_object(), request=request)
         return Response(self.get_serializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from console.core import audit
+from console.core.errors import Conflict
 from jobs.benchmarks import runner
 from jobs.choices import BENCHMARK_TRANSITIONS, BenchmarkStatus, InstanceState, JobState
 from jobs.models import BenchmarkRun, BenchmarkTransition, Job
@@ -21,12 +22,8 @@ STALE_HEARTBEAT = timedelta(seconds=60)
 RUN_TASK = "jobs.benchmarks.tasks.run_benchmark"
 
 
-class TransitionNotAllowed(Exception):
+class TransitionNotAllowed(Conflict):
     """A status change the table in jobs.choices.BENCHMARK_TRANSITIONS does not allow."""
-
-
-class Conflict(Exception):
-    """The request conflicts with the current state (a 409 in the API)."""
 
 
 def transition_benchmark(run: BenchmarkRun, to_status: str, reason: str = "", *, actor: str = "",

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from console.core.pages import conflict_message
 from console.core.permissions import OPERATOR, has_role
 from jobs.benchmarks import charts, export, services
 from jobs.benchmarks.api import BenchmarkRunSerializer
@@ -49,11 +50,9 @@ def benchmark_create(request):
     if request.method == "POST" and form.is_valid():
         serializer = BenchmarkRunSerializer(data=form.api_payload(), context={"request": request})
         if serializer.is_valid():
-            try:
+            with conflict_message(request, form=form) as outcome:
                 run = services.create_benchmark(serializer.validated_data, request=request)
-            except services.Conflict as exc:
-                form.add_error(None, str(exc))
-            else:
+            if not outcome.refused:
                 messages.success(request, _("Benchmark queued."))
                 return redirect("benchmark-detail", pk=run.pk)
         else:
@@ -77,11 +76,9 @@ def benchmark_cancel(request, pk):
     if not has_role(request.user, OPERATOR):
         raise PermissionDenied
     run = get_object_or_404(BenchmarkRun, pk=pk)
-    try:
+    with conflict_message(request):
         services.cancel_benchmark(run, request=request)
         messages.success(request, _("Cancelling the benchmark."))
-    except services.Conflict as exc:
-        messages.error(request, str(exc))
     return redirect("benchmark-detail", pk=pk)
 
 

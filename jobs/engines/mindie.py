@@ -38,7 +38,7 @@ import re
 from typing import Any
 
 from jobs.engines.base import (
-    ACCELERATOR_ENV,
+    CONSOLE_ENV,
     Engine,
     ErrorHint,
     LaunchSpec,
@@ -269,7 +269,7 @@ class MindieEngine(Engine):
     needs_master_port = False
     controlled_flags = frozenset()
     allows_abbreviated_flags = False
-    controlled_env = frozenset({*ACCELERATOR_ENV.values(), "MIES_CONFIG_JSON_PATH", "MIES_INSTALL_PATH"})
+    controlled_env = frozenset({*CONSOLE_ENV, "MIES_CONFIG_JSON_PATH", "MIES_INSTALL_PATH"})
     dtype_flag = None
     hints = MINDIE_HINTS
 

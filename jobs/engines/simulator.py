@@ -57,6 +57,8 @@ class SimulatorEngine(Engine):
     overridable_flags = frozenset({"--max-model-len"})
     dtype_flag = None
     hints = SIMULATOR_HINTS
+    loads_weights = False
+    job_options = SIMULATOR_OPTIONS
 
     def build_argv(self, spec: LaunchSpec) -> list[str]:
         """``python -m jobs.simulator --host H --port P --model NAME [options...] EXTRA...``."""

@@ -20,7 +20,6 @@ address, when ``spec.host`` is one); the network interface variables (``GLOO_SOC
 from __future__ import annotations
 
 from jobs.engines.base import (
-    ACCELERATOR_ENV,
     ErrorHint,
     LaunchSpec,
     cann_setenv_files,
@@ -58,7 +57,6 @@ class VllmAscendEngine(VllmEngine):
     vendors = frozenset({"huawei"})
     supported_quantizations = frozenset({"bf16", "fp16", *ASCEND_QUANTIZED})
     quantization_args = {name: ("--quantization", "ascend") for name in ASCEND_QUANTIZED}
-    controlled_env = frozenset(ACCELERATOR_ENV.values())
     hints = (*ASCEND_HINTS, *VLLM_HINTS)
 
     def build_argv(self, spec: LaunchSpec) -> list[str]:

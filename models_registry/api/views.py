@@ -33,13 +33,11 @@ from nodes.models import Node
 
 @contextmanager
 def service_errors():
-    """Turn the services' deliberate errors into API answers: bad input 400, state conflicts 409."""
+    """Turn the services' bad input into a 400 with field messages (conflicts are 409 by the exception handler)."""
     try:
         yield
     except services.InvalidInput as exc:
         raise ValidationError(exc.errors) from None
-    except (services.Conflict, services.TransitionNotAllowed) as exc:
-        raise Conflict(str(exc)) from None
 
 
 class RegistryModelViewSet(AuditedModelViewSet):

@@ -1,15 +1,13 @@
 """Inventory API views: thin; the work is in nodes.services."""
 
-from django.db import transaction
 from django.db.models import Count
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from console.core import audit
 from console.core.api import ERRORS, AuditedModelViewSet
-from nodes import services, tasks
+from nodes import services
 from nodes.api.filtersets import AcceleratorFilter, NodeFilter
 from nodes.api.serializers import (
     AcceleratorSerializer,
@@ -41,13 +39,11 @@ class NodeViewSet(AuditedModelViewSet):
 
     def perform_create(self, serializer):
         super().perform_create(serializer)
-        node_id = serializer.instance.pk
-        transaction.on_commit(lambda: tasks.probe_node.delay(node_id))
+        services.request_probe(serializer.instance)
 
     def perform_update(self, serializer):
         super().perform_update(serializer)
-        node_id = serializer.instance.pk
-        transaction.on_commit(lambda: tasks.probe_node.delay(node_id))
+        services.request_probe(serializer.instance)
 
     def perform_destroy(self, instance):
         from console.core.api import Conflict
@@ -63,9 +59,7 @@ class NodeViewSet(AuditedModelViewSet):
     @action(detail=True, methods=["post"])
     def probe(self, request, pk=None):
         """Probe the node now. Answers 202 at once; poll the node for the result."""
-        node = self.get_object()
-        audit.record("probe", node, request=request)
-        transaction.on_commit(lambda: tasks.probe_node.delay(node.pk))
+        node = services.request_probe(self.get_object(), request=request, record=True)
         return Response(self.get_serializer(node).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=MaintenanceSerializer, responses={200: NodeSerializer, **ERRORS})
@@ -83,8 +77,7 @@ class NodeViewSet(AuditedModelViewSet):
     @action(detail=True, methods=["post"], url_path="reset-host-key")
     def reset_host_key(self, request, pk=None):
         """Forget the pinned SSH host key (after a reinstall); the next probe pins the new one."""
-        node = services.reset_host_key(self.get_object(), request=request)
-        transaction.on_commit(lambda: tasks.probe_node.delay(node.pk))
+        node = services.request_probe(services.reset_host_key(self.get_object(), request=request))
         return Response(self.get_serializer(node).data)
 
     @extend_schema(responses={200: NodeStatusChangeSerializer(many=True), **ERRORS})

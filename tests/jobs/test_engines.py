@@ -21,18 +21,12 @@ import httpx
 import pytest
 
 from jobs.engines import ENGINES, UnknownEngine, get_engine
-from jobs.engines.base import (
-    ENV_WRAPPER_NAME,
-    ENV_WRAPPER_SCRIPT,
-    MAX_EXTRA_ARG_CHARS,
-    LaunchSpec,
-    env_wrapped,
-    validate_extra_args,
-)
 from jobs.engines.llamacpp import GGUF_QUANTIZATIONS
 from jobs.engines.metrics import parse_metrics
 from jobs.engines.registry import engine_choices, engines_for_vendor
 from jobs.engines.simulator import SIMULATOR_OPTIONS
+from jobs.engines.spec import ENV_WRAPPER_NAME, ENV_WRAPPER_SCRIPT, LaunchSpec, env_wrapped
+from jobs.engines.validation import MAX_EXTRA_ARG_CHARS, validate_extra_args
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 REPO_ROOT = Path(__file__).resolve().parents[2]

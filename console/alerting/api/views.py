@@ -31,7 +31,7 @@ from console.alerting.choices import NotificationStatus
 from console.alerting.models import Alert, AlertRule, Notification, NotificationChannel, Silence
 from console.alerting.summary import alert_summary
 from console.core import audit
-from console.core.api import AuditedModelViewSet, Conflict
+from console.core.api import AuditedModelViewSet
 
 ERRORS = {400: OpenApiResponse(description="Invalid input, with field messages"),
           401: OpenApiResponse(description="No credentials"), 403: OpenApiResponse(description="Role too weak"),
@@ -74,10 +74,7 @@ class AlertRuleViewSet(AuditedModelViewSet):
         services.rule_saved(serializer.instance, was_enabled=was_enabled, request=self.request)
 
     def perform_destroy(self, instance):
-        try:
-            services.delete_rule(instance, request=self.request)
-        except services.Conflict as exc:
-            raise Conflict(str(exc)) from None
+        services.delete_rule(instance, request=self.request)
 
 
 class AlertViewSet(viewsets.ReadOnlyModelViewSet):
@@ -97,11 +94,8 @@ class AlertViewSet(viewsets.ReadOnlyModelViewSet):
         alert = self.get_object()
         body = AcknowledgeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            alert = services.acknowledge(alert, user=request.user, comment=body.validated_data.get("comment", ""),
-                                         request=request)
-        except services.Conflict as exc:
-            raise Conflict(str(exc)) from None
+        alert = services.acknowledge(alert, user=request.user, comment=body.validated_data.get("comment", ""),
+                                     request=request)
         return Response(self.get_serializer(alert).data)
 
     @extend_schema(request=None, responses={200: AlertSerializer, **ERRORS})
@@ -163,10 +157,7 @@ class SilenceViewSet(AuditedModelViewSet):
     @action(detail=True, methods=["post"])
     def expire(self, request, pk=None):
         """End the silence now. 409 when it has ended already."""
-        try:
-            silence = services.expire_silence(self.get_object(), request=request)
-        except services.Conflict as exc:
-            raise Conflict(str(exc)) from None
+        silence = services.expire_silence(self.get_object(), request=request)
         return Response(self.get_serializer(silence).data)
 
 
