@@ -6,6 +6,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from console.core.models import TransitionRecord
 from jobs.choices import (
     BenchmarkApi,
     BenchmarkStatus,
@@ -128,22 +129,17 @@ class Allocation(models.Model):
         return f"{self.accelerator_id}->{self.instance_id}"
 
 
-class InstanceStateChange(models.Model):
+class InstanceStateChange(TransitionRecord):
     """Append-only history of an instance's state."""
 
+    subject, field = "instance", "state"
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="state_history")
-    time = models.DateTimeField(default=timezone.now)
     from_state = models.CharField(max_length=10, choices=InstanceState.choices)
     to_state = models.CharField(max_length=10, choices=InstanceState.choices)
-    reason = models.TextField(blank=True)
 
-    class Meta:
-        ordering = ["-time", "-id"]
+    class Meta(TransitionRecord.Meta):
         # The crash-loop rule counts recent transitions to "restarting".
         indexes = [models.Index(fields=["to_state", "time"])]
-
-    def __str__(self):
-        return f"{self.instance_id}: {self.from_state} -> {self.to_state}"
 
 
 # --- telemetry samples ----------------------------------------------------------------------------
@@ -312,18 +308,13 @@ class BenchmarkRun(models.Model):
         return self.job_name or self.endpoint_url
 
 
-class BenchmarkTransition(models.Model):
-    """Append-only history of a benchmark run's status."""
+class BenchmarkTransition(TransitionRecord):
+    """Append-only history of a benchmark run's status (oldest first: the run page reads it as a story)."""
 
+    subject = "run"
     run = models.ForeignKey(BenchmarkRun, on_delete=models.CASCADE, related_name="transitions")
-    time = models.DateTimeField(default=timezone.now)
     from_status = models.CharField(max_length=10, choices=BenchmarkStatus.choices)
     to_status = models.CharField(max_length=10, choices=BenchmarkStatus.choices)
-    actor = models.CharField(max_length=150, blank=True)
-    reason = models.TextField(blank=True)
 
-    class Meta:
+    class Meta(TransitionRecord.Meta):
         ordering = ["time", "id"]
-
-    def __str__(self):
-        return f"{self.run_id}: {self.from_status} -> {self.to_status}"

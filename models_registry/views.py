@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from console.core import audit
 from console.core.models import Event
 from console.core.permissions import ADMIN, OPERATOR, has_role
+from console.core.statemachine import TransitionNotAllowed
 from models_registry import services
 from models_registry.api.serializers import ModelSerializer, ModelVersionSerializer, known_quantizations
 from models_registry.choices import VersionStatus
@@ -132,7 +133,7 @@ def _run(request, pk, work) -> None:
         for problems in exc.errors.values():
             for problem in problems:
                 messages.error(request, problem)
-    except (services.Conflict, services.TransitionNotAllowed) as exc:
+    except (services.Conflict, TransitionNotAllowed) as exc:
         messages.error(request, str(exc))
 
 

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from console.core import audit
 from console.core.api import ERRORS, AuditedModelViewSet, Conflict
+from console.core.statemachine import TransitionNotAllowed
 from models_registry import services
 from models_registry.api.filtersets import ModelFilter, ModelVersionFilter
 from models_registry.api.serializers import (
@@ -38,7 +39,7 @@ def service_errors():
         yield
     except services.InvalidInput as exc:
         raise ValidationError(exc.errors) from None
-    except (services.Conflict, services.TransitionNotAllowed) as exc:
+    except (services.Conflict, TransitionNotAllowed) as exc:
         raise Conflict(str(exc)) from None
 
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from django.urls import reverse
 
+from console.core.statemachine import TransitionNotAllowed
 from jobs.benchmarks import export, generator, runner, services
 from jobs.choices import BENCHMARK_TRANSITIONS, BenchmarkStatus
 from jobs.models import BenchmarkRun, BenchmarkTransition, Instance
@@ -176,7 +177,7 @@ def test_a_dead_port_fails_the_probe_fast_with_the_reason():
 def test_every_status_change_goes_through_the_transition_table(db):
     run = make_run()
     assert services.transition_benchmark(run, S.RUNNING)
-    with pytest.raises(services.TransitionNotAllowed):
+    with pytest.raises(TransitionNotAllowed):
         services.transition_benchmark(run, S.QUEUED)
     stale = BenchmarkRun.objects.get(pk=run.pk)
     assert services.transition_benchmark(run, S.SUCCEEDED, "done")
