@@ -266,7 +266,7 @@ class Console:
         rows = self.get("/api/v1/events/", object_type="instance", object_id=str(instance_id), since=iso,
                         limit=200)["results"]
         out = [(parse_time(r["time"]), r["detail"].get("from"), r["detail"].get("to")) for r in rows
-               if r["verb"] == "state"]
+               if r["verb"] == "status"]
         return sorted(e for e in out if e[0] >= since)
 
     def create_job(self, name: str, version: int, selector: dict) -> int:

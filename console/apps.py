@@ -5,3 +5,9 @@ from django.utils.translation import gettext_lazy as _
 class ConsoleConfig(AppConfig):
     name = "console"
     verbose_name = _("Console")
+
+    def ready(self):
+        from console.core import charts
+        from console.telemetry import series
+
+        charts.set_series_reader(series.query)

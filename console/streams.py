@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from console.core.broadcast import current_cursor  # noqa: F401  (consumers use it from here)
 from console.core.permissions import VIEWER, has_role
 
 TOPIC_RE = re.compile(r"^(?:(?P<bare>cluster|alerts)|(?P<kind>node|job):(?P<id>[1-9][0-9]{0,17}))$")
@@ -46,13 +47,6 @@ def check_topic(user, topic: str) -> None:
         raise TopicError(f"no node {pk}")
     if kind == "job" and not Job.objects.filter(pk=pk).exists():
         raise TopicError(f"no job {pk}")
-
-
-def current_cursor() -> int:
-    """The newest stream entry's id: pages embed it, so their socket starts right after what they drew."""
-    from console.core.models import StreamEntry
-
-    return StreamEntry.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
 
 def entries_after(cursor: int, topics: list[str], limit: int = 5000) -> tuple[list[dict], bool]:

@@ -6,7 +6,9 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from console.core.models import TransitionRecord
 from jobs.choices import (
+    ACTIVE_STATES,
     BenchmarkApi,
     BenchmarkStatus,
     DesiredState,
@@ -64,6 +66,13 @@ class Job(models.Model):
         return self.name
 
 
+class InstanceQuerySet(models.QuerySet):
+    def active(self):
+        """Instances that hold or will hold a process and accelerators (not stopped, failed or lost).
+        Reached from other apps through relations (``node.instances.active()``), without importing jobs."""
+        return self.filter(state__in=ACTIVE_STATES)
+
+
 class Instance(models.Model):
     """One process of a replica on one node. A replica spanning k nodes has k members (rank 0..k-1)."""
 
@@ -91,6 +100,8 @@ class Instance(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = InstanceQuerySet.as_manager()
 
     class Meta:
         ordering = ["job_id", "replica", "member"]
@@ -128,22 +139,17 @@ class Allocation(models.Model):
         return f"{self.accelerator_id}->{self.instance_id}"
 
 
-class InstanceStateChange(models.Model):
+class InstanceStateChange(TransitionRecord):
     """Append-only history of an instance's state."""
 
+    subject, field = "instance", "state"
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="state_history")
-    time = models.DateTimeField(default=timezone.now)
     from_state = models.CharField(max_length=10, choices=InstanceState.choices)
     to_state = models.CharField(max_length=10, choices=InstanceState.choices)
-    reason = models.TextField(blank=True)
 
-    class Meta:
-        ordering = ["-time", "-id"]
+    class Meta(TransitionRecord.Meta):
         # The crash-loop rule counts recent transitions to "restarting".
         indexes = [models.Index(fields=["to_state", "time"])]
-
-    def __str__(self):
-        return f"{self.instance_id}: {self.from_state} -> {self.to_state}"
 
 
 # --- telemetry samples ----------------------------------------------------------------------------
@@ -312,18 +318,13 @@ class BenchmarkRun(models.Model):
         return self.job_name or self.endpoint_url
 
 
-class BenchmarkTransition(models.Model):
-    """Append-only history of a benchmark run's status."""
+class BenchmarkTransition(TransitionRecord):
+    """Append-only history of a benchmark run's status (oldest first: the run page reads it as a story)."""
 
+    subject = "run"
     run = models.ForeignKey(BenchmarkRun, on_delete=models.CASCADE, related_name="transitions")
-    time = models.DateTimeField(default=timezone.now)
     from_status = models.CharField(max_length=10, choices=BenchmarkStatus.choices)
     to_status = models.CharField(max_length=10, choices=BenchmarkStatus.choices)
-    actor = models.CharField(max_length=150, blank=True)
-    reason = models.TextField(blank=True)
 
-    class Meta:
+    class Meta(TransitionRecord.Meta):
         ordering = ["time", "id"]
-
-    def __str__(self):
-        return f"{self.run_id}: {self.from_status} -> {self.to_status}"

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from console.core import audit
+from console.core import audit, locks
 from jobs import services
 from jobs.choices import ACTIVE_STATES, PROCESS_STATES, DesiredState, InstanceState
 from jobs.executors.base import AlreadyRunning, ExecutorError
@@ -39,10 +39,10 @@ S = InstanceState
 
 def reconcile_all() -> int:
     """Reconcile every job that wants to run or still has live instances. Returns how many were looked at.
-    Only one pass runs at a time across all workers (a cache lock); a skipped pass is harmless."""
-    if not cache.add("jobs:reconcile-all", 1, timeout=60):
-        return 0
-    try:
+    Only one pass runs at a time across all workers (console.core.locks); a skipped pass is harmless."""
+    with locks.hold("jobs-reconcile-all") as mine:
+        if not mine:
+            return 0
         ids = list(
             Job.objects.filter(Q(desired_state=DesiredState.RUNNING) | Q(instances__state__in=ACTIVE_STATES))
             .values_list("pk", flat=True)
@@ -54,38 +54,36 @@ def reconcile_all() -> int:
             except Exception:  # one job's failure must not stop the others
                 log.exception("reconcile of job %s failed", job_id)
         return len(ids)
-    finally:
-        cache.delete("jobs:reconcile-all")
 
 
 def reconcile_job(job_id: int) -> Job | None:
-    """One reconcile pass over a job (see the module docstring)."""
+    """One reconcile pass over a job (see the module docstring); None when another pass holds the job's
+    lock (console.core.locks: dropped with its holder's connection, so a killed worker delays nothing)."""
+    with locks.hold("jobs-reconcile", job_id) as mine:
+        return _reconcile_job(job_id) if mine else None
+
+
+def _reconcile_job(job_id: int) -> Job | None:
     from jobs.engines.registry import get_engine
 
-    lock = f"jobs:reconcile:{job_id}"
-    if not cache.add(lock, 1, timeout=120):
+    job = Job.objects.select_related("model_version").filter(pk=job_id).first()
+    if job is None:
         return None
-    try:
-        job = Job.objects.select_related("model_version").filter(pk=job_id).first()
-        if job is None:
-            return None
-        engine = get_engine(job.engine)
-        now = timezone.now()
-        _move_off_lost_nodes(job, now)
-        to_stop, pending_reason = _plan(job, engine)
-        for instance, reason in to_stop:
-            _stop_instance(instance, reason)
-        stopped = {instance.pk for instance, _reason in to_stop}
-        instances = list(job.instances.select_related("node").filter(state__in=ACTIVE_STATES).exclude(pk__in=stopped))
-        members = {}
-        for instance in instances:
-            members.setdefault(instance.replica, []).append(instance)
-        for instance in instances:
-            _act(job, engine, instance, members[instance.replica])
-        services.refresh_job_state(job, pending_reason)
-        return job
-    finally:
-        cache.delete(lock)
+    engine = get_engine(job.engine)
+    now = timezone.now()
+    _move_off_lost_nodes(job, now)
+    to_stop, pending_reason = _plan(job, engine)
+    for instance, reason in to_stop:
+        _stop_instance(instance, reason)
+    stopped = {instance.pk for instance, _reason in to_stop}
+    instances = list(job.instances.select_related("node").filter(state__in=ACTIVE_STATES).exclude(pk__in=stopped))
+    members = {}
+    for instance in instances:
+        members.setdefault(instance.replica, []).append(instance)
+    for instance in instances:
+        _act(job, engine, instance, members[instance.replica])
+    services.refresh_job_state(job, pending_reason)
+    return job
 
 
 # --- planning (under the job lock) -------------------------------------------------------------------
@@ -462,6 +460,7 @@ def reap_orphans_due() -> None:
     from nodes.models import Node
 
     for node in Node.objects.filter(status__in=(NodeStatus.ONLINE, NodeStatus.DEGRADED)):
+        # A rate limit, not a lock: the key expires after the interval whatever happens to its writer.
         if cache.add(f"jobs:orphan-sweep:{node.pk}", 1, timeout=ORPHAN_SWEEP_INTERVAL_S):
             try:
                 reap_orphans(node)

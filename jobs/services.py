@@ -9,8 +9,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from console.core import audit
+from console.core import audit, statemachine
 from console.core.errors import Conflict
+from jobs import enqueue
 from jobs.choices import ACTIVE_STATES, INSTANCE_TRANSITIONS, DesiredState, InstanceState, JobState
 from jobs.models import Allocation, Instance, InstanceStateChange, Job
 
@@ -21,36 +22,15 @@ S = InstanceState
 REFUSED_VERSION_STATUSES = {"failed": "its files failed verification", "deprecated": "it is deprecated"}
 
 
-class TransitionNotAllowed(Conflict):
-    """The instance state table forbids this change."""
-
 
 def transition_instance(instance: Instance, to_state: str, reason: str = "", **fields) -> bool:
-    """Move ``instance`` to ``to_state`` if it is still in the state (and run) we read.
-
-    A conditional write: False when another reconciler got there first. Records history and an event.
-    """
-    from_state = instance.state
-    if to_state != from_state and to_state not in INSTANCE_TRANSITIONS[from_state]:
-        raise TransitionNotAllowed(f"an instance cannot go from {from_state} to {to_state}")
-    now = timezone.now()
-    updates = dict(fields, state=to_state, state_detail=reason[:2000], updated_at=now)
-    with transaction.atomic():
-        changed = Instance.objects.filter(pk=instance.pk, state=from_state, run=instance.run).update(**updates)
-        if not changed:
-            return False
-        if to_state != from_state:
-            InstanceStateChange.objects.create(
-                instance=instance, time=now, from_state=from_state, to_state=to_state, reason=reason[:2000]
-            )
-            audit.record(
-                "state",
-                instance,
-                detail={"job": instance.job_id, "from": from_state, "to": to_state, "reason": reason[:500]},
-            )
-    for key, value in updates.items():
-        setattr(instance, key, value)
-    return True
+    """Move ``instance`` to ``to_state`` if it is still in the state and the run we read (the run number
+    guards against a reconciler acting on an earlier run). Through console.core.statemachine.transition:
+    table check, conditional write, an InstanceStateChange row and an event. False when another
+    reconciler got there first."""
+    return statemachine.transition(instance, to_state, reason, table=INSTANCE_TRANSITIONS, field="state",
+                                   what="an instance", guard={"run": instance.run}, history=InstanceStateChange,
+                                   detail={"job": instance.job_id}, updated_at=timezone.now(), **fields)
 
 
 def derive_job_state(job: Job, instances: list[Instance]) -> tuple[str, str]:
@@ -96,7 +76,7 @@ def refresh_job_state(job: Job, pending_reason: str | None = None) -> Job:
         old = job.state
         Job.objects.filter(pk=job.pk).update(state=state, state_detail=detail[:2000])
         if old != state:
-            audit.record("state", job, detail={"from": old, "to": state, "reason": detail[:500]})
+            audit.record(statemachine.VERB, job, detail={"from": old, "to": state, "reason": detail[:500]})
         job.state, job.state_detail = state, detail
     return job
 
@@ -132,9 +112,7 @@ def release(instance: Instance) -> int:
 
 
 def _kick(job: Job) -> None:
-    from jobs import tasks
-
-    transaction.on_commit(lambda: tasks.reconcile_job.delay(job.pk))
+    enqueue.reconcile_job(job.pk)
 
 
 def create_job(data: dict, request=None) -> Job:

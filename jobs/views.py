@@ -8,12 +8,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from console.core import charts
 from console.core.models import Event
 from console.core.pages import conflict_message
 from console.core.permissions import ADMIN, OPERATOR, has_role
-from console.dashboards import charts
 from jobs import services
 from jobs.api.serializers import JobSerializer
+from jobs.charts import job_charts
 from jobs.forms import JobForm
 from jobs.models import Job
 
@@ -35,7 +36,7 @@ def job_detail(request, pk):
     return render(request, "jobs/job_detail.html", {
         "job": job, "instances": instances, "timeline": timeline.order_by("-time")[:50],
         "can_operate": has_role(request.user, OPERATOR), "serialized": JobSerializer(job).data,
-        "live": charts.page_config(charts.job_charts(job), [f"job:{job.pk}"],
+        "live": charts.page_config(job_charts(job), [f"job:{job.pk}"],
                                    stale_after_s=max(10.0, 3.0 * settings.CONSOLE_TELEMETRY_SCRAPE_INTERVAL_S)),
     })
 

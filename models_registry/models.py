@@ -4,9 +4,9 @@ evaluations and aliases."""
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from console.core.models import TransitionRecord
 from models_registry.choices import Modality, ParentRelation, VersionStatus, WeightFormat
 
 
@@ -119,21 +119,13 @@ class ModelFile(models.Model):
         return self.path
 
 
-class VersionStatusChange(models.Model):
+class VersionStatusChange(TransitionRecord):
     """Append-only history of a version's status."""
 
+    subject = "version"
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="status_history")
-    time = models.DateTimeField(default=timezone.now)
     from_status = models.CharField(max_length=16, choices=VersionStatus.choices)
     to_status = models.CharField(max_length=16, choices=VersionStatus.choices)
-    reason = models.TextField(blank=True)
-    actor = models.CharField(max_length=150, default="system")
-
-    class Meta:
-        ordering = ["-time", "-id"]
-
-    def __str__(self):
-        return f"{self.version_id}: {self.from_status} -> {self.to_status}"
 
 
 class Evaluation(models.Model):

@@ -7,6 +7,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from console.core.models import TransitionRecord
 from nodes.choices import AcceleratorKind, Health, NodeStatus, Transport, Vendor
 
 
@@ -96,22 +97,16 @@ class Node(models.Model):
         return self.ssh_user or (self.credential.username if self.credential_id else "")
 
 
-class NodeStatusChange(models.Model):
+class NodeStatusChange(TransitionRecord):
     """Append-only history of a node's status."""
 
+    subject = "node"
     node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="status_history")
-    time = models.DateTimeField(default=timezone.now)
     from_status = models.CharField(max_length=16, choices=NodeStatus.choices)
     to_status = models.CharField(max_length=16, choices=NodeStatus.choices)
-    reason = models.TextField(blank=True)
-    actor = models.CharField(max_length=150, default="system")
 
-    class Meta:
-        ordering = ["-time", "-id"]
+    class Meta(TransitionRecord.Meta):
         indexes = [models.Index(fields=["node", "-time"])]
-
-    def __str__(self):
-        return f"{self.node_id}: {self.from_status} -> {self.to_status}"
 
 
 class Accelerator(models.Model):

@@ -12,7 +12,9 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from console.core import audit
+from console.core import audit, statemachine
+from console.core.errors import Conflict
+from nodes import enqueue
 from nodes.choices import NODE_TRANSITIONS, Health, NodeStatus, Transport
 from nodes.models import Accelerator, Credential, Node, NodeStatusChange
 
@@ -21,42 +23,15 @@ log = logging.getLogger(__name__)
 LOCAL_NODE_NAME = "local"
 
 
-class TransitionNotAllowed(Exception):
-    """The node's status table forbids this change."""
-
-
-def transition_node(node: Node, to_status: str, reason: str = "", actor: str = audit.SYSTEM,
+def transition_node(node: Node, to_status: str, reason: str = "", actor: str | None = None,
                     request=None, **fields) -> bool:
-    """Move ``node`` to ``to_status`` if it is still in the status we read.
-
-    A conditional write: returns False when someone else changed the status first. Equal
-    statuses only update ``status_detail`` (and the extra ``fields``). Records the history row
-    and an event for every real change.
-    """
-    from_status = node.status
+    """Move ``node`` to ``to_status`` through the state machine (console.core.statemachine.transition:
+    table check, conditional write, a NodeStatusChange row and an event); ``status_changed_at`` moves
+    with every real change. False when someone else changed the status first."""
     now = timezone.now()
-    updates = dict(fields, status_detail=reason)
-    if from_status == to_status:
-        Node.objects.filter(pk=node.pk).update(**updates)
-        for key, value in updates.items():
-            setattr(node, key, value)
-        return True
-    if to_status not in NODE_TRANSITIONS[from_status]:
-        raise TransitionNotAllowed(f"a node cannot go from {from_status} to {to_status}")
-    with transaction.atomic():
-        changed = Node.objects.filter(pk=node.pk, status=from_status).update(
-            status=to_status, status_changed_at=now, **updates
-        )
-        if not changed:
-            return False
-        NodeStatusChange.objects.create(node=node, time=now, from_status=from_status, to_status=to_status,
-                                        reason=reason[:2000], actor=actor)
-        audit.record("status", node, actor=actor, request=request,
-                     detail={"from": from_status, "to": to_status, "reason": reason[:500]})
-    node.status, node.status_changed_at = to_status, now
-    for key, value in updates.items():
-        setattr(node, key, value)
-    return True
+    return statemachine.transition(node, to_status, reason, table=NODE_TRANSITIONS, what="a node",
+                                   history=NodeStatusChange, actor=actor, request=request, now=now,
+                                   on_change={"status_changed_at": now}, **fields)
 
 
 def set_maintenance(node: Node, enabled: bool, *, request=None, reason: str = "") -> Node:
@@ -183,15 +158,20 @@ def probe_node(node_id: int) -> Node | None:
     return apply_probe_outcome(node, outcome)
 
 
+def refuse_delete_while_serving(node: Node) -> None:
+    """Conflict naming the jobs whose instances still run on ``node`` (stop or move them first)."""
+    live = node.instances.active().select_related("job")
+    if live.exists():
+        names = sorted({i.job.name for i in live[:10]})
+        raise Conflict(f"{node.name} runs instances of {', '.join(names)}: stop or move them first")
+
+
 def request_probe(node: Node, request=None, *, record: bool = False) -> Node:
     """Probe ``node`` soon, once the current transaction commits (after a create, an edit, a host key
     reset, or an operator's "probe now"). With ``record``, an audit event says who asked."""
-    from nodes import tasks  # tasks wrap these services: imported at call time, not at import
-
     if record:
         audit.record("probe", node, request=request)
-    node_id = node.pk
-    transaction.on_commit(lambda: tasks.probe_node.delay(node_id))
+    enqueue.probe_node(node.pk)
     return node
 
 

@@ -9,10 +9,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from console.core import audit
+from console.core import audit, charts
 from console.core.permissions import ADMIN, OPERATOR, has_role
-from console.dashboards import charts
 from nodes import services
+from nodes.charts import node_charts
 from nodes.forms import CredentialForm, NodeForm
 from nodes.models import Credential, Node
 
@@ -44,7 +44,7 @@ def node_detail(request, pk):
     return render(request, "nodes/node_detail.html", {
         "node": node,
         "accelerators": accelerators,
-        "live": charts.page_config(charts.node_charts(node, accelerators),
+        "live": charts.page_config(node_charts(node, accelerators),
                                    [f"node:{node.pk}"], stale_after_s=max(10.0, 3.0 * node.telemetry_interval_s)),
         "history": node.status_history.all()[:20],
         "can_operate": has_role(request.user, OPERATOR),

@@ -13,8 +13,9 @@ class AlertState(models.TextChoices):
 A = AlertState
 NEW = ""  # the "from" state of an alert's first transition
 ACTIVE_STATES = (A.PENDING, A.FIRING)
-# Allowed transitions (source -> targets). Every change goes through the evaluator's conditional
-# writes or services.resolve_alerts; a resolved alert is final: the next occurrence is a new row.
+# Allowed transitions (source -> targets), read by console.core.statemachine: every change goes through
+# it (evaluator._transition; a new alert is checked from NEW); a resolved alert is final: the next
+# occurrence is a new row.
 ALERT_TRANSITIONS: dict[str, set[str]] = {
     NEW: {A.PENDING, A.FIRING},
     A.PENDING: {A.FIRING, A.RESOLVED},
@@ -86,6 +87,8 @@ class NotificationStatus(models.TextChoices):
 
 
 N = NotificationStatus
+# Read by console.core.statemachine: the dispatcher claims, reaps, expires and records every outcome
+# through it (dispatch.py).
 NOTIFICATION_TRANSITIONS: dict[str, set[str]] = {
     N.PENDING: {N.SENDING, N.FAILED},
     N.SENDING: {N.DELIVERED, N.PENDING, N.FAILED},

@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from console.alerting.choices import (
     ACTIVE_STATES,
+    NOTIFICATION_TRANSITIONS,
     SEVERITY_RANK,
     AlertState,
     NotificationKind,
@@ -47,7 +48,7 @@ from console.alerting.models import (
     NotificationChannel,
 )
 from console.alerting.notifiers import NotifyError, SendResult, get_notifier
-from console.core import audit
+from console.core import audit, statemachine
 
 log = logging.getLogger(__name__)
 
@@ -305,10 +306,12 @@ def deliver_due(now: datetime | None = None, limit: int = 100) -> DeliveryReport
     now = now or timezone.now()
     report = DeliveryReport()
     # Reaper: a worker that died mid-send left its claim; the notification goes out again (at least once).
-    report.reaped = Notification.objects.filter(status=NotificationStatus.SENDING, claimed_until__lt=now).update(
-        status=NotificationStatus.PENDING, claimed_until=None)
-    report.expired = Notification.objects.filter(status=NotificationStatus.PENDING, expires_at__lt=now).update(
-        status=NotificationStatus.FAILED,
+    report.reaped = statemachine.transition_all(
+        Notification.objects.filter(claimed_until__lt=now), NotificationStatus.SENDING, NotificationStatus.PENDING,
+        table=NOTIFICATION_TRANSITIONS, what="a notification", claimed_until=None)
+    report.expired = statemachine.transition_all(
+        Notification.objects.filter(expires_at__lt=now), NotificationStatus.PENDING, NotificationStatus.FAILED,
+        table=NOTIFICATION_TRANSITIONS, what="a notification",
         last_error=f"not delivered within {settings.CONSOLE_NOTIFY_MAX_AGE_S} s; gave up")
     due = list(Notification.objects.filter(status=NotificationStatus.PENDING, next_attempt_at__lte=now,
                                            channel__enabled=True)
@@ -319,8 +322,7 @@ def deliver_due(now: datetime | None = None, limit: int = 100) -> DeliveryReport
     claimed: list[list[Notification]] = []
     for items in by_channel.values():
         hold = timedelta(seconds=settings.CONSOLE_NOTIFY_TIMEOUT_S * len(items) + 60)
-        mine = [n for n in items if Notification.objects.filter(pk=n.pk, status=NotificationStatus.PENDING).update(
-            status=NotificationStatus.SENDING, claimed_until=now + hold)]
+        mine = [n for n in items if _move(n, NotificationStatus.SENDING, claimed_until=now + hold)]
         if mine:
             claimed.append(mine)
     if not claimed:
@@ -345,8 +347,7 @@ def record_outcome(notification: Notification, outcome: Outcome, now: datetime) 
     """Write the attempt and move the notification and its channel on. Returns the new status."""
     channel = notification.channel
     if outcome.deferred:
-        Notification.objects.filter(pk=notification.pk, status=NotificationStatus.SENDING).update(
-            status=NotificationStatus.PENDING, claimed_until=None)
+        _move(notification, NotificationStatus.PENDING, claimed_until=None)
         return NotificationStatus.PENDING
     number = notification.attempts + 1
     with transaction.atomic():
@@ -355,17 +356,16 @@ def record_outcome(notification: Notification, outcome: Outcome, now: datetime) 
             started_at=now - timedelta(milliseconds=outcome.duration_ms), duration_ms=outcome.duration_ms,
             ok=outcome.ok, permanent=outcome.permanent, status_code=outcome.status_code, error=outcome.error[:2000],
             response=outcome.response[:1000])
-        mine = Notification.objects.filter(pk=notification.pk, status=NotificationStatus.SENDING)
         if outcome.ok:
-            mine.update(status=NotificationStatus.DELIVERED, delivered_at=now, attempts=number, last_error="",
-                        claimed_until=None)
+            _move(notification, NotificationStatus.DELIVERED, delivered_at=now, attempts=number, last_error="",
+                  claimed_until=None)
             NotificationChannel.objects.filter(pk=channel.pk).update(last_delivery_at=now, consecutive_failures=0)
             return NotificationStatus.DELIVERED
         NotificationChannel.objects.filter(pk=channel.pk).update(
             last_error=outcome.error[:2000], last_error_at=now, consecutive_failures=F("consecutive_failures") + 1)
         if notification.kind == NotificationKind.TEST:
-            mine.update(status=NotificationStatus.FAILED, attempts=number, last_error=outcome.error[:2000],
-                        claimed_until=None)
+            _move(notification, NotificationStatus.FAILED, attempts=number, last_error=outcome.error[:2000],
+                  claimed_until=None)
             return NotificationStatus.FAILED
         if outcome.permanent:
             # Retrying cannot help until someone fixes the channel: disable it (shown on the channels page)
@@ -375,13 +375,19 @@ def record_outcome(notification: Notification, outcome: Outcome, now: datetime) 
             if disabled:
                 audit.record("disable", channel, detail={"reason": outcome.error[:500],
                                                          "status_code": outcome.status_code})
-            mine.update(status=NotificationStatus.PENDING, attempts=number, last_error=outcome.error[:2000],
-                        next_attempt_at=now, claimed_until=None)
+            _move(notification, NotificationStatus.PENDING, attempts=number, last_error=outcome.error[:2000],
+                  next_attempt_at=now, claimed_until=None)
             return NotificationStatus.PENDING
-        mine.update(status=NotificationStatus.PENDING, attempts=number, last_error=outcome.error[:2000],
-                    next_attempt_at=now + timedelta(seconds=backoff_s(number, outcome.retry_after)),
-                    claimed_until=None)
+        _move(notification, NotificationStatus.PENDING, attempts=number, last_error=outcome.error[:2000],
+              next_attempt_at=now + timedelta(seconds=backoff_s(number, outcome.retry_after)), claimed_until=None)
         return NotificationStatus.PENDING
+
+
+def _move(notification: Notification, to: str, **fields) -> bool:
+    """The notification state machine (NOTIFICATION_TRANSITIONS): a conditional write on the status read,
+    no history (its DeliveryAttempt rows are its log) and no event."""
+    return statemachine.transition(notification, to, table=NOTIFICATION_TRANSITIONS, what="a notification",
+                                   verb=None, **fields)
 
 
 def dispatch(now: datetime | None = None, *, deliver: bool = True) -> dict:

@@ -7,7 +7,8 @@ moment a pending alert's for-duration ends, so an alert fires on time rather tha
 Safety:
 - each rule runs under a database deadline (CONSOLE_ALERT_RULE_TIMEOUT_S, deadline.py); a rule that
   fails or times out keeps its alerts as they are (no data is not "resolved") and records its error;
-- every state change is a conditional write (``UPDATE ... WHERE state = <expected>``), and at most one
+- every state change goes through console.core.statemachine (ALERT_TRANSITIONS checked, a conditional
+  write ``UPDATE ... WHERE state = <expected>``, the AlertTransition row), and at most one
   alert per rule and fingerprint is active (a partial unique index): two evaluators running at once
   cannot double a transition, the loser's write changes nothing.
 """
@@ -27,13 +28,21 @@ from django.utils import timezone
 
 from console.alerting import templating
 from console.alerting.builtin import ensure_builtin_rules
-from console.alerting.choices import ACTIVE_STATES, NEW, SEVERITY_RANK, AlertState, RuleKind, Suppression
+from console.alerting.choices import (
+    ACTIVE_STATES,
+    ALERT_TRANSITIONS,
+    NEW,
+    SEVERITY_RANK,
+    AlertState,
+    RuleKind,
+    Suppression,
+)
 from console.alerting.conditions import CHECKS, Candidate, Context, unit_for
 from console.alerting.deadline import is_timeout, query_deadline
 from console.alerting.labels import compiled, fingerprint, matches_all
 from console.alerting.models import Alert, AlertRule, AlertTransition, Silence
 from console.alerting.summary import publish_summary
-from console.core import audit
+from console.core import audit, statemachine
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +218,8 @@ def _apply(rules: list[AlertRule], results: dict[int, list[Candidate]], active: 
         if alert.state == AlertState.FIRING:
             alert.flap_count = flaps.get((alert.rule_id, alert.fingerprint), 0) + 1
             alert.flapping = alert.flap_count >= threshold
+    for alert in new_alerts:
+        statemachine.check(ALERT_TRANSITIONS, NEW, alert.state, what="an alert")
     created = Alert.objects.bulk_create(new_alerts, batch_size=500)
     transitions = [AlertTransition(alert=a, rule_id=a.rule_id, fingerprint=a.fingerprint, time=now, from_state=NEW,
                                    to_state=a.state, value=a.value, reason="condition true") for a in created]
@@ -218,14 +229,10 @@ def _apply(rules: list[AlertRule], results: dict[int, list[Candidate]], active: 
     for row, values in firing:
         count = flaps.get((row["rule_id"], row["fingerprint"]), 0) + 1
         flapping = count >= threshold
-        changed = Alert.objects.filter(pk=row["pk"], state=AlertState.PENDING).update(
-            state=AlertState.FIRING, fired_at=now, value=values.value, annotations=values.annotations,
-            flap_count=count, flapping=flapping, updated_at=now)
-        if not changed:
+        if not _transition(row, AlertState.FIRING, "condition held for the for-duration", now, transitions,
+                           recorded_value=values.value, value=values.value, fired_at=now,
+                           annotations=values.annotations, flap_count=count, flapping=flapping):
             continue  # someone else moved it first
-        transitions.append(AlertTransition(alert_id=row["pk"], rule_id=row["rule_id"], fingerprint=row["fingerprint"],
-                                           time=now, from_state=AlertState.PENDING, to_state=AlertState.FIRING,
-                                           value=values.value, reason="condition held for the for-duration"))
         report.fired += 1
         if flapping:
             became_flapping.append(Alert(pk=row["pk"], rule_name=values.rule.name, fingerprint=row["fingerprint"],
@@ -242,13 +249,23 @@ def _apply(rules: list[AlertRule], results: dict[int, list[Candidate]], active: 
                                  "firings": alert.flap_count, "window_s": settings.CONSOLE_ALERT_FLAP_WINDOW_S})
 
 
+def _transition(row: dict, to: str, reason: str, now: datetime, collect: list[AlertTransition],
+                recorded_value: float | None = None, **fields) -> bool:
+    """Move the alert of ``row`` (pk, rule_id, fingerprint, state) to ``to`` through the state machine: a
+    conditional write on the state read; its AlertTransition row (the dispatcher's outbox) goes to
+    ``collect``, which the caller bulk-creates in the same transaction. No audit event: the transition
+    rows are the alerts' log."""
+    alert = Alert(pk=row["pk"], state=row["state"], rule_id=row["rule_id"], fingerprint=row["fingerprint"])
+    return statemachine.transition(
+        alert, to, reason, table=ALERT_TRANSITIONS, field="state", what="an alert", history=AlertTransition,
+        history_fields={"rule_id": row["rule_id"], "fingerprint": row["fingerprint"], "value": recorded_value},
+        collect=collect, verb=None, now=now, updated_at=now, **fields)
+
+
 def _resolve_row(row: dict, reason: str, now: datetime) -> list[AlertTransition]:
-    changed = Alert.objects.filter(pk=row["pk"], state=row["state"]).update(
-        state=AlertState.RESOLVED, ended_at=now, updated_at=now)
-    if not changed:
-        return []
-    return [AlertTransition(alert_id=row["pk"], rule_id=row["rule_id"], fingerprint=row["fingerprint"], time=now,
-                            from_state=row["state"], to_state=AlertState.RESOLVED, reason=reason)]
+    transitions: list[AlertTransition] = []
+    _transition(row, AlertState.RESOLVED, reason, now, transitions, ended_at=now)
+    return transitions
 
 
 def resolve_alerts(queryset, reason: str, now: datetime | None = None) -> int:

@@ -19,6 +19,7 @@ from console.alerting.choices import (
     Severity,
     Suppression,
 )
+from console.core.models import TransitionRecord
 
 
 def default_group_by() -> list[str]:
@@ -196,30 +197,26 @@ class Alert(models.Model):
         return self.state in ACTIVE_STATES
 
 
-class AlertTransition(models.Model):
+class AlertTransition(TransitionRecord):
     """Append-only history of an alert's state, and the dispatcher's outbox: rows with no
     ``processed_at`` are picked up (and marked with a conditional update) to schedule the alert's group.
     ``rule`` and ``fingerprint`` are copied so that flapping is one index range."""
 
+    subject, field = "alert", "state"
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="transitions")
     rule = models.ForeignKey(AlertRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     fingerprint = models.CharField(max_length=16)
-    time = models.DateTimeField(default=timezone.now)
-    from_state = models.CharField(max_length=8, blank=True)
+    from_state = models.CharField(max_length=8, blank=True)  # "" (NEW) for an alert's first transition
     to_state = models.CharField(max_length=8, choices=AlertState.choices)
     value = models.FloatField(null=True, blank=True)
-    reason = models.TextField(blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-time", "-id"]
+    class Meta(TransitionRecord.Meta):
         indexes = [
             models.Index(fields=["rule", "fingerprint", "time"], name="alerttransition_flaps"),
             models.Index(fields=["id"], condition=Q(processed_at__isnull=True), name="alerttransition_unprocessed"),
         ]
 
-    def __str__(self):
-        return f"{self.alert_id}: {self.from_state or 'new'} -> {self.to_state}"
 
 
 class NotificationChannel(models.Model):

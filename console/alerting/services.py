@@ -4,14 +4,13 @@ channel. Views and the API call these; each opens its own transaction and record
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from datetime import datetime, timedelta
-from zlib import crc32
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from console.alerting import enqueue
 from console.alerting.choices import (
     ACTIVE_STATES,
     NotificationKind,
@@ -105,9 +104,7 @@ def silence_matchers_for(alert: Alert) -> list[dict]:
 
 def refresh_soon() -> None:
     """Re-evaluate after the commit, so that a silence takes effect now rather than at the next tick."""
-    from console.alerting import tasks
-
-    transaction.on_commit(lambda: tasks.evaluate.delay())
+    enqueue.evaluate()
 
 
 # ------------------------------------------------------------------------------------------- rules
@@ -146,9 +143,7 @@ def enable_channel(channel: NotificationChannel, *, request=None) -> Notificatio
         Notification.objects.filter(channel=channel, status=NotificationStatus.PENDING).update(next_attempt_at=now)
         audit.record("enable", channel, request=request)
     channel.refresh_from_db()
-    from console.alerting import tasks
-
-    transaction.on_commit(lambda: tasks.dispatch.delay())
+    enqueue.dispatch()
     return channel
 
 
@@ -193,24 +188,3 @@ def send_test(channel: NotificationChannel, *, request=None) -> DeliveryAttempt:
     audit.record("test", channel, request=request, detail={"ok": outcome.ok, "error": outcome.error[:300]})
     return attempt
 
-
-# --------------------------------------------------------------------------------------- scheduling
-
-
-@contextmanager
-def single_runner(name: str):
-    """Only one holder at a time across workers (PostgreSQL advisory lock); on SQLite, which serialises
-    writers anyway, always granted. Yields whether this caller holds it."""
-    if connection.vendor != "postgresql":
-        yield True
-        return
-    key = crc32(name.encode())
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-        got = cursor.fetchone()[0]
-    try:
-        yield got
-    finally:
-        if got:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from console.alerting import dispatch as dispatcher
 from console.alerting import evaluator
-from console.alerting.services import single_runner
+from console.core import locks
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def evaluate(rule_ids: list[int] | None = None) -> dict:
     """One evaluation cycle (every CONSOLE_ALERT_EVAL_INTERVAL_S), or of ``rule_ids`` only (scheduled for
     the moment a pending alert's for-duration ends). Hands what changed to the dispatcher at once."""
-    with single_runner("alerting-evaluate") as mine:
+    with locks.hold("alerting-evaluate") as mine:
         if not mine:
             if rule_ids:  # a targeted run must not be lost behind a full cycle: try again in a moment
                 evaluate.apply_async(kwargs={"rule_ids": rule_ids}, countdown=1)

@@ -169,3 +169,10 @@ def _deep_merge(into: dict, update: dict) -> None:
             _deep_merge(into[key], value)
         else:
             into[key] = value
+
+
+def current_cursor() -> int:
+    """The newest stream entry's id: pages embed it, so their socket starts right after what they drew."""
+    from console.core.models import StreamEntry
+
+    return StreamEntry.objects.order_by("-pk").values_list("pk", flat=True).first() or 0

@@ -55,3 +55,29 @@ class StreamEntry(models.Model):
 
     def __str__(self):
         return f"{self.pk} {self.topic}"
+
+
+class TransitionRecord(models.Model):
+    """One status change of a stateful object: the shape of every history table (abstract).
+
+    A concrete history adds the foreign key to its object (named by ``subject``) and its
+    ``from_<field>`` / ``to_<field>`` columns, with the choices of its own state machine
+    (``field`` is ``status`` or ``state``). Rows are written by console.core.statemachine.transition.
+    """
+
+    #: The name of the foreign key to the object whose status changed (``node``, ``version``, ...).
+    subject = ""
+    #: The state field of that object: the history's columns are ``from_<field>`` and ``to_<field>``.
+    field = "status"
+
+    time = models.DateTimeField(default=timezone.now)
+    reason = models.TextField(blank=True)
+    actor = models.CharField(max_length=150, default="system")
+
+    class Meta:
+        abstract = True
+        ordering = ["-time", "-id"]
+
+    def __str__(self):
+        return (f"{getattr(self, f'{self.subject}_id', '?')}: {getattr(self, f'from_{self.field}') or 'new'} -> "
+                f"{getattr(self, f'to_{self.field}')}")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from celery import signature
 from django.db import transaction
 from django.utils import timezone
 
-from console.core import audit
+from console.core import audit, statemachine
 from console.core.errors import Conflict
+from jobs import enqueue
 from jobs.benchmarks import runner
 from jobs.choices import BENCHMARK_TRANSITIONS, BenchmarkStatus, InstanceState, JobState
 from jobs.models import BenchmarkRun, BenchmarkTransition, Job
@@ -19,43 +19,24 @@ S = BenchmarkStatus
 # A running run whose heartbeat (written every runner.PROGRESS_WRITE_S) is older than this lost its
 # worker: cancelling it ends it at once, and a redelivered task fails it instead of waiting forever.
 STALE_HEARTBEAT = timedelta(seconds=60)
-RUN_TASK = "jobs.benchmarks.tasks.run_benchmark"
-
-
-class TransitionNotAllowed(Conflict):
-    """A status change the table in jobs.choices.BENCHMARK_TRANSITIONS does not allow."""
 
 
 def transition_benchmark(run: BenchmarkRun, to_status: str, reason: str = "", *, actor: str = "",
                          request=None, **fields: Any) -> bool:
-    """Move ``run`` to ``to_status`` if it is still in the status we read (a conditional write).
-
-    False when someone else got there first. Records a BenchmarkTransition and an audit event.
-    """
-    from_status = run.status
-    if to_status not in BENCHMARK_TRANSITIONS[from_status]:
-        raise TransitionNotAllowed(f"a benchmark cannot go from {from_status} to {to_status}")
+    """Move ``run`` to ``to_status`` through console.core.statemachine.transition (table check, conditional
+    write, a BenchmarkTransition row and an event), stamping the start and end times. False when someone
+    else got there first."""
     now = timezone.now()
-    updates: dict[str, Any] = dict(fields, status=to_status, status_detail=reason[:2000])
+    stamps: dict[str, Any] = {}
     if to_status == S.RUNNING:
-        updates.setdefault("started_at", now)
-        updates.setdefault("heartbeat_at", now)
+        stamps.update(started_at=now, heartbeat_at=now)
     if to_status in (S.SUCCEEDED, S.FAILED, S.CANCELLED):
-        updates.setdefault("finished_at", now)
+        stamps["finished_at"] = now
     if to_status == S.SUCCEEDED:
-        updates.setdefault("progress", 1.0)
-    with transaction.atomic():
-        if not BenchmarkRun.objects.filter(pk=run.pk, status=from_status).update(**updates):
-            return False
-        user = getattr(request, "user", None)
-        actor = actor or (user.get_username() if user is not None and user.is_authenticated else audit.SYSTEM)
-        BenchmarkTransition.objects.create(run=run, time=now, from_status=from_status, to_status=to_status,
-                                           actor=actor, reason=reason[:2000])
-        audit.record("state", run, request=request, actor=actor,
-                     detail={"from": from_status, "to": to_status, "reason": reason[:500]})
-    for key, value in updates.items():
-        setattr(run, key, value)
-    return True
+        stamps["progress"] = 1.0
+    return statemachine.transition(run, to_status, reason, table=BENCHMARK_TRANSITIONS, what="a benchmark",
+                                   history=BenchmarkTransition, actor=actor, request=request, now=now,
+                                   on_change={k: v for k, v in stamps.items() if k not in fields}, **fields)
 
 
 def job_endpoints(job: Job) -> list[str]:
@@ -92,13 +73,8 @@ def create_benchmark(data: dict[str, Any], *, request=None) -> BenchmarkRun:
         run = BenchmarkRun.objects.create(
             created_by=user if user is not None and user.is_authenticated else None, **fields)
         audit.record("create", run, request=request, detail={"target": run.target, "concurrency": run.concurrency})
-        transaction.on_commit(lambda: _enqueue(run.pk))
+        enqueue.run_benchmark(run.pk)
     return run
-
-
-def _enqueue(run_id: int) -> None:
-    # By name, so that services does not import the tasks module that imports it.
-    signature(RUN_TASK, args=(run_id,)).delay()
 
 
 def cancel_benchmark(run: BenchmarkRun, *, request=None) -> BenchmarkRun:

@@ -46,13 +46,7 @@ class NodeViewSet(AuditedModelViewSet):
         services.request_probe(serializer.instance)
 
     def perform_destroy(self, instance):
-        from console.core.api import Conflict
-        from jobs.choices import ACTIVE_STATES
-
-        live = instance.instances.filter(state__in=ACTIVE_STATES).select_related("job")
-        if live.exists():
-            names = sorted({i.job.name for i in live[:10]})
-            raise Conflict(f"{instance.name} runs instances of {', '.join(names)}: stop or move them first")
+        services.refuse_delete_while_serving(instance)
         super().perform_destroy(instance)
 
     @extend_schema(request=None, responses={202: NodeSerializer, **ERRORS})

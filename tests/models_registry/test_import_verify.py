@@ -11,6 +11,7 @@ import pytest
 from console.core.models import Event
 from models_registry import services, tasks
 from models_registry.models import ModelFile, ModelVersion
+from nodes.remote import NodeCommandError
 from tests.models_registry import raw_safetensors
 
 pytestmark = pytest.mark.django_db
@@ -178,7 +179,7 @@ def test_verification_records_every_sha256_and_the_manifest_digest(model, local_
 def test_progress_is_written_while_hashing_and_reaches_one(model, local_node, safetensors_dir, monkeypatch):
     with open(safetensors_dir / "blob.dat", "wb") as f:
         f.truncate(384 << 20)  # sparse: ~0.3 s of hashing
-    monkeypatch.setattr(services, "PROGRESS_INTERVAL_S", 0.0)
+    monkeypatch.setattr(services.verification, "PROGRESS_INTERVAL_S", 0.0)
     seen = []
     real_update = ModelVersion.objects.filter
 
@@ -302,9 +303,9 @@ def test_verification_over_an_unreachable_node_fails_with_the_reason(model, loca
     services.request_verify(version)
 
     def unreachable(*args, **kwargs):
-        raise services.NodeCommandError("connection to 10.0.0.9:22 refused")
+        raise NodeCommandError("connection to 10.0.0.9:22 refused")
 
-    monkeypatch.setattr(services, "stream_on_node", unreachable)
+    monkeypatch.setattr(services.verification, "stream_on_node", unreachable)
     services.verify_version(version.pk)
     version.refresh_from_db()
     assert version.status == "failed" and "connection to 10.0.0.9:22 refused" in version.status_detail
