@@ -26,18 +26,14 @@ from console.core import audit
 from models_registry.choices import VERSION_TRANSITIONS, VersionStatus, WeightFormat
 from models_registry.inspection import InspectionError
 from models_registry.inspection.config import ModelArchitecture
+from models_registry.inspection.directory import DirectoryInspection, parse_inspect_output
+from models_registry.inspection.hashing import HashTracker
 from models_registry.inspection.memory import estimate_memory
-from models_registry.inspection.remote import (
-    DirectoryInspection,
-    HashTracker,
-    hash_command,
-    inspect_command,
-    parse_inspect_output,
-)
+from models_registry.inspection.remote import hash_command, inspect_command
 from models_registry.models import Alias, Evaluation, Model, ModelFile, ModelVersion, Quantization
 from models_registry.quantization import UnknownQuantization, is_known, lookup, normalize
 from models_registry.uris import InvalidSourceURI, SourceURI, parse_source_uri
-from nodes.remote import NodeCommandError, run_on_node, stream_on_node
+from nodes.transports import NodeCommandError, transport_for
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +46,7 @@ DETAIL_MAX = 4000
 #: Statuses a new job may not use and that cannot be promoted (jobs/api/serializers.py agrees).
 UNDEPLOYABLE = {VersionStatus.FAILED, VersionStatus.DEPRECATED}
 
-# Inspection formats (models_registry.inspection.remote.WEIGHT_SUFFIXES) -> WeightFormat values.
+# Inspection formats (models_registry.inspection.directory.WEIGHT_SUFFIXES) -> WeightFormat values.
 _FORMATS = {
     "safetensors": WeightFormat.SAFETENSORS,
     "gguf": WeightFormat.GGUF,
@@ -379,8 +375,8 @@ def import_version(version_id: int, *, final_attempt: bool = True) -> ModelVersi
         _fail_import(version, "the version has no directory on a node to inspect")
         return version
     try:
-        result = run_on_node(version.node, inspect_command(directory),
-                             timeout=float(settings.CONSOLE_INSPECT_TIMEOUT_S))
+        result = transport_for(version.node).run(inspect_command(directory),
+                                                 timeout=float(settings.CONSOLE_INSPECT_TIMEOUT_S))
     except NodeCommandError as exc:
         if not final_attempt:
             raise NodeUnavailable(str(exc)) from None
@@ -538,7 +534,7 @@ def verify_version(version_id: int, *, on_event: Callable[[str], None] | None = 
 
     try:
         argv = hash_command(directory, sorted(files), settings.CONSOLE_VERIFY_HASH_METHOD)
-        stream_on_node(version.node, argv, on_line, timeout=float(settings.CONSOLE_VERIFY_TIMEOUT_S))
+        transport_for(version.node).stream(argv, on_line, timeout=float(settings.CONSOLE_VERIFY_TIMEOUT_S))
     except _Abandoned:
         return None
     except NodeCommandError as exc:
