@@ -55,7 +55,7 @@ def main(sizes=(1, 10, 50), repeat: int = 3, write: bool = True):
 
     from nodes import services
     from nodes.models import Node
-    from nodes.probes.ssh import POOL
+    from nodes.transports.ssh import POOL
     from tests.conftest import FAKE_BIN
     from tests.sshd import SshdNode
 

@@ -2,7 +2,7 @@
 (a real sshd on loopback), against ``sha256sum`` on the same file in the same run.
 
 Each verification runs the whole path a worker runs (``services.verify_version``: the node-side hash
-program streamed through ``stream_on_node``, progress written to the database every 0.5 s, the
+program streamed through the node's transport, progress written to the database every 0.5 s, the
 manifest recorded). The figure is the speed ratio ``sha256sum time / verify time``; the goal is at
 least 0.8. The file is read once before timing so that every run hashes from the page cache.
 """
@@ -61,7 +61,7 @@ def main(repeat: int = 3):
     from models_registry.models import Model
     from nodes import services as node_services
     from nodes.models import Node
-    from nodes.probes.ssh import POOL
+    from nodes.transports.ssh import POOL
     from tests.sshd import SshdNode
 
     workdir = Path(tempfile.mkdtemp(prefix="boom-bench-verify-"))

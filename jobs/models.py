@@ -123,8 +123,9 @@ class Instance(models.Model):
     def endpoint(self) -> str:
         if self.node_id is None or not self.port or self.member:
             return ""
-        host = "127.0.0.1" if self.node.transport == "local" else self.node.address
-        return f"http://{host}:{self.port}/v1"
+        from nodes.transports import transport_for
+
+        return f"http://{transport_for(self.node).connect_host}:{self.port}/v1"
 
 
 class Allocation(models.Model):

@@ -28,7 +28,7 @@ from jobs.executors.base import AlreadyRunning, ExecutorError
 from jobs.models import Allocation, Instance, Job
 from jobs.placement import NoRoom, plan_replica
 from nodes.choices import NodeStatus
-from nodes.remote import NodeCommandError
+from nodes.transports import NodeCommandError
 
 log = logging.getLogger(__name__)
 S = InstanceState
@@ -256,13 +256,11 @@ def _start(job, engine, instance: Instance, members) -> None:
         .select_related("accelerator")
         .order_by("accelerator__index")
     ]
-    from jobs.runtime import instance_workdir, write_instance_files
-
-    workdir = instance_workdir(instance.node, instance.key)
+    workdir = executor.workdir(instance.key)
     spec = launch_spec(instance, accelerators, members, workdir=workdir)
     files = engine.prepare_files(spec)
     if files:
-        write_instance_files(instance.node, workdir, files)
+        executor.write_files(instance.key, files)
     fields = {
         "run": instance.run + 1,
         "started_at": timezone.now(),
@@ -470,18 +468,14 @@ def reap_orphans_due() -> None:
 
 def reap_orphans(node) -> list[str]:
     """Stop every process under the node's instance directory that no live instance on it owns."""
-    from jobs.runtime import executor_for, instance_workdir
-    from nodes.remote import run_on_node
+    from jobs.runtime import executor_for
 
-    base = instance_workdir(node, "x").rsplit("/", 1)[0]
-    listing = run_on_node(node, ["ls", "-1", "--", base], timeout=15)
-    if listing.exit_code != 0:
-        return []
+    executor, stopped = executor_for(node), []
+    keys = executor.list_instances()
     owned = {i.key for i in Instance.objects.filter(node=node, state__in=ACTIVE_STATES)}
     # Stopped instances keep their directory (their last log) until their job is deleted.
     known = {i.key for i in Instance.objects.filter(node=node)}
-    executor, stopped = executor_for(node), []
-    for key in listing.stdout.split():
+    for key in keys:
         match = KEY_RE.match(key)
         if not match or match["prefix"] != settings.CONSOLE_INSTANCE_PREFIX or key in owned:
             continue

@@ -1,28 +1,19 @@
 """Glue between the job models and the adapters: which executor reaches a node, what an instance's
 engine command line is, and whether an instance answers."""
 
-import sys
 from urllib.parse import urlparse
 
 import httpx
 from django.conf import settings
 
-from nodes.remote import run_on_node
+from nodes.transports import transport_for
 
 
 def executor_for(node):
-    """The executor that runs processes on ``node``: local subprocesses or SSH."""
-    from jobs.executors.local import LocalExecutor
-    from jobs.executors.ssh import SSHExecutor
+    """The executor that runs processes on ``node``, over its transport (``nodes.transports.TRANSPORTS``)."""
+    from jobs.executors import Executor
 
-    if node.transport == "local":
-        return LocalExecutor(settings.DATA_DIR / "instances")
-
-    def shell(command, *, stdin=None, timeout=30.0):
-        return run_on_node(node, command, stdin=stdin, timeout=timeout)
-
-    return SSHExecutor(shell, base_dir=settings.CONSOLE_REMOTE_INSTANCE_DIR,
-                       timeout_s=float(settings.CONSOLE_EXECUTOR_TIMEOUT_S))
+    return Executor(transport_for(node), timeout_s=float(settings.CONSOLE_EXECUTOR_TIMEOUT_S))
 
 
 def model_path(version) -> str:
@@ -36,12 +27,9 @@ def model_path(version) -> str:
     return uri
 
 
-def bind_host(node) -> str:
-    return "127.0.0.1" if node.transport == "local" else "0.0.0.0"
-
-
 def reach_host(node) -> str:
-    return "127.0.0.1" if node.transport == "local" else node.address
+    """The address at which the console reaches services (engines) on ``node``."""
+    return transport_for(node).connect_host
 
 
 def launch_spec(instance, accelerators, members=None, workdir: str | None = None):
@@ -52,7 +40,8 @@ def launch_spec(instance, accelerators, members=None, workdir: str | None = None
     node = instance.node
     members = members or [instance]
     leader = next((m for m in members if m.member == 0), instance)
-    python = job.options.get("python") or (sys.executable if node.transport == "local" else "python3")
+    transport = transport_for(node)
+    python = job.options.get("python") or transport.python
     env = {str(k): str(v) for k, v in (job.env or {}).items()}
     env.setdefault("BOOM_CONSOLE_ROOT", str(settings.BASE_DIR))
     from jobs.engines.registry import get_engine
@@ -65,7 +54,7 @@ def launch_spec(instance, accelerators, members=None, workdir: str | None = None
         model_path=model_path(job.model_version),
         served_name=job.options.get("served_name") or job.name,
         # Members of a replica spanning nodes bind the node's own address (HCCL/MindIE need a concrete one).
-        host=reach_host(node) if multinode else bind_host(node),
+        host=transport.connect_host if multinode else transport.bind_host,
         port=instance.port,
         vendor=vendor,
         accelerator_ids=[a.index for a in accelerators],
@@ -101,28 +90,3 @@ def check_ready(engine, instance, timeout: float = 2.0) -> tuple[bool, str]:
         return True, ""
     return False, f"readiness check answered {response.status_code} ({url})"
 
-
-# The login's home on each node, asked once: keyed by where and as whom we log in, so an edited node asks again.
-_HOMES: dict[tuple, str] = {}
-WRITE_FILE_SCRIPT = 'umask 027; mkdir -p -- "$1" && cat > "$1/$2"'
-
-
-def instance_workdir(node, key: str) -> str:
-    """The absolute per-instance directory on the node (the executor's, where engine files go)."""
-    base = str(settings.DATA_DIR / "instances") if node.transport == "local" else settings.CONSOLE_REMOTE_INSTANCE_DIR
-    if base.startswith("~/"):
-        login = (node.pk, node.address, node.ssh_port, node.effective_ssh_user)
-        if login not in _HOMES:
-            _HOMES[login] = run_on_node(node, 'printf %s "$HOME"', timeout=10).stdout.strip()
-        base = _HOMES[login] + base[1:]
-    return f"{base.rstrip('/')}/{key}"
-
-
-def write_instance_files(node, workdir: str, files: dict[str, str]) -> None:
-    """Write the files an engine needs (MindIE's config.json) into the instance directory, each through a
-    fixed script with the directory and name as arguments and the content on stdin."""
-    for name, content in files.items():
-        result = run_on_node(node, ["bash", "-c", WRITE_FILE_SCRIPT, "write", workdir, name], stdin=content,
-                             timeout=20)
-        if result.exit_code != 0:
-            raise OSError(f"could not write {name} in {workdir}: {result.stderr.strip()[:200]}")

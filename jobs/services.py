@@ -241,7 +241,7 @@ def preview_placement(data: dict) -> dict:
 def instance_logs(instance: Instance, lines: int, previous: bool) -> dict:
     """The log tail of an instance, read on its node (or kept from the previous run)."""
     from jobs.runtime import executor_for
-    from nodes.remote import NodeCommandError
+    from nodes.transports import NodeCommandError
 
     if previous and instance.previous_log:
         text = "\n".join(instance.previous_log.splitlines()[-lines:])

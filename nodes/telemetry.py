@@ -117,7 +117,7 @@ class SSHSource(NodeSource):
     """The sampling session over SSH: node counters and accelerators in one stream."""
 
     def session(self) -> None:
-        from nodes.probes.ssh import POOL
+        from nodes.transports.ssh import POOL
 
         stream = POOL.open_stream(self.spec.ssh_target, sampler_argv(self.spec.interval_s, "node"), timeout=15)
         try:

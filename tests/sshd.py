@@ -200,7 +200,7 @@ class SshdNode:
 
     def target(self, *, pinned: bool = True, **overrides):
         """An ``SSHTarget`` for this node; ``pinned`` pins the current host key."""
-        from nodes.probes.ssh import SSHTarget
+        from nodes.transports.ssh import SSHTarget
 
         fields = {
             "host": "127.0.0.1",

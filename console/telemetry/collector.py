@@ -144,8 +144,9 @@ class Collector:
     def supervise(self) -> None:
         """Start, restart or stop node sources to match the nodes table; reload accelerator keys."""
         from nodes.models import Accelerator, Node
-        from nodes.probes.runner import ssh_target
         from nodes.telemetry import SourceSpec, make_source
+        from nodes.transports import transport_for
+        from nodes.transports.ssh import ssh_target
 
         close_old_connections()
         nodes = [n for n in Node.objects.select_related("credential").order_by("pk")
@@ -159,7 +160,7 @@ class Collector:
         wanted: dict[int, SourceSpec] = {}
         for node in nodes:
             interval = float(node.telemetry_interval_s)
-            if node.transport == "local":
+            if transport_for(node).is_local:
                 wanted[node.pk] = SourceSpec(node.pk, "local", interval)
             elif self.simulate:
                 wanted[node.pk] = SourceSpec(node.pk, "simulated", interval, accelerators=counts.get(node.pk, 0))

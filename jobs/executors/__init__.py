@@ -1,56 +1,36 @@
-"""Executors: where and how an engine process runs (a local subprocess, or over SSH).
+"""The executor: where and how an engine process runs on a node, over the node's transport.
 
-``EXECUTORS`` maps a node's transport to its executor class; ``make_executor`` builds one::
+One :class:`Executor` drives one launcher script (``launcher.sh``, with ``supervise.sh``) through a
+transport of ``nodes.transports``: the console's own machine and SSH nodes differ only there. For a
+node, ``jobs.runtime.executor_for(node)`` builds it through the transport registry::
 
-    make_executor("local", base_dir=data_dir / "instances")
-    make_executor("ssh", shell=functools.partial(POOL.run, target))
+    Executor(transport_for(node), timeout_s=...)
 
-See ``base.py`` for the interface and ``launcher_sh.py`` for what runs on the node.
+See ``base.py`` for the operations and ``launcher.py`` for what runs on the node.
 """
 
 from .base import (
     AlreadyRunning,
     Executor,
     ExecutorError,
-    ExecutorTimeout,
     InvalidSpec,
     ProcessHandle,
     ProcessSpec,
     ProcessStatus,
-    Shell,
     StillRunning,
+    validate_file_name,
     validate_instance_key,
 )
-from .local import LocalExecutor
-from .ssh import DEFAULT_REMOTE_BASE, SSHExecutor
-
-EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor, "ssh": SSHExecutor}
-
-
-def make_executor(kind: str, **kwargs) -> Executor:
-    """An executor of ``kind`` ("local" or "ssh"), constructed with ``kwargs``."""
-    try:
-        cls = EXECUTORS[kind]
-    except KeyError:
-        raise ValueError(f"unknown executor kind {kind!r}") from None
-    return cls(**kwargs)
-
 
 __all__ = [
-    "DEFAULT_REMOTE_BASE",
-    "EXECUTORS",
     "AlreadyRunning",
     "Executor",
     "ExecutorError",
-    "ExecutorTimeout",
     "InvalidSpec",
-    "LocalExecutor",
     "ProcessHandle",
     "ProcessSpec",
     "ProcessStatus",
-    "SSHExecutor",
-    "Shell",
     "StillRunning",
-    "make_executor",
+    "validate_file_name",
     "validate_instance_key",
 ]

@@ -1,47 +1,47 @@
-"""What an executor is: start an engine process detached on a node, watch it, stop it, read its log.
+"""The executor: start an engine process detached on a node, watch it, stop it, read its log.
 
-Engines know *what* to run (argv, env); executors know *where* and *how* (STYLE.md section 5).
-Both executors here drive the same shell script (``launcher_sh.LAUNCHER_SH``), locally through
-``subprocess`` and remotely over SSH, so one code path serves, and is tested on, both.
+Engines know *what* to run (argv, env); the executor knows *how* (STYLE.md section 5), and the
+node's transport (``nodes.transports``) knows *where*. Every operation is one run of the same shell
+script (``launcher.LAUNCHER_SH``) through the transport, on the console's own machine and over SSH
+alike, so one code path serves, and is tested on, both.
 
-Django-free. Every call is bounded in time. Transport failures of the SSH shell (``SSHError``
-and its subclasses from ``nodes.probes.ssh``) propagate unchanged so that the caller can tell an
-unreachable node from a refused launch; everything else is an ``ExecutorError``.
+Django-free. Every call is bounded in time. Transport failures (``NodeCommandError``: the node did
+not answer, or not in time; over SSH its subclasses ``Unreachable``, ``CommandTimeout``...) propagate
+unchanged so that the caller can tell an unreachable node from a refused launch; everything else is
+an ``ExecutorError``.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from nodes.probes.ssh import CommandResult
+from nodes.transports.base import CommandResult, Transport
 
-from . import launcher_sh
+from . import launcher
 
 __all__ = [
     "AlreadyRunning",
     "Executor",
     "ExecutorError",
-    "ExecutorTimeout",
     "InvalidSpec",
     "ProcessHandle",
     "ProcessSpec",
     "ProcessStatus",
-    "ScriptExecutor",
-    "Shell",
     "StillRunning",
+    "validate_file_name",
     "validate_instance_key",
 ]
-
-# shell(command, *, stdin=None, timeout) -> CommandResult; e.g. functools.partial(POOL.run, target)
-Shell = Callable[..., CommandResult]
 
 # A leading letter or digit: "." and ".." (and hidden names) can never name an instance directory.
 INSTANCE_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Files an engine may have written into its instance directory: plain names, none of the launcher's own.
+FILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+LAUNCHER_FILES = frozenset({"lock", "pid", "supervisor_pid", "generation", "started_at", "spec", "log", "log.1",
+                            "exit_status", "supervise.sh"})
 RESERVED_ENV = frozenset({"BOOM_INSTANCE", "BOOM_GENERATION"})
 SIGNAL_NAMES = {1: "SIGHUP", 2: "SIGINT", 6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM"}
 
@@ -78,10 +78,6 @@ class StillRunning(ExecutorError):
     """``cleanup`` refused: a process of the instance still runs."""
 
 
-class ExecutorTimeout(ExecutorError):
-    """A local launcher call did not finish in time (SSH timeouts raise ``CommandTimeout``)."""
-
-
 # --------------------------------------------------------------------------- data
 
 
@@ -91,6 +87,14 @@ def validate_instance_key(key: str) -> str:
             f"invalid instance key {key!r}: 1-80 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit"
         )
     return key
+
+
+def validate_file_name(name: str) -> str:
+    if (not isinstance(name, str) or not FILE_NAME_RE.fullmatch(name) or name in LAUNCHER_FILES
+            or name.endswith(".tmp")):
+        raise InvalidSpec(f"invalid file name {name!r}: a plain name of A-Z a-z 0-9 _ . -, not one of the "
+                          "launcher's own files")
+    return name
 
 
 def _check_text(what: str, value: object) -> str:
@@ -187,47 +191,7 @@ class ProcessStatus:
         return f"exited with code {self.exit_code}"
 
 
-# --------------------------------------------------------------------------- the interface
-
-
-class Executor(ABC):
-    kind: str = ""
-
-    @abstractmethod
-    def start(self, spec: ProcessSpec) -> ProcessHandle:
-        """Start detached and return at once (after a short settle that catches instant failures).
-
-        Raises ``AlreadyRunning`` when this key's process still runs (``.handle`` names it).
-        """
-
-    @abstractmethod
-    def stop(self, handle_or_key: ProcessHandle | str, grace_s: float = 10.0) -> ProcessStatus:
-        """SIGTERM the process group (and any process carrying the marker), SIGKILL after ``grace_s``."""
-
-    @abstractmethod
-    def status(self, handle_or_key: ProcessHandle | str) -> ProcessStatus: ...
-
-    @abstractmethod
-    def tail(self, handle_or_key: ProcessHandle | str, lines: int = 200, previous: bool = False) -> str:
-        """The last ``lines`` lines of the log (at most 256 KiB); ``previous``: the run before."""
-
-    @abstractmethod
-    def find(self, instance_key: str) -> ProcessHandle | None:
-        """Re-adopt: the handle of this key's process if it still runs and is ours, else None."""
-
-    @abstractmethod
-    def cleanup(self, instance_key: str) -> None:
-        """Delete the instance directory; raises ``StillRunning`` unless it was stopped."""
-
-    @abstractmethod
-    def ports_in_use(self, ports: Iterable[int]) -> set[int]:
-        """Which of ``ports`` a TCP socket listens on, IPv4 or IPv6 (one round trip)."""
-
-    def port_in_use(self, port: int) -> bool:
-        return port in self.ports_in_use([port])
-
-
-# --------------------------------------------------------------------------- the shared implementation
+# --------------------------------------------------------------------------- parsing the launcher's answers
 
 
 def _key_of(handle_or_key: ProcessHandle | str) -> str:
@@ -251,7 +215,7 @@ def _float(value: str) -> float | None:
 
 
 def _after_marker(stdout: str) -> str | None:
-    marker = launcher_sh.OUTPUT_MARKER + "\n"
+    marker = launcher.OUTPUT_MARKER + "\n"
     at = stdout.find(marker)
     return None if at < 0 else stdout[at + len(marker) :]
 
@@ -310,36 +274,48 @@ def _stderr_reason(result: CommandResult) -> str:
     return f"the launcher failed with exit code {result.exit_code}" + (f": {tail[0][:300]}" if tail[0] else "")
 
 
-class ScriptExecutor(Executor):
-    """Implements every operation with one run of ``LAUNCHER_SH``; subclasses only transport it."""
+# --------------------------------------------------------------------------- the executor
+
+
+class Executor:
+    """Engine processes on the node that ``transport`` reaches, in instance directories under its
+    ``instance_dir`` (absolute, or ``~/...`` for the login's home on the node).
+
+    Built for a node by ``jobs.runtime.executor_for`` (through the transport registry); tests build
+    one on a transport of their own.
+    """
+
+    # --norc: a login shell already read the user's rc files; a second read costs time (pyenv init).
+    COMMAND = "bash --norc --noprofile -s"
 
     def __init__(
-        self, base_dir: str, *, settle_s: float = DEFAULT_SETTLE_S, timeout_s: float = DEFAULT_TIMEOUT_S
+        self, transport: Transport, *, settle_s: float = DEFAULT_SETTLE_S, timeout_s: float = DEFAULT_TIMEOUT_S
     ) -> None:
-        base_dir = _check_text("base_dir", str(base_dir))
+        base_dir = _check_text("the instance directory", str(transport.instance_dir))
         if not (base_dir.startswith("/") or base_dir == "~" or base_dir.startswith("~/")) or "\n" in base_dir:
-            raise InvalidSpec("base_dir must be absolute or start with ~/")
+            raise InvalidSpec("the instance directory must be absolute or start with ~/")
+        self.transport = transport
         self.base_dir = base_dir
         self.settle_s = settle_s
         self.timeout_s = timeout_s
 
-    @abstractmethod
+    # -- plumbing
+
     def _run_script(self, script: str, timeout: float) -> CommandResult:
         """Run ``script`` with ``bash -s`` on the node and return its output."""
-
-    # -- plumbing
+        return self.transport.run(self.COMMAND, stdin=script, timeout=timeout)
 
     def _call(self, op: str, args: list[str], *, timeout: float | None = None) -> CommandResult:
         payload = b"".join(_check_text("an argument", a).encode("utf-8") + b"\0" for a in [op, *args])
         encoded = base64.encodebytes(payload).decode("ascii")  # 76-character lines, final newline
-        delim = launcher_sh.PAYLOAD_DELIMITER
-        script = f"{launcher_sh.LAUNCHER_SH}\nboom_main <<'{delim}'\n{encoded}{delim}\nexit $?\n"
+        delim = launcher.PAYLOAD_DELIMITER
+        script = f"{launcher.LAUNCHER_SH}\nboom_main <<'{delim}'\n{encoded}{delim}\nexit $?\n"
         return self._run_script(script, timeout if timeout is not None else self.timeout_s)
 
     def _checked(self, result: CommandResult) -> CommandResult:
-        if result.exit_code == launcher_sh.EXIT_INVALID:
+        if result.exit_code == launcher.EXIT_INVALID:
             raise InvalidSpec(_stderr_reason(result))
-        if result.exit_code == launcher_sh.EXIT_STILL_RUNNING:
+        if result.exit_code == launcher.EXIT_STILL_RUNNING:
             raise StillRunning(_stderr_reason(result))
         if result.exit_code != 0 or _after_marker(result.stdout) is None:
             raise ExecutorError(_stderr_reason(result))
@@ -347,7 +323,37 @@ class ScriptExecutor(Executor):
 
     # -- operations
 
+    def workdir(self, instance_key: str) -> str:
+        """The absolute instance directory of ``instance_key`` on the node (where :meth:`write_files` writes).
+
+        Asks the node for the login's home once when the base is ``~/...`` (see ``Transport.home``).
+        """
+        key = validate_instance_key(instance_key)
+        return f"{self.transport.expand(self.base_dir).rstrip('/')}/{key}"
+
+    def write_files(self, instance_key: str, files: dict[str, str]) -> str:
+        """Write ``files`` (plain name -> text) into the instance directory, creating it; one round trip.
+
+        For what an engine reads at start (MindIE's ``config.json``). Each file is replaced whole
+        (mode 0600). Returns the instance directory.
+        """
+        key = validate_instance_key(instance_key)
+        args = [self.base_dir, key]
+        for name, content in files.items():
+            args += [validate_file_name(name), _check_text(f"the content of {name}", content)]
+        fields = _fields(self._checked(self._call("write", args)).stdout)
+        return fields.get("workdir", "")
+
+    def list_instances(self) -> list[str]:
+        """The instance keys that have a directory on the node (running or not)."""
+        out = _after_marker(self._checked(self._call("list", [self.base_dir])).stdout) or ""
+        return [key for key in out.split() if INSTANCE_KEY_RE.fullmatch(key)]
+
     def start(self, spec: ProcessSpec) -> ProcessHandle:
+        """Start detached and return at once (after a short settle that catches instant failures).
+
+        Raises ``AlreadyRunning`` when this key's process still runs (``.handle`` names it).
+        """
         spec.__post_init__()  # re-validate: the fields may have been changed since construction
         env = [f"{name}={value}" for name, value in spec.env.items()]
         args = [
@@ -360,7 +366,7 @@ class ScriptExecutor(Executor):
             *spec.argv,
         ]
         result = self._call("start", args, timeout=self.timeout_s + self.settle_s + 10)
-        if result.exit_code == launcher_sh.EXIT_ALREADY_RUNNING:
+        if result.exit_code == launcher.EXIT_ALREADY_RUNNING:
             handle = _handle_from(spec.instance_key, _fields(result.stdout))
             if handle is not None:
                 raise AlreadyRunning(f"instance {spec.instance_key} is already running (pid {handle.pid})", handle)
@@ -371,22 +377,26 @@ class ScriptExecutor(Executor):
         return handle
 
     def status(self, handle_or_key: ProcessHandle | str) -> ProcessStatus:
+        """What the node says about the instance: alive and ours, or how it ended."""
         key = _key_of(handle_or_key)
         return _status_from(_fields(self._checked(self._call("status", [self.base_dir, key])).stdout))
 
     def stop(self, handle_or_key: ProcessHandle | str, grace_s: float = 10.0) -> ProcessStatus:
+        """SIGTERM the process group (and any process carrying the marker), SIGKILL after ``grace_s``."""
         key = _key_of(handle_or_key)
         grace_ms = max(0, int(grace_s * 1000))
         result = self._call("stop", [self.base_dir, key, str(grace_ms)], timeout=self.timeout_s + grace_s + 6)
         return _status_from(_fields(self._checked(result).stdout))
 
     def tail(self, handle_or_key: ProcessHandle | str, lines: int = 200, previous: bool = False) -> str:
+        """The last ``lines`` lines of the log (at most 256 KiB); ``previous``: the run before."""
         key = _key_of(handle_or_key)
         lines = max(1, min(int(lines), MAX_TAIL_LINES))
         args = [self.base_dir, key, str(lines), "1" if previous else "0", str(TAIL_MAX_BYTES)]
         return _after_marker(self._checked(self._call("tail", args)).stdout) or ""
 
     def find(self, instance_key: str) -> ProcessHandle | None:
+        """Re-adopt: the handle of this key's process if it still runs and is ours, else None."""
         key = validate_instance_key(instance_key)
         fields = _fields(self._checked(self._call("status", [self.base_dir, key])).stdout)
         if not _status_from(fields).alive:
@@ -394,10 +404,12 @@ class ScriptExecutor(Executor):
         return _handle_from(key, fields)
 
     def cleanup(self, instance_key: str) -> None:
+        """Delete the instance directory; raises ``StillRunning`` unless it was stopped."""
         key = validate_instance_key(instance_key)
         self._checked(self._call("cleanup", [self.base_dir, key]))
 
     def ports_in_use(self, ports: Iterable[int]) -> set[int]:
+        """Which of ``ports`` a TCP socket listens on, IPv4 or IPv6 (one round trip)."""
         wanted = []
         for port in ports:
             if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
@@ -407,3 +419,6 @@ class ScriptExecutor(Executor):
             return set()
         out = _after_marker(self._checked(self._call("ports", wanted)).stdout) or ""
         return {int(line) for line in out.split() if line.isdigit()}
+
+    def port_in_use(self, port: int) -> bool:
+        return port in self.ports_in_use([port])

@@ -6,7 +6,9 @@ Nothing in this package touches Django, the database or the network.  The submod
 * :mod:`.gguf_header` -- read the metadata and tensor table of a GGUF v2/v3 file;
 * :mod:`.config` -- turn a Hugging Face ``config.json`` into a :class:`~.config.ModelArchitecture`;
 * :mod:`.memory` -- estimate accelerator memory (weights + KV cache + overhead);
-* :mod:`.remote` -- argv for programs that inspect and hash a directory on a node, and their parsers.
+* :mod:`.remote` -- argv for the programs (``programs/``) that inspect and hash a directory on a node;
+* :mod:`.directory` -- parse what the inspection program prints into a ``DirectoryInspection``;
+* :mod:`.hashing` -- parse what the hash program prints, and follow a verification's progress.
 
 The exceptions live here so that every submodule (and the views that map them to HTTP answers)
 shares one hierarchy.  All of them are :class:`ValueError` subclasses and carry a message that does not

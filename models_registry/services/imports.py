@@ -12,11 +12,8 @@ from django.utils.translation import gettext as _
 from console.core import audit
 from models_registry.choices import VersionStatus, WeightFormat
 from models_registry.inspection import InspectionError
-from models_registry.inspection.remote import (
-    DirectoryInspection,
-    inspect_command,
-    parse_inspect_output,
-)
+from models_registry.inspection.directory import DirectoryInspection, parse_inspect_output
+from models_registry.inspection.remote import inspect_command
 from models_registry.models import Model, ModelFile, ModelVersion
 from models_registry.quantization import is_known, normalize
 from models_registry.services.common import (
@@ -31,9 +28,9 @@ from models_registry.services.common import (
     parse_source,
     transition_version,
 )
-from nodes.remote import NodeCommandError, run_on_node
+from nodes.transports import NodeCommandError, transport_for
 
-# Inspection formats (models_registry.inspection.remote.WEIGHT_SUFFIXES) -> WeightFormat values.
+# Inspection formats (models_registry.inspection.directory.WEIGHT_SUFFIXES) -> WeightFormat values.
 _FORMATS = {
     "safetensors": WeightFormat.SAFETENSORS,
     "gguf": WeightFormat.GGUF,
@@ -100,8 +97,8 @@ def import_version(version_id: int, *, final_attempt: bool = True) -> ModelVersi
         _fail_import(version, "the version has no directory on a node to inspect")
         return version
     try:
-        result = run_on_node(version.node, inspect_command(directory),
-                             timeout=float(settings.CONSOLE_INSPECT_TIMEOUT_S))
+        result = transport_for(version.node).run(inspect_command(directory),
+                                                 timeout=float(settings.CONSOLE_INSPECT_TIMEOUT_S))
     except NodeCommandError as exc:
         if not final_attempt:
             raise NodeUnavailable(str(exc)) from None

@@ -15,10 +15,8 @@ from django.utils.translation import gettext as _
 from console.core import audit
 from console.core.statemachine import TransitionNotAllowed
 from models_registry.choices import VersionStatus
-from models_registry.inspection.remote import (
-    HashTracker,
-    hash_command,
-)
+from models_registry.inspection.hashing import HashTracker
+from models_registry.inspection.remote import hash_command
 from models_registry.models import ModelFile, ModelVersion
 from models_registry.services.common import (
     Conflict,
@@ -26,7 +24,7 @@ from models_registry.services.common import (
     directory_of,
     transition_version,
 )
-from nodes.remote import NodeCommandError, stream_on_node
+from nodes.transports import NodeCommandError, transport_for
 
 #: Seconds between two progress writes while a verification runs (the API and page poll every second).
 PROGRESS_INTERVAL_S = 0.5
@@ -120,7 +118,7 @@ def verify_version(version_id: int, *, on_event: Callable[[str], None] | None = 
 
     try:
         argv = hash_command(directory, sorted(files), settings.CONSOLE_VERIFY_HASH_METHOD)
-        stream_on_node(version.node, argv, on_line, timeout=float(settings.CONSOLE_VERIFY_TIMEOUT_S))
+        transport_for(version.node).stream(argv, on_line, timeout=float(settings.CONSOLE_VERIFY_TIMEOUT_S))
     except _Abandoned:
         return None
     except NodeCommandError as exc:

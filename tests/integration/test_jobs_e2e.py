@@ -14,8 +14,8 @@ import pytest
 from jobs import reconciler
 from jobs.models import Instance, Job
 from nodes.models import Node
-from nodes.probes.ssh import POOL
 from nodes.services import probe_node, register_local_node
+from nodes.transports.ssh import POOL
 from tests.conftest import FAKE_BIN
 from tests.jobs import factories as jf
 from tests.sshd import SshdNode, require_sshd

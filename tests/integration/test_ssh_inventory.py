@@ -6,7 +6,7 @@ import pytest
 
 from nodes import services
 from nodes.models import Accelerator, Node
-from nodes.probes.ssh import POOL
+from nodes.transports.ssh import POOL
 from tests.conftest import FAKE_BIN
 from tests.sshd import SshdNode, require_sshd
 

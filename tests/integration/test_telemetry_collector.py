@@ -15,8 +15,8 @@ from console.telemetry.collector import Collector
 from jobs import reconciler
 from jobs.models import InstanceSample, Job, JobSample
 from nodes.models import AcceleratorSample, Node, NodeSample
-from nodes.probes.ssh import POOL
 from nodes.services import probe_node, register_local_node
+from nodes.transports.ssh import POOL
 from tests.conftest import FAKE_BIN
 from tests.integration.procs import wait_until
 from tests.jobs import factories as jf

@@ -1,14 +1,13 @@
 """The local and SSH executors against real processes and a real sshd on loopback; no mocks.
 
-Both executors run the same launcher script (jobs/executors/launcher_sh.py), so every behaviour
-test runs twice, once per executor. The SSH "node" is this machine, so the test can look at
+The executor runs one launcher script (jobs/executors/launcher.sh) through the node's transport, so
+every behaviour test runs twice, once per transport. The SSH "node" is this machine, so the test can look at
 the engine's process in /proc and at its instance directory directly. Under CI=true a missing
 sshd fails the SSH half instead of skipping it.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -25,20 +24,17 @@ from pathlib import Path
 import pytest
 
 from jobs.executors import (
-    EXECUTORS,
     AlreadyRunning,
+    Executor,
     InvalidSpec,
-    LocalExecutor,
     ProcessHandle,
     ProcessSpec,
     ProcessStatus,
-    SSHExecutor,
     StillRunning,
-    make_executor,
 )
-from jobs.executors.launcher_sh import LAUNCHER_SH, SUPERVISOR_SH
-from jobs.executors.local import engine_base_env
-from nodes.probes.ssh import SSHPool
+from jobs.executors.launcher import LAUNCHER_SH, SUPERVISOR_SH
+from nodes.transports.local import LocalTransport, engine_base_env
+from nodes.transports.ssh import SSHPool, SSHTarget, SSHTransport
 from tests.sshd import SshdNode, require_sshd
 
 pytestmark = pytest.mark.integration
@@ -144,19 +140,18 @@ def pool():
     pool.close_all()
 
 
-def ssh_shell(pool: SSHPool, node: SshdNode):
-    return functools.partial(pool.run, node.target())
+def ssh_executor(pool: SSHPool, node: SshdNode, base: str) -> Executor:
+    return Executor(SSHTransport(node.target(), pool=pool, instance_dir=base))
 
 
 @pytest.fixture(params=["local", "ssh"])
 def rig(request, tmp_path):
     base = tmp_path / "instances"
     if request.param == "local":
-        rig = Rig("local", lambda: LocalExecutor(base), base)
+        rig = Rig("local", lambda: Executor(LocalTransport(instance_dir=base)), base)
     else:
-        node = request.getfixturevalue("sshd_node")
-        shell = ssh_shell(request.getfixturevalue("pool"), node)
-        rig = Rig("ssh", lambda: SSHExecutor(shell, str(base)), base)
+        node, pool = request.getfixturevalue("sshd_node"), request.getfixturevalue("pool")
+        rig = Rig("ssh", lambda: ssh_executor(pool, node, str(base)), base)
     yield rig
     rig.close()
 
@@ -459,6 +454,34 @@ def test_ports_in_use_sees_ipv4_and_ipv6_listeners(rig):
             sock.close()
 
 
+def test_write_files_puts_the_engines_files_into_its_instance_directory(rig):
+    key = new_key()
+    rig.keys.append(key)
+    text = '{"name": "ü $(touch x) `y` \\"}\n'
+    workdir = rig.executor.write_files(key, {"config.json": text, "empty.txt": ""})
+    assert workdir == rig.executor.workdir(key) == str(rig.instance_dir(key))
+    assert (rig.instance_dir(key) / "config.json").read_text() == text
+    assert (rig.instance_dir(key) / "empty.txt").read_text() == ""
+    assert (rig.instance_dir(key) / "config.json").stat().st_mode & 0o777 == 0o600
+    assert rig.instance_dir(key).stat().st_mode & 0o777 == 0o700
+    assert not (rig.instance_dir(key) / "x").exists()
+    # A second write replaces the file whole; the engine, started in its directory, reads it there.
+    rig.executor.write_files(key, {"config.json": "second"})
+    handle = rig.start([PY, "-c", "print('read', open('config.json').read())"], key=key)
+    assert wait_for(lambda: "read second" in rig.executor.tail(handle))
+    assert (rig.instance_dir(key) / "config.json").read_text() == "second"
+
+
+def test_list_instances_names_the_instance_directories(rig):
+    assert rig.executor.list_instances() == []  # no base directory yet
+    keys = sorted(new_key() for _ in range(3))
+    for key in keys:
+        rig.executor.write_files(key, {})
+    (rig.base / ".hidden").mkdir()
+    (rig.base / "not-a-directory").write_text("")
+    assert sorted(rig.executor.list_instances()) == keys
+
+
 def test_start_is_fast(rig, capsys):
     rig.executor.status(new_key("warm-up"))  # SSH: open the pooled connection first
     timings = []
@@ -478,7 +501,7 @@ def test_start_is_fast(rig, capsys):
 
 
 def test_ssh_engine_survives_the_connection_and_sshd_going_away(sshd_node, pool, tmp_path):
-    executor = SSHExecutor(ssh_shell(pool, sshd_node), str(tmp_path / "instances"))
+    executor = ssh_executor(pool, sshd_node, str(tmp_path / "instances"))
     handle = executor.start(ProcessSpec(new_key(), [PY, "-c", SLEEPER, "survivor"]))
     try:
         pool.close_all()
@@ -494,13 +517,18 @@ def test_ssh_engine_survives_the_connection_and_sshd_going_away(sshd_node, pool,
 
 def test_ssh_default_base_dir_is_under_the_remote_home(sshd_node, pool):
     base = f"~/.boom-console-test-{uuid.uuid4().hex[:8]}/instances"
-    executor = SSHExecutor(ssh_shell(pool, sshd_node), base)
+    executor = ssh_executor(pool, sshd_node, base)
     local_root = Path(os.path.expanduser(base)).parent
     try:
-        handle = executor.start(ProcessSpec(new_key(), [PY, "-c", "print('home')"]))
-        assert handle.workdir == os.path.join(os.path.expanduser(base), handle.instance_key)
+        key = new_key()
+        # The workdir is known before the start (the engine's files name it), the home asked of the node.
+        assert executor.workdir(key) == os.path.join(os.path.expanduser(base), key)
+        assert executor.write_files(key, {"config.json": "{}"}) == executor.workdir(key)
+        handle = executor.start(ProcessSpec(key, [PY, "-c", "print(open('config.json').read())"]))
+        assert handle.workdir == executor.workdir(key)
         assert Path(handle.workdir, "log").exists()
         assert (Path(handle.workdir).stat().st_mode & 0o777) == 0o700
+        assert executor.list_instances() == [key]
     finally:
         shutil.rmtree(local_root, ignore_errors=True)
 
@@ -508,7 +536,10 @@ def test_ssh_default_base_dir_is_under_the_remote_home(sshd_node, pool):
 # --------------------------------------------------------------------------- no node needed
 
 
-class _NoNode(LocalExecutor):
+class _NoNode(Executor):
+    def __init__(self, base):
+        super().__init__(LocalTransport(instance_dir=base))
+
     def _run_script(self, script, timeout):  # pragma: no cover - must never be reached
         raise AssertionError("bad input reached the node")
 
@@ -520,9 +551,11 @@ def test_bad_instance_keys_are_refused_before_anything_runs(key, tmp_path):
     executor = _NoNode(tmp_path)
     with pytest.raises(InvalidSpec):
         ProcessSpec(key, ["/bin/true"])
-    for call in (executor.status, executor.find, executor.cleanup, executor.tail, executor.stop):
+    for call in (executor.status, executor.find, executor.cleanup, executor.tail, executor.stop, executor.workdir):
         with pytest.raises(InvalidSpec):
             call(key)
+    with pytest.raises(InvalidSpec):
+        executor.write_files(key, {"config.json": "{}"})
 
 
 @pytest.mark.parametrize(
@@ -548,24 +581,29 @@ def test_bad_specs_are_refused(kwargs):
         ProcessSpec("ok-key", **kwargs)
 
 
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "../x", "a/b", ".hidden", "x.tmp", "pid", "log", "spec", "lock", "supervise.sh", "a b"]
+)
+def test_bad_file_names_and_contents_are_refused_before_anything_runs(name, tmp_path):
+    executor = _NoNode(tmp_path)
+    with pytest.raises(InvalidSpec):
+        executor.write_files("ok-key", {name: "text"})
+    with pytest.raises(InvalidSpec):
+        executor.write_files("ok-key", {"config.json": "nul\0byte"})
+
+
 def test_bad_base_dirs_and_ports_are_refused(tmp_path):
+    target = SSHTarget(host="127.0.0.1", port=22, username="nobody", private_key="", passphrase=None,
+                       pinned_host_key=None)
     with pytest.raises(InvalidSpec):
-        SSHExecutor(lambda *a, **k: None, "relative/instances")
+        Executor(SSHTransport(target, instance_dir="relative/instances"))
     with pytest.raises(InvalidSpec):
-        SSHExecutor(lambda *a, **k: None, "~other/instances")
+        Executor(SSHTransport(target, instance_dir="~other/instances"))
     executor = _NoNode(tmp_path)
     for port in (0, -1, 65536, "80", True):
         with pytest.raises(InvalidSpec):
             executor.ports_in_use([port])
     assert executor.ports_in_use([]) == set()
-
-
-def test_the_registry_and_factory(tmp_path):
-    assert set(EXECUTORS) == {"local", "ssh"}
-    assert isinstance(make_executor("local", base_dir=tmp_path), LocalExecutor)
-    assert isinstance(make_executor("ssh", shell=lambda *a, **k: None), SSHExecutor)
-    with pytest.raises(ValueError):
-        make_executor("k8s")
 
 
 def test_local_engines_do_not_inherit_the_consoles_secrets():
@@ -590,3 +628,15 @@ def test_the_scripts_are_valid_bash(tmp_path):
         checked = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
         assert checked.returncode == 0, (name, checked.stderr)
     assert "BOOM_PAYLOAD" not in LAUNCHER_SH
+
+
+def test_the_launcher_is_its_files_with_the_supervisor_inside_and_its_exit_codes():
+    from jobs.executors import launcher
+
+    here = Path(launcher.__file__).resolve().parent
+    assert SUPERVISOR_SH == (here / "supervise.sh").read_text()
+    assert LAUNCHER_SH.startswith((here / "launcher.sh").read_text().split("__SUPERVISOR__")[0])
+    assert SUPERVISOR_SH.rstrip("\n") in LAUNCHER_SH and "__SUPERVISOR__" not in LAUNCHER_SH
+    codes = (launcher.EXIT_INVALID, launcher.EXIT_ALREADY_RUNNING, launcher.EXIT_LAUNCH_FAILED,
+             launcher.EXIT_STILL_RUNNING)
+    assert codes == (2, 3, 4, 5)

@@ -11,7 +11,8 @@ import pytest
 from console.core.models import Event
 from models_registry import services, tasks
 from models_registry.models import ModelFile, ModelVersion
-from nodes.remote import NodeCommandError
+from nodes.transports import NodeCommandError
+from nodes.transports.local import LocalTransport
 from tests.models_registry import raw_safetensors
 
 pytestmark = pytest.mark.django_db
@@ -305,7 +306,7 @@ def test_verification_over_an_unreachable_node_fails_with_the_reason(model, loca
     def unreachable(*args, **kwargs):
         raise NodeCommandError("connection to 10.0.0.9:22 refused")
 
-    monkeypatch.setattr(services.verification, "stream_on_node", unreachable)
+    monkeypatch.setattr(LocalTransport, "stream", unreachable)
     services.verify_version(version.pk)
     version.refresh_from_db()
     assert version.status == "failed" and "connection to 10.0.0.9:22 refused" in version.status_detail

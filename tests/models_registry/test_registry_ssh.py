@@ -1,6 +1,6 @@
 """Import and verification over a real sshd on loopback (the SSH node is added through the API with
-its credential), and the streaming command helpers they rely on: ``SSHPool.stream`` and
-``nodes.remote.stream_on_node``, locally and over SSH."""
+its credential), and the streaming they rely on: ``SSHPool.stream`` and ``Transport.stream`` of a
+node's transport, locally and over SSH."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from console.core.models import Event
 from models_registry import services
 from nodes.models import Node
-from nodes.probes.ssh import POOL, CommandTimeout
-from nodes.remote import NodeCommandError, stream_on_node
+from nodes.transports import NodeCommandError, transport_for
+from nodes.transports.ssh import POOL, CommandTimeout
 from tests.sshd import SshdNode, require_sshd
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -78,28 +78,30 @@ def test_run_still_collects_stdout_after_the_streaming_change(sshd):
     assert result.stdout == "a b\n$(c)\n" and result.exit_code == 0
 
 
-def test_stream_on_node_runs_locally_with_lines_stderr_and_exit_code(local_node):
+def test_stream_runs_locally_with_lines_stderr_and_exit_code(local_node):
     lines = []
-    result = stream_on_node(local_node, ["sh", "-c", "echo 'a b'; echo err >&2; printf last; exit 4"], lines.append)
+    result = transport_for(local_node).stream(["sh", "-c", "echo 'a b'; echo err >&2; printf last; exit 4"],
+                                              lines.append)
     assert lines == ["a b", "last"] and result.exit_code == 4 and result.stderr == "err\n"
 
 
-def test_stream_on_node_locally_kills_a_command_that_runs_too_long(local_node):
+def test_stream_locally_kills_a_command_that_runs_too_long(local_node):
     started = time.monotonic()
     with pytest.raises(NodeCommandError, match="did not finish within 1 s"):
-        stream_on_node(local_node, ["sh", "-c", "echo x; sleep 30"], lambda line: None, timeout=1)
+        transport_for(local_node).stream(["sh", "-c", "echo x; sleep 30"], lambda line: None, timeout=1)
     assert time.monotonic() - started < 10
 
 
-def test_stream_on_node_locally_stops_when_the_callback_raises(local_node):
+def test_stream_locally_stops_when_the_callback_raises(local_node):
     with pytest.raises(ZeroDivisionError):
-        stream_on_node(local_node, ["sh", "-c", "while true; do echo tick; sleep 0.05; done"], lambda line: 1 / 0)
+        transport_for(local_node).stream(["sh", "-c", "while true; do echo tick; sleep 0.05; done"],
+                                         lambda line: 1 / 0)
 
 
-def test_stream_on_node_over_ssh(admin_api, sshd):
+def test_stream_over_ssh(admin_api, sshd):
     node = add_node(admin_api, sshd)
     lines = []
-    result = stream_on_node(node, ["sh", "-c", "echo hello; echo world"], lines.append, timeout=10)
+    result = transport_for(node).stream(["sh", "-c", "echo hello; echo world"], lines.append, timeout=10)
     assert lines == ["hello", "world"] and result.exit_code == 0
 
 

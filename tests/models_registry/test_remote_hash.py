@@ -9,14 +9,12 @@ import subprocess
 
 import pytest
 
+from models_registry.inspection.hashing import HashEvent, HashTracker, parse_hash_line
 from models_registry.inspection.remote import (
     _BOOTSTRAP,
     _HASH_B64,
     HASH_SHELL_FALLBACK,
-    HashEvent,
-    HashTracker,
     hash_command,
-    parse_hash_line,
     remote_command_line,
 )
 from tests.models_registry import old_pythons, write_tiny_gguf, write_zero_safetensors

@@ -13,14 +13,8 @@ import pytest
 from safetensors.numpy import save_file
 
 from models_registry.inspection import InspectionFailed, InvalidWeightsFile, NoWeights
-from models_registry.inspection.remote import (
-    _BOOTSTRAP,
-    _INSPECT_B64,
-    inspect_command,
-    parse_inspect_output,
-    remote_command_line,
-    weight_format,
-)
+from models_registry.inspection.directory import parse_inspect_output, weight_format
+from models_registry.inspection.remote import _BOOTSTRAP, _INSPECT_B64, inspect_command, remote_command_line
 from tests.models_registry import old_pythons, raw_safetensors, write_tiny_gguf, write_zero_safetensors
 from tests.models_registry.test_config import DEEPSEEK_V3, LLAMA_3_1_8B
 

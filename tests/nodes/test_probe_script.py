@@ -341,3 +341,15 @@ def test_junk_probe_output_never_raises(junk):
 
     assert isinstance(result, ProbeResult)
     assert result.errors
+
+
+def test_the_programs_shipped_to_nodes_are_files_with_every_placeholder_filled_in():
+    import re
+
+    from nodes.probes.sampler import SAMPLER_SCRIPT
+
+    here = Path(__file__).resolve().parents[2] / "nodes" / "probes"
+    assert PROBE_SCRIPT.startswith((here / "probe.sh").read_text().split("\n", 1)[0])
+    assert SAMPLER_SCRIPT.startswith((here / "sampler.sh").read_text().split("\n", 1)[0])
+    for script in (PROBE_SCRIPT, SAMPLER_SCRIPT):
+        assert not re.search(r"__[A-Z_]+__", script)

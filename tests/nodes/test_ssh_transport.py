@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nodes.probes.ssh import (
+from nodes.transports.ssh import (
     AuthFailed,
     CommandTimeout,
     HostKeyMismatch,

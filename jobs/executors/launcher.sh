@@ -1,142 +1,15 @@
-"""The shell side of the executors: one launcher script for local and SSH nodes, and the supervisor it starts.
-
-``LAUNCHER_SH`` is sent to ``bash -s`` on the node (locally through ``subprocess``, remotely on the
-SSH channel's stdin), followed by one call::
-
-    boom_main <<'BOOM_PAYLOAD'
-    <base64 of NUL-separated fields: operation, then its arguments>
-    BOOM_PAYLOAD
-
-Nothing a user typed ever reaches a shell parser: the command line is the fixed ``bash -s``, the
-heredoc body is base64 (it cannot contain the delimiter or any shell syntax), and the decoded fields
-are read into bash arrays with ``read -d ''`` and used only as quoted expansions (``"${argv[@]}"``).
-Environment values therefore never appear on any process's command line either (they may carry
-tokens), and the engine's argv reaches ``execve`` word for word.
-
-Requirements on the node: bash, coreutils (``base64``, ``date``, ``sleep`` with fractions, ``mv``,
-``rm``, ``mkdir``, ``tail``, ``tr``), ``grep``, ``awk``, util-linux ``setsid`` (``flock`` optional) and
-``/proc``. No Python.
-
-Per-instance directory ``<base>/<instance_key>/`` (mode 0700):
-
-=================  ==========================================================================
-``pid``            the engine's pid, which is also its session and process-group id
-``supervisor_pid`` the supervising bash that waits for the engine and records its exit
-``generation``     run counter, incremented by each start
-``started_at``     epoch seconds (node clock) of the start
-``spec``           NUL-separated key, generation, cwd, env count, env pairs, argv (mode 0600)
-``log``            the engine's stdout and stderr, plus one ``[boom]`` line when it ends
-``log.1``          the previous run's ``log``, moved aside by the next start
-``exit_status``    three lines once the engine ended: exit code (128+N for signal N), ended_at,
-                   OOM hint (``1``, ``0`` or empty when unknown)
-``supervise.sh``   ``SUPERVISOR_SH``, rewritten at every start
-=================  ==========================================================================
-
-The engine runs as ``setsid -- argv...`` from a subshell of the supervisor, so its pid is the one
-``$!`` gives (``setsid`` does not fork when the caller is not a group leader) and it leads its own
-session and process group: ``stop`` signals the whole group. It carries ``BOOM_INSTANCE`` and
-``BOOM_GENERATION`` in its environment; "ours" means ``/proc/<pid>/environ`` holds both, which a
-recycled pid does not. Its children inherit the marker, so ``stop`` also finds those that left the
-group (``grep -z`` over ``/proc/*/environ``).
-"""
-
-from __future__ import annotations
-
-PAYLOAD_DELIMITER = "BOOM_PAYLOAD"
-OUTPUT_MARKER = "__BOOM_OUTPUT__"
-
-# Exit codes of the launcher (mapped to exceptions in base.py).
-EXIT_INVALID = 2
-EXIT_ALREADY_RUNNING = 3
-EXIT_LAUNCH_FAILED = 4
-EXIT_STILL_RUNNING = 5
-
-SUPERVISOR_SH = r"""# BooM Console supervisor: starts one engine, records its pid, waits, records its exit status.
-# Usage: bash supervise.sh <instance dir>   (started by the launcher under setsid, fds on /dev/null)
-trap '' HUP            # nohup semantics, inherited by the engine
-dir=$1
-cd -- "$dir" || exit 1
-spec=()
-while IFS= read -r -d '' field; do spec+=("$field"); done < "$dir/spec"
-key=${spec[0]}
-gen=${spec[1]}
-cwd=${spec[2]}
-nenv=${spec[3]}
-envs=("${spec[@]:4:nenv}")
-argv=("${spec[@]:4+nenv}")
-
-boom_now() {
-  local t
-  t=$(date +%s.%N 2>/dev/null)
-  case $t in ''|*N*) t=$(date +%s) ;; esac
-  printf '%s' "$t"
-}
-
-# Best-effort OOM evidence: the kernel's OOM-kill counters (cgroup v2, cgroup v1 memory, global).
-boom_oom_count() {
-  local line cg="" path k v total=""
-  while IFS= read -r line; do
-    case $line in
-      0::*) [ -z "$cg" ] && cg="unified:${line#0::}" ;;
-      *:memory:*) cg="memory:${line#*:memory:}" ;;
-    esac
-  done 2>/dev/null < /proc/self/cgroup
-  case $cg in
-    unified:*) path="/sys/fs/cgroup${cg#unified:}/memory.events" ;;
-    memory:*) path="/sys/fs/cgroup/memory${cg#memory:}/memory.oom_control" ;;
-    *) path="" ;;
-  esac
-  if [ -n "$path" ] && [ -r "$path" ]; then
-    while read -r k v; do [ "$k" = oom_kill ] && total="c$v"; done < "$path"
-  fi
-  if [ -r /proc/vmstat ]; then
-    while read -r k v; do [ "$k" = oom_kill ] && total="$total/g$v"; done < /proc/vmstat
-  fi
-  printf '%s' "$total"
-}
-
-printf '%s\n' "$$" > supervisor_pid.tmp && mv -f supervisor_pid.tmp supervisor_pid
-(
-  for kv in "${envs[@]}"; do export "$kv"; done
-  export BOOM_INSTANCE="$key" BOOM_GENERATION="$gen"
-  if [ -n "$cwd" ]; then
-    cd -- "$cwd" || { printf '[boom] working directory not found: %s\n' "$cwd"; exit 1; }
-  fi
-  if ! command -v -- "${argv[0]}" >/dev/null 2>&1; then
-    printf '[boom] command not found: %s\n' "${argv[0]}"
-    exit 127
-  fi
-  exec setsid -- "${argv[@]}"
-) </dev/null >>"$dir/log" 2>&1 &
-child=$!
-printf '%s\n' "$child" > pid.tmp && mv -f pid.tmp pid
-oom_before=$(boom_oom_count)  # after the pid: start() waits for that file
-wait "$child"
-rc=$?
-ended=$(boom_now)
-oom=0
-if [ "$rc" = 137 ]; then
-  oom_after=$(boom_oom_count)
-  if [ -z "$oom_before" ] || [ -z "$oom_after" ]; then oom=""
-  elif [ "$oom_before" != "$oom_after" ]; then oom=1
-  fi
-fi
-how="exit status $rc"
-if [ "$rc" -gt 128 ]; then how="exit status $rc (signal $((rc - 128)))"; fi
-[ "$oom" = 1 ] && how="$how; the kernel OOM killer ran meanwhile"
-# A newer start owns the directory now: leave its files alone.
-current=""
-{ IFS= read -r current < generation; } 2>/dev/null
-if [ "$current" = "$gen" ]; then
-  printf '[boom] process %s ended at %s: %s\n' "$child" "$(date '+%Y-%m-%d %H:%M:%S %z')" "$how" >> "$dir/log"
-  printf '%s\n%s\n%s\n' "$rc" "$ended" "$oom" > exit_status.tmp && mv -f exit_status.tmp exit_status
-fi
-"""
-
-_LAUNCHER_TEMPLATE = r"""# BooM Console launcher (jobs/executors/launcher_sh.py). Read by `bash -s`; see that module.
+# shellcheck shell=bash
+# BooM Console launcher (jobs/executors/launcher.sh). Read by `bash -s`, followed by one call of
+# boom_main with its payload on stdin; jobs/executors/launcher.py describes the protocol.
 # No `set -u`: bash before 4.4 (CentOS 7, EulerOS) calls an empty "${array[@]}" unbound.
 # No global umask either: the engine inherits ours. The instance directory is made 0700 instead.
 unset BOOM_INSTANCE BOOM_GENERATION
+
+# Exit codes (launcher.py reads them from these lines and maps them to exceptions).
+BOOM_EXIT_INVALID=2
+BOOM_EXIT_ALREADY_RUNNING=3
+BOOM_EXIT_LAUNCH_FAILED=4
+BOOM_EXIT_STILL_RUNNING=5
 
 boom_die() { local code=$1; shift; printf 'boom: %s\n' "$*" >&2; exit "$code"; }
 
@@ -165,33 +38,50 @@ boom_read() {  # first line of a file, empty when missing
   printf '%s' "$v"
 }
 
-boom_check_key() {
+boom_valid_key() {  # 1-80 characters of A-Z a-z 0-9 _ . -, not starting with a dot
   case $1 in
-    ''|.*|*[!A-Za-z0-9_.-]*) boom_die __EXIT_INVALID__ "invalid instance key" ;;
+    ''|.*|*[!A-Za-z0-9_.-]*) return 1 ;;
   esac
-  [ "${#1}" -le 80 ] || boom_die __EXIT_INVALID__ "invalid instance key"
+  [ "${#1}" -le 80 ]
 }
 
-boom_dir() {  # <base> <key>: sets BOOM_DIR
+boom_check_key() {
+  boom_valid_key "$1" || boom_die "$BOOM_EXIT_INVALID" "invalid instance key"
+}
+
+boom_base() {  # <base>: sets BOOM_BASE, the instance base directory with a leading ~ expanded
   local base=$1
+  # shellcheck disable=SC2088 # a literal ~ from the console, expanded below against this login's HOME
   case $base in
-    '~'|'~/'*) [ -n "${HOME:-}" ] || boom_die __EXIT_INVALID__ "HOME is not set on this node" ;;
+    '~'|'~/'*) [ -n "${HOME:-}" ] || boom_die "$BOOM_EXIT_INVALID" "HOME is not set on this node" ;;
   esac
+  # shellcheck disable=SC2088 # as above
   case $base in
     '~') base=$HOME ;;
     '~/'*) base=$HOME/${base:2} ;;
     /*) ;;
-    *) boom_die __EXIT_INVALID__ "the instance base directory must be absolute or start with ~/" ;;
+    *) boom_die "$BOOM_EXIT_INVALID" "the instance base directory must be absolute or start with ~/" ;;
   esac
+  BOOM_BASE=${base%/}
+}
+
+boom_dir() {  # <base> <key>: sets BOOM_DIR
+  boom_base "$1"
   boom_check_key "$2"
-  BOOM_DIR=${base%/}/$2
+  BOOM_DIR=$BOOM_BASE/$2
+}
+
+boom_make_dir() {  # <dir>: create the instance directory, mode 0700
+  if ! { mkdir -p -- "$1" 2>/dev/null && chmod 700 -- "$1" 2>/dev/null; }; then
+    boom_die "$BOOM_EXIT_LAUNCH_FAILED" "cannot create the instance directory $1"
+  fi
 }
 
 boom_lock() {  # <dir>: serialise start, stop and cleanup of one instance (fd 9, released at exit)
   [ -d "$1" ] || return 0
   command -v flock >/dev/null 2>&1 || return 0
-  exec 9>"$1/lock" || boom_die __EXIT_LAUNCH_FAILED__ "cannot open the lock file in $1"
-  flock -w 10 9 || boom_die __EXIT_LAUNCH_FAILED__ "another operation on this instance holds its lock"
+  exec 9>"$1/lock" || boom_die "$BOOM_EXIT_LAUNCH_FAILED" "cannot open the lock file in $1"
+  flock -w 10 9 || boom_die "$BOOM_EXIT_LAUNCH_FAILED" "another operation on this instance holds its lock"
 }
 
 boom_pid_alive() {  # a live process, not a zombie
@@ -217,6 +107,7 @@ boom_is_ours() {  # <pid> <key> <generation>: the process carries this run's mar
 
 boom_marked_pids() {  # <key>: live processes carrying BOOM_INSTANCE=<key> (any generation)
   local f p
+  # shellcheck disable=SC2013 # grep prints /proc/<pid>/environ paths: words without spaces
   for f in $(grep -lsxzF -e "BOOM_INSTANCE=$1" /proc/[0-9]*/environ 2>/dev/null); do
     p=${f#/proc/}
     p=${p%/environ}
@@ -264,27 +155,26 @@ boom_start() {  # base key cwd settle_ms nenv env... argv...
   local envs=("${@:1:nenv}")
   shift "$nenv"
   local argv=("$@") kv dir pid gen n deadline leftovers
-  [ "${#argv[@]}" -gt 0 ] || boom_die __EXIT_INVALID__ "empty command"
+  [ "${#argv[@]}" -gt 0 ] || boom_die "$BOOM_EXIT_INVALID" "empty command"
   for kv in "${envs[@]}"; do
     case ${kv%%=*} in
       ''|[0-9]*|*[!A-Za-z0-9_]*|BOOM_INSTANCE|BOOM_GENERATION)
-        boom_die __EXIT_INVALID__ "invalid environment variable name" ;;
+        boom_die "$BOOM_EXIT_INVALID" "invalid environment variable name" ;;
     esac
-    case $kv in *=*) ;; *) boom_die __EXIT_INVALID__ "invalid environment entry" ;; esac
+    case $kv in *=*) ;; *) boom_die "$BOOM_EXIT_INVALID" "invalid environment entry" ;; esac
   done
   command -v setsid >/dev/null 2>&1 \
-    || boom_die __EXIT_LAUNCH_FAILED__ "setsid (util-linux) is not installed on this node"
+    || boom_die "$BOOM_EXIT_LAUNCH_FAILED" "setsid (util-linux) is not installed on this node"
   boom_dir "$base" "$key"
   dir=$BOOM_DIR
-  mkdir -p -- "$dir" 2>/dev/null && chmod 700 -- "$dir" 2>/dev/null \
-    || boom_die __EXIT_LAUNCH_FAILED__ "cannot create the instance directory $dir"
-  cd -- "$dir" || boom_die __EXIT_LAUNCH_FAILED__ "cannot enter the instance directory $dir"
+  boom_make_dir "$dir"
+  cd -- "$dir" || boom_die "$BOOM_EXIT_LAUNCH_FAILED" "cannot enter the instance directory $dir"
   boom_lock "$dir"
   pid=$(boom_read pid)
   gen=$(boom_read generation)
   if boom_pid_alive "$pid" && boom_is_ours "$pid" "$key" "$gen"; then
     boom_print_status "$dir" "$key"
-    exit __EXIT_ALREADY_RUNNING__
+    exit "$BOOM_EXIT_ALREADY_RUNNING"
   fi
   # Children of the previous run that outlived it (tensor-parallel workers holding accelerator
   # memory or the port) would break this run: end them first. They carry the marker.
@@ -303,11 +193,15 @@ boom_start() {  # base key cwd settle_ms nenv env... argv...
   gen=$((gen + 1))
   [ -e log ] && mv -f log log.1
   rm -f pid exit_status supervisor_pid
-  {
-    printf '%s\0' "$key" "$gen" "$cwd" "$nenv"
-    [ "$nenv" -gt 0 ] && printf '%s\0' "${envs[@]}"
-    printf '%s\0' "${argv[@]}"
-  } > spec.tmp && chmod 600 spec.tmp && mv -f spec.tmp spec || boom_die __EXIT_LAUNCH_FAILED__ "cannot write to $dir"
+  if ! {
+    {
+      printf '%s\0' "$key" "$gen" "$cwd" "$nenv"
+      [ "$nenv" -gt 0 ] && printf '%s\0' "${envs[@]}"
+      printf '%s\0' "${argv[@]}"
+    } > spec.tmp && chmod 600 spec.tmp && mv -f spec.tmp spec
+  }; then
+    boom_die "$BOOM_EXIT_LAUNCH_FAILED" "cannot write to $dir"
+  fi
   printf '%s\n' "$gen" > generation
   printf '%s\n' "$(boom_now)" > started_at
   cat > supervise.sh.tmp <<'BOOM_SUPERVISOR_END'
@@ -319,7 +213,7 @@ BOOM_SUPERVISOR_END
   setsid "${BASH:-bash}" --norc --noprofile "$dir/supervise.sh" "$dir" </dev/null >/dev/null 2>&1 9>&- &
   deadline=$(( $(boom_ms) + 5000 ))
   until [ -s pid ]; do
-    [ "$(boom_ms)" -lt "$deadline" ] || boom_die __EXIT_LAUNCH_FAILED__ "the supervisor did not record a pid within 5 s"
+    [ "$(boom_ms)" -lt "$deadline" ] || boom_die "$BOOM_EXIT_LAUNCH_FAILED" "the supervisor did not record a pid within 5 s"
     sleep 0.005
   done
   # A command that is missing or fails at once ends within this window; the caller sees its exit.
@@ -390,19 +284,56 @@ boom_cleanup() {  # base key
   pid=$(boom_read "$dir/pid")
   gen=$(boom_read "$dir/generation")
   if boom_pid_alive "$pid" && boom_is_ours "$pid" "$2" "$gen"; then
-    boom_die __EXIT_STILL_RUNNING__ "the instance is still running; stop it first"
+    boom_die "$BOOM_EXIT_STILL_RUNNING" "the instance is still running; stop it first"
   fi
   if [ -n "$(boom_marked_pids "$2")" ]; then
-    boom_die __EXIT_STILL_RUNNING__ "processes of this instance are still running; stop it first"
+    boom_die "$BOOM_EXIT_STILL_RUNNING" "processes of this instance are still running; stop it first"
   fi
   rm -rf -- "$dir"
   printf '__BOOM_OUTPUT__\n'
 }
 
+boom_write() {  # base key name content [name content]...: files for the engine, in its instance directory
+  local dir name i
+  boom_dir "$1" "$2"
+  dir=$BOOM_DIR
+  shift 2
+  [ $(( $# % 2 )) -eq 0 ] || boom_die "$BOOM_EXIT_INVALID" "a file name without its content"
+  for (( i = 1; i <= $#; i += 2 )); do
+    name=${!i}
+    case $name in
+      ''|.*|*[!A-Za-z0-9_.-]*|*.tmp|lock|pid|supervisor_pid|generation|started_at|spec|log|log.1|exit_status|supervise.sh)
+        boom_die "$BOOM_EXIT_INVALID" "invalid file name" ;;
+    esac
+  done
+  boom_make_dir "$dir"
+  boom_lock "$dir"
+  while [ "$#" -gt 0 ]; do
+    if ! { printf '%s' "$2" > "$dir/$1.tmp" && chmod 600 -- "$dir/$1.tmp" && mv -f -- "$dir/$1.tmp" "$dir/$1"; }; then
+      boom_die "$BOOM_EXIT_LAUNCH_FAILED" "cannot write $1 in $dir"
+    fi
+    shift 2
+  done
+  printf '__BOOM_OUTPUT__\n'
+  printf 'workdir=%s\n' "$dir"
+}
+
+boom_list() {  # base: the instance directories under base, one key a line
+  local d key
+  boom_base "$1"
+  printf '__BOOM_OUTPUT__\n'
+  for d in "$BOOM_BASE"/*/; do
+    key=${d%/}
+    key=${key##*/}
+    if [ -d "$d" ] && boom_valid_key "$key"; then printf '%s\n' "$key"; fi
+  done
+  return 0
+}
+
 boom_ports() {  # port...: prints the given ports that a TCP socket listens on (IPv4 or IPv6)
   local port listening f
   for port in "$@"; do
-    case $port in ''|*[!0-9]*) boom_die __EXIT_INVALID__ "invalid port" ;; esac
+    case $port in ''|*[!0-9]*) boom_die "$BOOM_EXIT_INVALID" "invalid port" ;; esac
   done
   # awk, not a bash read loop: /proc files are read a byte at a time by `read`, and a busy node
   # has thousands of sockets. Field 4 is the state (0A: LISTEN), field 2 address:port in hex.
@@ -420,7 +351,7 @@ boom_ports() {  # port...: prints the given ports that a TCP socket listens on (
 boom_main() {
   local args=() field
   while IFS= read -r -d '' field; do args+=("$field"); done < <(base64 -d)
-  [ "${#args[@]}" -gt 0 ] || boom_die __EXIT_INVALID__ "no operation"
+  [ "${#args[@]}" -gt 0 ] || boom_die "$BOOM_EXIT_INVALID" "no operation"
   local op=${args[0]}
   args=("${args[@]:1}")
   case $op in
@@ -430,24 +361,8 @@ boom_main() {
     tail) boom_tail "${args[@]}" ;;
     cleanup) boom_cleanup "${args[@]}" ;;
     ports) boom_ports "${args[@]}" ;;
-    *) boom_die __EXIT_INVALID__ "unknown operation" ;;
+    write) boom_write "${args[@]}" ;;
+    list) boom_list "${args[@]}" ;;
+    *) boom_die "$BOOM_EXIT_INVALID" "unknown operation" ;;
   esac
 }
-"""
-
-
-def _render() -> str:
-    if "BOOM_SUPERVISOR_END" in SUPERVISOR_SH:
-        raise AssertionError("the supervisor script contains its heredoc delimiter")
-    text = _LAUNCHER_TEMPLATE.replace("__SUPERVISOR__", SUPERVISOR_SH.rstrip("\n"))
-    for name, value in (
-        ("__EXIT_INVALID__", EXIT_INVALID),
-        ("__EXIT_ALREADY_RUNNING__", EXIT_ALREADY_RUNNING),
-        ("__EXIT_LAUNCH_FAILED__", EXIT_LAUNCH_FAILED),
-        ("__EXIT_STILL_RUNNING__", EXIT_STILL_RUNNING),
-    ):
-        text = text.replace(name, str(value))
-    return text
-
-
-LAUNCHER_SH = _render()

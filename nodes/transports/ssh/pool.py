@@ -1,32 +1,17 @@
-"""The SSH transport: run commands on nodes over pooled, host-key-pinned paramiko connections.
+"""The SSH connection pool: one connection per target identity, a channel per command.
 
-One process-wide ``POOL`` keeps one SSH connection per (host, port, user,
-credential, pinned host key) and opens a new channel on it for every command,
-so a probe every few seconds pays for the key exchange once, not every time.
+One process-wide ``POOL`` keeps one SSH connection per (host, port, user, credential, pinned host
+key) and opens a new channel on it for every command, so a probe every few seconds pays for the key
+exchange once, not every time. Connecting, host-key pinning and the errors are in :mod:`.connect`.
 
-Guarantees callers rely on:
+Everything is bounded in time: connecting uses ``SSHTarget.connect_timeout``; the command, from the
+moment its channel is requested, uses ``run(timeout=...)``. DNS resolution is the system
+resolver's and not bounded here.
 
-- **Host keys are pinned.** With ``pinned_host_key=None`` (first contact) the
-  key the server shows is accepted and reported in ``CommandResult.host_key``
-  for the caller to pin. With a pin, a different key raises ``HostKeyMismatch``
-  right after the key exchange, before we authenticate or send any command.
-- **Everything is bounded in time.** TCP connect, banner, key exchange and
-  authentication each use ``SSHTarget.connect_timeout``; the command, from the
-  moment its channel is requested, uses ``run(timeout=...)``. DNS resolution
-  is the system resolver's and not bounded here.
-- **Failures are typed.** ``Unreachable`` (cannot talk SSH to it),
-  ``AuthFailed`` (the key is refused or unusable), ``HostKeyMismatch``,
-  ``CommandTimeout``; all are ``SSHError`` with a ``reason`` fit for a node's
-  ``status_detail``. No reason or log line contains key material,
-  passphrases, or command text (commands may carry secrets).
-- **List commands are quoted** with ``quote_argv`` (``shlex.join``); nothing
-  is interpolated into a shell string.
-
-Concurrency: any number of threads may call ``run``. A global lock guards only
-the pool's dictionary; each pool key has its own lock held while connecting,
-so a slow or dead host never blocks commands to other hosts. Commands to the
-same host share the connection and run in parallel on separate channels, at
-most ``max_sessions`` at a time (OpenSSH's ``MaxSessions`` defaults to 10).
+Concurrency: any number of threads may call ``run``. A global lock guards only the pool's
+dictionary; each pool key has its own lock held while connecting, so a slow or dead host never
+blocks commands to other hosts. Commands to the same host share the connection and run in parallel
+on separate channels, at most ``max_sessions`` at a time (OpenSSH's ``MaxSessions`` defaults to 10).
 
 Django-free.
 """
@@ -37,43 +22,32 @@ import hashlib
 import logging
 import os
 import select
-import shlex
-import socket
 import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import paramiko
 from paramiko.common import cMSG_CHANNEL_REQUEST
 from paramiko.message import Message
 
-from nodes.keys import (
-    InvalidHostKey,
-    KeyProblem,
-    fingerprint,
-    host_key_fingerprint,
-    load_private_key,
-    split_key_line,
+from nodes.transports.base import CommandResult, command_text
+from nodes.transports.ssh.connect import (
+    CommandTimeout,
+    SSHError,
+    SSHTarget,
+    StreamEnded,
+    Unreachable,
+    _cause,
+    _close_quietly,
+    _connect,
+    _Connection,
+    _where,
 )
 
-__all__ = [
-    "POOL",
-    "AuthFailed",
-    "CommandResult",
-    "CommandTimeout",
-    "HostKeyMismatch",
-    "LineStream",
-    "SSHError",
-    "SSHPool",
-    "SSHTarget",
-    "StreamEnded",
-    "Unreachable",
-    "quote_argv",
-]
+__all__ = ["KEEPALIVE_S", "MAX_SESSIONS", "POOL", "LineStream", "SSHPool"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("nodes.transports.ssh")
 
 KEEPALIVE_S = 30  # SSH-level keep-alive on idle pooled transports
 MAX_SESSIONS = 8  # channels per connection; below OpenSSH's default MaxSessions of 10
@@ -83,91 +57,7 @@ _READ_CHUNK = 1 << 16
 _STDIN_POLL_S = 0.02
 
 
-# --------------------------------------------------------------------------- public types
-
-
-@dataclass(frozen=True)
-class SSHTarget:
-    """Where and as whom to run a command. Holds the decrypted key: never log it.
-
-    ``private_key`` and ``passphrase`` are left out of ``repr`` so that a
-    target in a traceback or log line does not leak them.
-    """
-
-    host: str
-    port: int
-    username: str
-    private_key: str = field(repr=False)
-    passphrase: str | None = field(repr=False)
-    pinned_host_key: str | None
-    connect_timeout: float = 10.0
-    key_id: str = ""  # opaque; part of the pool key so a credential change opens a new connection
-
-
-@dataclass
-class CommandResult:
-    """What a command produced. ``exit_code`` is -1 when the remote sent none (killed by a signal)."""
-
-    stdout: str
-    stderr: str
-    exit_code: int
-    host_key: str  # the host key seen on this connection, "type base64"
-
-
-class SSHError(Exception):
-    """Base class of transport failures. ``reason`` is human-readable and safe to show."""
-
-    def __init__(self, reason: str, *, host_key: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        # The host key seen before the failure, when the key exchange got that far.
-        self.host_key = host_key
-
-
-class HostKeyMismatch(SSHError):
-    """The server's host key differs from the pinned one; nothing was sent to it."""
-
-    def __init__(self, reason: str, *, expected: str, seen: str) -> None:
-        super().__init__(reason, host_key=seen)
-        self.expected = expected
-        self.seen = seen
-
-
-class Unreachable(SSHError):
-    """No SSH conversation possible: DNS, refused, timed out, handshake failed, or connection lost."""
-
-
-class AuthFailed(SSHError):
-    """The server refused the key, or the stored key cannot be used at all."""
-
-
-class CommandTimeout(SSHError):
-    """The command did not finish in time; its channel was closed (the connection is kept)."""
-
-
-def quote_argv(argv: Sequence[str]) -> str:
-    """Quote an argument vector for the remote shell (``shlex.join``).
-
-    List commands always go through here: an argument such as
-    ``"; touch /tmp/x"`` reaches the program as one literal argument.
-    """
-    if isinstance(argv, str) or not argv:
-        raise ValueError("quote_argv needs a non-empty list of strings")
-    for arg in argv:
-        if not isinstance(arg, str):
-            raise TypeError(f"command arguments must be str, not {type(arg).__name__}")
-        if "\0" in arg:
-            raise ValueError("command arguments cannot contain NUL bytes")
-    return shlex.join(argv)
-
-
 # --------------------------------------------------------------------------- the pool
-
-
-@dataclass
-class _Connection:
-    transport: paramiko.Transport
-    host_key: str  # "type base64"
 
 
 class _Slot:
@@ -259,7 +149,7 @@ class SSHPool:
 
     def _call(self, target, command, *, stdin, timeout, on_stdout_line) -> CommandResult:
         """``run`` and ``stream``: one pooled session slot, one channel, one command."""
-        text = command if isinstance(command, str) else quote_argv(command)
+        text = command_text(command)
         self.reap_idle()
         key = _pool_key(target)
         slot = self._checkout(key)
@@ -296,7 +186,7 @@ class SSHPool:
 
         Raises ``HostKeyMismatch``, ``Unreachable``, ``AuthFailed``, ``CommandTimeout`` or ``SSHError``.
         """
-        text = command if isinstance(command, str) else quote_argv(command)
+        text = command_text(command)
         self.reap_idle()
         slot = self._checkout(_pool_key(target))
         acquired = False
@@ -619,10 +509,6 @@ class LineStream:
             self._pool._checkin(self._slot)
 
 
-class StreamEnded(SSHError):
-    """A streamed remote command exited (or the stream was closed)."""
-
-
 def _after_fork_in_child() -> None:
     for pool in list(_POOLS):
         pool._after_fork()
@@ -630,122 +516,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-# --------------------------------------------------------------------------- connecting
-
-
-def _connect(target: SSHTarget, keepalive_s: int) -> _Connection:
-    """Open, verify and authenticate one connection, or raise a typed SSHError."""
-    where = _where(target)
-    pinned = None
-    if target.pinned_host_key:
-        try:
-            pinned = split_key_line(target.pinned_host_key)
-        except InvalidHostKey as exc:
-            raise SSHError(f"the pinned host key for {where} is not valid: {exc}") from None
-
-    try:
-        pkey = load_private_key(target.private_key, target.passphrase)
-    except KeyProblem as exc:
-        raise AuthFailed(f"the SSH key for {where} cannot be used: {exc}") from None
-
-    sock = _open_socket(target)
-    transport = None
-    try:
-        transport = paramiko.Transport(sock)
-        transport.banner_timeout = target.connect_timeout
-        transport.handshake_timeout = target.connect_timeout
-        transport.auth_timeout = target.connect_timeout
-        if pinned is not None:
-            _prefer_host_key_type(transport, pinned[0])
-        try:
-            transport.start_client(timeout=target.connect_timeout)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise Unreachable(f"SSH handshake with {where} failed: {_cause(exc)}") from None
-        try:
-            server_key = transport.get_remote_server_key()
-        except paramiko.SSHException:
-            # start_client returns quietly when its timeout passes mid-negotiation.
-            raise Unreachable(
-                f"SSH handshake with {where} did not finish within {target.connect_timeout:g} s"
-            ) from None
-        seen = (server_key.get_name(), server_key.get_base64())
-        seen_line = f"{seen[0]} {seen[1]}"
-        if pinned is not None and pinned != seen:
-            # Refuse before authenticating: a spoofing server learns nothing,
-            # not even which user or key we would have offered.
-            expected_line = f"{pinned[0]} {pinned[1]}"
-            raise HostKeyMismatch(
-                f"host key of {where} changed: expected {pinned[0]} {host_key_fingerprint(expected_line)}, "
-                f"seen {seen[0]} {host_key_fingerprint(seen_line)}; not connecting",
-                expected=expected_line,
-                seen=seen_line,
-            )
-
-        try:
-            remaining = transport.auth_publickey(target.username, pkey)
-        except paramiko.BadAuthenticationType as exc:
-            raise AuthFailed(
-                f"{where} does not accept key authentication for {target.username!r} "
-                f"(it allows: {', '.join(exc.allowed_types) or 'nothing'})",
-                host_key=seen_line,
-            ) from None
-        except paramiko.AuthenticationException:
-            raise AuthFailed(
-                f"{where} refused the key {fingerprint(pkey)} for user {target.username!r}",
-                host_key=seen_line,
-            ) from None
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise Unreachable(
-                f"connection to {where} failed during authentication: {_cause(exc)}", host_key=seen_line
-            ) from None
-        if remaining or not transport.is_authenticated():
-            raise AuthFailed(
-                f"{where} wants more than a key for {target.username!r} (next: {', '.join(remaining)})",
-                host_key=seen_line,
-            )
-        transport.set_keepalive(keepalive_s)
-        log.info(
-            "ssh: connected to %s@%s (host key %s)", target.username, where, host_key_fingerprint(seen_line)
-        )
-        return _Connection(transport=transport, host_key=seen_line)
-    except BaseException:
-        if transport is not None:
-            _close_quietly(transport)
-        else:
-            sock.close()
-        raise
-
-
-def _open_socket(target: SSHTarget) -> socket.socket:
-    where = _where(target)
-    try:
-        sock = socket.create_connection((target.host, target.port), timeout=target.connect_timeout)
-    except socket.gaierror as exc:
-        raise Unreachable(f"cannot resolve {target.host!r}: {exc.strerror or exc}") from None
-    except ConnectionRefusedError:
-        raise Unreachable(f"connection to {where} refused (is sshd running on that port?)") from None
-    except TimeoutError:
-        raise Unreachable(f"connection to {where} timed out after {target.connect_timeout:g} s") from None
-    except OSError as exc:
-        raise Unreachable(f"cannot connect to {where}: {exc.strerror or exc}") from None
-    # TCP keep-alive as well: it notices a dead peer on an idle pooled connection.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    return sock
-
-
-def _prefer_host_key_type(transport: paramiko.Transport, key_type: str) -> None:
-    """Ask only for the pinned key's type, as OpenSSH does with known_hosts.
-
-    Without this, a server with several host keys would show its ed25519 key
-    to a client that pinned its RSA key, and the pin would look violated.
-    """
-    wanted = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa") if key_type == "ssh-rsa" else (key_type,)
-    options = transport.get_security_options()
-    preferred = [name for name in options.key_types if name in wanted]
-    if preferred:
-        options.key_types = preferred
 
 
 def _signal_remote(chan: paramiko.Channel, name: str) -> None:
@@ -813,23 +583,6 @@ def _drain(chan: paramiko.Channel, out: list[bytes] | _LineSplitter, err: list[b
         out.append(chan.recv(_READ_CHUNK))
     while chan.recv_stderr_ready():
         err.append(chan.recv_stderr(_READ_CHUNK))
-
-
-def _where(target: SSHTarget) -> str:
-    host = f"[{target.host}]" if ":" in target.host else target.host
-    return f"{host}:{target.port}"
-
-
-def _cause(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _close_quietly(transport: paramiko.Transport) -> None:
-    try:
-        transport.close()
-    except Exception:  # noqa: BLE001 - closing a broken transport may raise anything
-        pass
 
 
 POOL = SSHPool()
