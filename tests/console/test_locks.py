@@ -1,6 +1,7 @@
 """console.core.locks: one named lock across workers, dropped with its holder."""
 
 import threading
+import time
 
 import pytest
 from django.core.cache import cache
@@ -76,6 +77,12 @@ def test_a_lock_whose_holders_connection_dies_is_free_again_at_once():
         assert holder.got and not can_take("test-lock", 4)
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(%s)", [holder.backend_pid])
+            # pg_terminate_backend only signals: wait for the session to be gone (not for a lease).
+            for _ in range(500):
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [holder.backend_pid])
+                if cursor.fetchone()[0] == 0:
+                    break
+                time.sleep(0.02)
         # No lease to wait out: the server dropped the lock with the session.
         assert can_take("test-lock", 4)
 

@@ -307,7 +307,7 @@ def test_an_operator_creates_a_benchmark_of_a_running_job_and_gets_202_and_the_c
         operator_api, django_capture_on_commit_callbacks, monkeypatch):
     job = serving_job(free_port())
     queued = []
-    monkeypatch.setattr(services, "_enqueue", queued.append)
+    monkeypatch.setattr(services.enqueue, "run_benchmark", queued.append)
     with django_capture_on_commit_callbacks(execute=True):
         response = operator_api.post("/api/v1/benchmarks/", {"job": job.pk, "concurrency": [1, 8, 32],
                                                              "requests_per_level": 64, "input_tokens": 128,
@@ -478,7 +478,7 @@ def test_the_compare_page_overlays_the_chosen_runs_on_one_chart(operator_browser
 
 
 def test_the_form_page_creates_a_run_and_a_viewer_cannot_open_it(operator_browser, client, make_user, monkeypatch):
-    monkeypatch.setattr(services, "_enqueue", lambda pk: None)
+    monkeypatch.setattr(services.enqueue, "run_benchmark", lambda pk: None)
     response = operator_browser.post(reverse("benchmark-add"), {
         "target": "endpoint", "endpoint_url": "http://10.0.0.5:8000/v1", "concurrency": "1, 8, 32",
         "requests_per_level": "20", "prompt_source": "synthetic", "input_tokens": "64", "output_tokens": "32",

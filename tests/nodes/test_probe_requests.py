@@ -12,7 +12,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def queued(monkeypatch):
     ids = []
-    monkeypatch.setattr(tasks.probe_node, "delay", ids.append)
+    # Services queue it by name (nodes.enqueue): the registered task's apply_async is what runs.
+    monkeypatch.setattr(tasks.probe_node, "apply_async", lambda args=None, kwargs=None, **options: ids.append(args[0]))
     return ids
 
 
