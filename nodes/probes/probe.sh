@@ -25,17 +25,6 @@ boom_file() {
   return 1
 }
 
-boom_find() {
-  # boom_find <tool> <dir>...: print where the tool is, PATH first, then the usual places.
-  local tool=$1 found dir; shift
-  found=$(command -v "$tool" 2>/dev/null)
-  if [ -n "$found" ] && [ -x "$found" ]; then printf '%s\n' "$found"; return 0; fi
-  for dir in "$@"; do
-    if [ -x "$dir/$tool" ] && [ -f "$dir/$tool" ]; then printf '%s\n' "$dir/$tool"; return 0; fi
-  done
-  return 1
-}
-
 boom_run() {
   # boom_run <section> <command>...: run under the timeout, print stdout, stderr and the exit status.
   local name=$1 rc err; shift

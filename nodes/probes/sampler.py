@@ -39,7 +39,9 @@ GPU_BASE_FIELDS = ("index", "uuid", "pci.bus_id", "memory.used", "memory.total",
                    "temperature.gpu", "power.draw")
 GPU_FULL_FIELDS = GPU_BASE_FIELDS + NVIDIA_HEALTH_FIELDS
 
-_TEMPLATE = (Path(__file__).resolve().parent / "sampler.sh").read_text(encoding="utf-8")
+_HERE = Path(__file__).resolve().parent
+# find.sh (boom_find, shared with the other node program) goes first: one self-contained script.
+_TEMPLATE = "".join((_HERE / n).read_text(encoding="utf-8") for n in ("find.sh", "sampler.sh"))
 
 SAMPLER_SCRIPT: str = (
     _TEMPLATE

@@ -1,16 +1,6 @@
 # shellcheck shell=bash
 # BooM Console telemetry sampling session (nodes/probes/sampler.sh): run as
 # `bash -c <this> boom-sampler <interval_ms> <node|accelerators>`; nodes/probes/sampler.py describes it.
-boom_find() {
-  local tool=$1 found dir; shift
-  found=$(command -v "$tool" 2>/dev/null)
-  if [ -n "$found" ] && [ -x "$found" ]; then printf '%s\n' "$found"; return 0; fi
-  for dir in "$@"; do
-    if [ -x "$dir/$tool" ] && [ -f "$dir/$tool" ]; then printf '%s\n' "$dir/$tool"; return 0; fi
-  done
-  return 1
-}
-
 boom_sampler() {
   export LC_ALL=C
   local interval_ms=$1 mode=$2 to="" smi="" npu="" fields="" tick=0 gpu_pid="" line rest

@@ -45,7 +45,9 @@ NVIDIA_HEALTH_FIELDS = ("ecc.errors.uncorrected.volatile.total", "retired_pages.
 TOOL_TIMEOUT_S = 20
 DF_TIMEOUT_S = 10  # a stale network mount makes df hang; the rest of the probe must not wait for it
 
-_TEMPLATE = (Path(__file__).resolve().parent / "probe.sh").read_text(encoding="utf-8")
+_HERE = Path(__file__).resolve().parent
+# find.sh (boom_find, shared with the other node program) goes first: one self-contained script.
+_TEMPLATE = "".join((_HERE / n).read_text(encoding="utf-8") for n in ("find.sh", "probe.sh"))
 
 PROBE_SCRIPT: str = (
     _TEMPLATE

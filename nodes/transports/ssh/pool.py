@@ -200,22 +200,7 @@ class SSHPool:
             acquired = True
             chan, conn = self._open_channel(slot, target, timeout)
             chan.settimeout(timeout)
-            watchdog = threading.Timer(timeout, chan.close)
-            watchdog.daemon = True
-            watchdog.start()
-            try:
-                chan.exec_command(text)
-            except (paramiko.SSHException, EOFError, OSError) as exc:
-                if not conn.transport.is_active():
-                    self._drop(slot, conn)
-                    raise Unreachable(
-                        f"connection to {_where(target)} was lost: {_cause(exc)}", host_key=conn.host_key
-                    ) from None
-                raise SSHError(
-                    f"{_where(target)} refused to run the command: {_cause(exc)}", host_key=conn.host_key
-                ) from None
-            finally:
-                watchdog.cancel()
+            self._exec(chan, conn, slot, target, text, timeout)
             chan.settimeout(None)
             return LineStream(self, slot, chan, conn, target)
         except BaseException:
@@ -301,6 +286,31 @@ class SSHPool:
                 self._connections_opened += 1
             return conn, True
 
+    def _exec(self, chan, conn: _Connection, slot: _Slot, target: SSHTarget, command: str, timeout: float,
+              *, deadline: float | None = None) -> None:
+        """Start ``command`` on ``chan``. exec_command waits for the server's answer without a timeout
+        of its own: a watchdog closes the channel after ``timeout``, which wakes it. A failure past
+        ``deadline`` is a CommandTimeout; on a dead connection Unreachable (and the connection is
+        dropped from the pool); otherwise SSHError."""
+        watchdog = threading.Timer(timeout, chan.close)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            chan.exec_command(command)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._timed_out(chan, target, timeout, conn) from None
+            if not conn.transport.is_active():
+                self._drop(slot, conn)
+                raise Unreachable(
+                    f"connection to {_where(target)} was lost: {_cause(exc)}", host_key=conn.host_key
+                ) from None
+            raise SSHError(
+                f"{_where(target)} refused to run the command: {_cause(exc)}", host_key=conn.host_key
+            ) from None
+        finally:
+            watchdog.cancel()
+
     def _drop(self, slot: _Slot, conn: _Connection) -> None:
         with slot.connect_lock:
             if slot.conn is conn:
@@ -343,26 +353,7 @@ class SSHPool:
         started = time.monotonic()
         deadline = started + timeout
         chan.settimeout(timeout)
-        # exec_command waits for the server's answer without a timeout of its
-        # own; a watchdog closes the channel at the deadline, which wakes it.
-        watchdog = threading.Timer(timeout, chan.close)
-        watchdog.daemon = True
-        watchdog.start()
-        try:
-            chan.exec_command(command)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            if time.monotonic() >= deadline:
-                raise self._timed_out(chan, target, timeout, conn) from None
-            if not conn.transport.is_active():
-                self._drop(slot, conn)
-                raise Unreachable(
-                    f"connection to {_where(target)} was lost: {_cause(exc)}", host_key=conn.host_key
-                ) from None
-            raise SSHError(
-                f"{_where(target)} refused to run the command: {_cause(exc)}", host_key=conn.host_key
-            ) from None
-        finally:
-            watchdog.cancel()
+        self._exec(chan, conn, slot, target, command, timeout, deadline=deadline)
 
         pending = memoryview(stdin.encode("utf-8")) if stdin else None
         if pending is None:
