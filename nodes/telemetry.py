@@ -42,10 +42,10 @@ class SourceSpec:
     """What a source needs to know about its node; a changed spec means a new session."""
 
     node_id: int
-    kind: str  # "ssh", "local" or "simulated"
+    kind: str  # "local", "simulated", or the kind of the transport that streams ("ssh")
     interval_s: float
-    ssh_target: object | None = field(default=None, compare=False, repr=False)
-    ssh_identity: tuple = ()  # compared instead of the target (which holds the key)
+    transport: object | None = field(default=None, compare=False, repr=False)  # streamed sources
+    identity: tuple = ()  # the transport's session identity, compared instead of the transport
     accelerators: int = 8  # simulated sources only
 
 
@@ -113,13 +113,12 @@ class NodeSource(threading.Thread):
                 self.emit(self.spec.node_id, kind, reading, t)
 
 
-class SSHSource(NodeSource):
-    """The sampling session over SSH: node counters and accelerators in one stream."""
+class StreamSource(NodeSource):
+    """The sampling session through the node's transport (SSH): node counters and accelerators in one
+    stream."""
 
     def session(self) -> None:
-        from nodes.transports.ssh import POOL
-
-        stream = POOL.open_stream(self.spec.ssh_target, sampler_argv(self.spec.interval_s, "node"), timeout=15)
+        stream = self.spec.transport.open_stream(sampler_argv(self.spec.interval_s, "node"), timeout=15)
         try:
             self._pump(SamplerParser(), stream.readline)
         finally:
@@ -194,11 +193,12 @@ class SimulatedSource(NodeSource):
                 self.emit(self.spec.node_id, kind, reading, t)
 
 
-SOURCES: dict[str, type[NodeSource]] = {"ssh": SSHSource, "local": LocalSource, "simulated": SimulatedSource}
+SOURCES: dict[str, type[NodeSource]] = {"local": LocalSource, "simulated": SimulatedSource}
 
 
 def make_source(spec: SourceSpec, emit: Emit) -> NodeSource:
-    return SOURCES[spec.kind](spec, emit)
+    """The source of ``spec``: local, simulated, or a stream through any other transport."""
+    return SOURCES.get(spec.kind, StreamSource)(spec, emit)
 
 
 class LocalNodeStats:

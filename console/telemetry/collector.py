@@ -146,7 +146,6 @@ class Collector:
         from nodes.models import Accelerator, Node
         from nodes.telemetry import SourceSpec, make_source
         from nodes.transports import transport_for
-        from nodes.transports.ssh import ssh_target
 
         close_old_connections()
         nodes = [n for n in Node.objects.select_related("credential").order_by("pk")
@@ -160,15 +159,14 @@ class Collector:
         wanted: dict[int, SourceSpec] = {}
         for node in nodes:
             interval = float(node.telemetry_interval_s)
-            if transport_for(node).is_local:
+            transport = transport_for(node)
+            if transport.is_local:
                 wanted[node.pk] = SourceSpec(node.pk, "local", interval)
             elif self.simulate:
                 wanted[node.pk] = SourceSpec(node.pk, "simulated", interval, accelerators=counts.get(node.pk, 0))
-            elif node.credential_id and node.host_key:
-                # Only nodes whose host key a probe pinned: a stream never trusts a first contact.
-                identity = (node.address, node.ssh_port, node.effective_ssh_user, node.credential_id,
-                            node.credential.updated_at, node.host_key)
-                wanted[node.pk] = SourceSpec(node.pk, "ssh", interval, ssh_identity=identity)
+            elif (identity := transport.session_identity(node)) is not None:
+                wanted[node.pk] = SourceSpec(node.pk, transport.kind, interval, transport=transport,
+                                             identity=identity)
         for node_id in list(self.sources):
             source = self.sources[node_id]
             if wanted.get(node_id) != source.spec or not source.is_alive():
@@ -177,8 +175,6 @@ class Collector:
         for node_id, spec in wanted.items():
             if node_id in self.sources:
                 continue
-            if spec.kind == "ssh":
-                spec.ssh_target = ssh_target(next(n for n in nodes if n.pk == node_id))
             source = make_source(spec, self.emit)
             source.start()
             self.sources[node_id] = source

@@ -133,6 +133,17 @@ class Transport(ABC):
         """Where and as whom commands run: what the node's home directory depends on."""
         return (self.kind,)
 
+    def session_identity(self, node) -> tuple | None:
+        """What a long-lived session to ``node`` (the collector's sampling stream) depends on: a
+        changed value means a new session. None: the node may not be streamed from (yet)."""
+        return None
+
+    def open_stream(self, command: str | Sequence[str], *, timeout: float = 30.0):
+        """Start a long-lived ``command`` and return its stdout as a stream with ``readline(wait)``
+        (None when nothing came within ``wait`` seconds) and ``close()``. Transports that return a
+        :meth:`session_identity` implement it."""
+        raise NotImplementedError(f"the {self.kind} transport does not stream long-lived commands")
+
     def home(self) -> str:
         """The login's home directory on the node (``$HOME``), asked once per :attr:`login`."""
         with _HOMES_LOCK:

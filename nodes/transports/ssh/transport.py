@@ -96,6 +96,13 @@ class SSHTransport(Transport):
         return self.pool.stream(self.target(), command, stdin=stdin, timeout=timeout or self.command_timeout,
                                 on_stdout_line=on_line)
 
+    def session_identity(self, node) -> tuple | None:
+        """Only nodes whose host key a probe pinned: a stream never trusts a first contact. A new key,
+        address, port, user or credential (or an edited one) means a new session."""
+        if not (node.credential_id and node.host_key):
+            return None
+        return (*self.login, node.credential_id, node.credential.updated_at, node.host_key)
+
     def open_stream(self, command: str | Sequence[str], *, timeout: float = 30.0) -> LineStream:
         """A long-lived command's stdout, line by line (see :meth:`SSHPool.open_stream`)."""
         return self.pool.open_stream(self.target(), command, timeout=timeout)
