@@ -290,6 +290,11 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 CONSOLE_INSTANCE_PORT_RANGE = (env_int("CONSOLE_INSTANCE_PORT_MIN", 18000, minimum=1024, maximum=65000),
                                env_int("CONSOLE_INSTANCE_PORT_MAX", 18999, minimum=1024, maximum=65535))
 
+# The inference gateway (jobs/gateway, issue 11): its own asyncio process beside the web server.
+CONSOLE_GATEWAY_PORT = env_int("CONSOLE_GATEWAY_PORT", 8001, minimum=1, maximum=65535)
+# The address applications use (shown in snippets and the playground); behind a proxy, its public URL.
+CONSOLE_GATEWAY_URL = env_str("CONSOLE_GATEWAY_URL", f"http://127.0.0.1:{CONSOLE_GATEWAY_PORT}").rstrip("/")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",

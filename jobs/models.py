@@ -329,3 +329,7 @@ class BenchmarkTransition(TransitionRecord):
 
     class Meta(TransitionRecord.Meta):
         ordering = ["time", "id"]
+
+
+# The gateway's tables live with its code (jobs/gateway/models.py); imported here so that Django sees them.
+from jobs.gateway.models import ApiKey, Route, RouteTarget, UsageMinute  # noqa: E402, F401
