@@ -163,6 +163,12 @@ def start_job(job: Job, request=None, *, check_room: bool = True) -> Job:
     return job
 
 
+def refuse_delete_while_live(job: Job) -> None:
+    """Conflict while ``job`` still has live instances (stop it first, then delete it)."""
+    if job.instances.active().exists():
+        raise Conflict("the job still has live instances: stop it first")
+
+
 def stop_job(job: Job, request=None) -> Job:
     Job.objects.filter(pk=job.pk).update(desired_state=DesiredState.STOPPED, updated_at=timezone.now())
     job.desired_state = DesiredState.STOPPED
