@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from nodes.probes.parsers.sampler import NodeReading, SamplerParser
 from nodes.probes.sampler import GPU_FULL_FIELDS, sampler_argv
+from nodes.transports.ssh import POOL
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,6 @@ class SSHSource(NodeSource):
     """The sampling session over SSH: node counters and accelerators in one stream."""
 
     def session(self) -> None:
-        from nodes.transports.ssh import POOL
-
         stream = POOL.open_stream(self.spec.ssh_target, sampler_argv(self.spec.interval_s, "node"), timeout=15)
         try:
             self._pump(SamplerParser(), stream.readline)
