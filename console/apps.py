@@ -7,6 +7,7 @@ class ConsoleConfig(AppConfig):
     verbose_name = _("Console")
 
     def ready(self):
+        # Imported when the app registry is ready: these modules register chart builders and series.
         from console.core import charts
         from console.telemetry import series
 

@@ -38,7 +38,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from console import streams
-from console.core.broadcast import group_for, merge_payloads
+from console.core.broadcast import entry_message, group_for, merge_payloads
+from console.core.models import StreamEntry
+from console.core.permissions import VIEWER, has_role
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +216,6 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
 
 def _is_viewer(user) -> bool:
-    from console.core.permissions import VIEWER, has_role
-
     return has_role(user, VIEWER)
 
 
@@ -271,9 +271,6 @@ class StreamHub:
         self.gaps.clear()
 
     def _fetch(self) -> list[dict]:
-        from console.core.broadcast import entry_message
-        from console.core.models import StreamEntry
-
         if self.last_id is None:
             self.last_id = streams.current_cursor()
             return []

@@ -46,6 +46,8 @@ from rest_framework.renderers import BaseRenderer
 
 from console.core.permissions import VIEWER, has_role
 from console.telemetry import series as telemetry
+from jobs.models import Instance, Job
+from nodes.models import Accelerator, Node
 
 WINDOW_S = 120  # samples older than this are not "current" any more
 HEALTH = {"ok": 0, "warning": 1, "critical": 2}
@@ -69,8 +71,6 @@ class ConsoleCollector:
         yield from self._alerts()
 
     def _nodes(self):
-        from nodes.models import Node
-
         nodes = list(Node.objects.values("pk", "name", "address", "transport", "status", "last_seen"))
         names = {n["pk"]: n["name"] for n in nodes}
         by_status = _gauge("boom_nodes", "Nodes by status.", ["status"])
@@ -104,8 +104,6 @@ class ConsoleCollector:
             yield family
 
     def _accelerators(self):
-        from nodes.models import Accelerator
-
         rows = list(Accelerator.objects.filter(present=True).values(
             "pk", "index", "vendor", "kind", "model", "uuid", "health", "memory_total_bytes", "memory_used_bytes",
             "utilization_percent", "temperature_c", "power_w", "node__name"))
@@ -145,8 +143,6 @@ class ConsoleCollector:
         yield from (info, health, total, *(family for family, _ in families.values()))
 
     def _jobs(self):
-        from jobs.models import Instance, Job
-
         jobs = list(Job.objects.values("pk", "name", "engine", "state", "desired_state", "replicas"))
         names = {j["pk"]: j["name"] for j in jobs}
         by_state = _gauge("boom_jobs", "Jobs by state.", ["state"])

@@ -5,6 +5,8 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
+from console.celery import app
+
 
 @require_GET
 def healthz(request):
@@ -23,8 +25,6 @@ def check_database() -> str | None:
 
 
 def check_broker() -> str | None:
-    from console.celery import app
-
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)

@@ -14,8 +14,14 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from console.core.broadcast import current_cursor  # noqa: F401  (consumers use it from here)
+from console.core.broadcast import (
+    current_cursor,  # noqa: F401  (consumers use it from here)
+    entry_message,
+)
+from console.core.models import StreamEntry
 from console.core.permissions import VIEWER, has_role
+from jobs.models import Job
+from nodes.models import Node
 
 TOPIC_RE = re.compile(r"^(?:(?P<bare>cluster|alerts)|(?P<kind>node|job):(?P<id>[1-9][0-9]{0,17}))$")
 MAX_TOPICS = 200  # per connection
@@ -37,9 +43,6 @@ def parse_topic(topic) -> tuple[str, int | None]:
 
 def check_topic(user, topic: str) -> None:
     """Raise TopicError unless ``user`` may see ``topic`` (which must name an existing object)."""
-    from jobs.models import Job
-    from nodes.models import Node
-
     kind, pk = parse_topic(topic)
     if not has_role(user, VIEWER):
         raise TopicError(f"your role may not see {topic}")
@@ -52,9 +55,6 @@ def check_topic(user, topic: str) -> None:
 def entries_after(cursor: int, topics: list[str], limit: int = 5000) -> tuple[list[dict], bool]:
     """Stream entries after ``cursor`` for ``topics``, oldest first, and whether the cursor is older
     than what the table still keeps (the client must then reload from the series API)."""
-    from console.core.broadcast import entry_message
-    from console.core.models import StreamEntry
-
     oldest = StreamEntry.objects.order_by("pk").values_list("pk", flat=True).first()
     too_old = oldest is not None and cursor < oldest - 1 and cursor > 0
     rows = StreamEntry.objects.filter(pk__gt=cursor, topic__in=topics).order_by("pk")[:limit]
@@ -63,8 +63,6 @@ def entries_after(cursor: int, topics: list[str], limit: int = 5000) -> tuple[li
 
 def prune_entries(now=None) -> int:
     """Delete stream entries older than CONSOLE_STREAM_RETENTION_S, in bounded batches."""
-    from console.core.models import StreamEntry
-
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.CONSOLE_STREAM_RETENTION_S)
     deleted = 0
     while True:

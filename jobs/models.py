@@ -123,7 +123,7 @@ class Instance(models.Model):
     def endpoint(self) -> str:
         if self.node_id is None or not self.port or self.member:
             return ""
-        from nodes.transports import transport_for
+        from nodes.transports import transport_for  # lazy: keeps paramiko out of start-up (models load first)
 
         return f"http://{transport_for(self.node).connect_host}:{self.port}/v1"
 

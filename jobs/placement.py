@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from django.db.models import Count, Q
 from django.utils.translation import gettext as _
 
+from jobs.engines.registry import ENGINES
 from nodes.choices import Health, NodeStatus
 from nodes.models import Accelerator, Node
 
@@ -36,8 +37,6 @@ def _fits_selector(node: Node, selector: dict) -> bool:
 def memory_per_accelerator(job) -> int | None:
     """The accelerator memory each device of a replica needs, from the version's estimate (none for
     an engine that loads no weights, such as the simulator)."""
-    from jobs.engines.registry import ENGINES
-
     need = job.model_version.memory_required_bytes
     devices = job.accelerators_per_replica * job.nodes_per_replica
     engine = ENGINES.get(job.engine)

@@ -24,10 +24,14 @@ from django.utils import timezone
 from console.core import audit, locks
 from jobs import services
 from jobs.choices import ACTIVE_STATES, PROCESS_STATES, DesiredState, InstanceState
-from jobs.executors.base import AlreadyRunning, ExecutorError
+from jobs.engines.registry import get_engine
+from jobs.executors.base import AlreadyRunning, ExecutorError, ProcessSpec
 from jobs.models import Allocation, Instance, Job
 from jobs.placement import NoRoom, plan_replica
+from jobs.runtime import check_ready, executor_for, launch_spec
 from nodes.choices import NodeStatus
+from nodes.models import Node
+from nodes.services import transition_node
 from nodes.transports import NodeCommandError
 
 log = logging.getLogger(__name__)
@@ -64,8 +68,6 @@ def reconcile_job(job_id: int) -> Job | None:
 
 
 def _reconcile_job(job_id: int) -> Job | None:
-    from jobs.engines.registry import get_engine
-
     job = Job.objects.select_related("model_version").filter(pk=job_id).first()
     if job is None:
         return None
@@ -237,9 +239,6 @@ def _leader_started(members) -> bool:
 
 def _start(job, engine, instance: Instance, members) -> None:
     """Start (or re-adopt) the process of an instance."""
-    from jobs.executors.base import ProcessSpec
-    from jobs.runtime import executor_for, launch_spec
-
     executor = executor_for(instance.node)
     restarting = instance.state == S.RESTARTING
     # One round trip for the ports (the launcher itself refuses to start a key that still runs, and ends the
@@ -300,8 +299,6 @@ def _candidate_ports(instance: Instance) -> list[int]:
 
 def _check(job, engine, instance: Instance) -> None:
     """Health-check a started instance: process alive and ours, then HTTP readiness."""
-    from jobs.runtime import check_ready, executor_for
-
     executor = executor_for(instance.node)
     status = executor.status(instance.key)
     for _ in range(5):
@@ -387,8 +384,6 @@ def exit_reason(status, tail: str, engine) -> str:
 
 
 def _stop_instance(instance: Instance, reason: str) -> None:
-    from jobs.runtime import executor_for
-
     if instance.node is not None and instance.node.status != NodeStatus.UNREACHABLE:
         try:
             executor_for(instance.node).stop(instance.key, grace_s=float(instance.job.options.get("stop_grace_s", 10)))
@@ -405,8 +400,6 @@ def _stop_instance(instance: Instance, reason: str) -> None:
 def _node_not_answering(instance: Instance, reason: str) -> None:
     """The executor could not reach the node: mark it unreachable at once (starting the grace period)
     rather than waiting for the next periodic probe."""
-    from nodes.services import transition_node
-
     node = instance.node
     node.refresh_from_db(fields=["status"])
     if node.status in (NodeStatus.ONLINE, NodeStatus.DEGRADED, NodeStatus.UNKNOWN):
@@ -436,8 +429,6 @@ def _move_off_lost_nodes(job: Job, now) -> None:
         reason = f"node {name} unreachable for more than {grace.total_seconds():.0f} s; moving the replica"
         if instance.node and instance.node.status != NodeStatus.UNREACHABLE:
             try:  # a member on a healthy node is stopped so that the replica restarts as a group
-                from jobs.runtime import executor_for
-
                 executor_for(instance.node).stop(instance.key, grace_s=5)
             except NodeCommandError:
                 pass
@@ -455,8 +446,6 @@ KEY_RE = re.compile(r"^(?P<prefix>[A-Za-z0-9]+)-job(\d+)-r(\d+)-m(\d+)-n(\d+)$")
 def reap_orphans_due() -> None:
     """Every ORPHAN_SWEEP_INTERVAL_S per node, stop processes of instances that no longer live there
     (a node that came back after its replicas moved away, a job deleted while its node was down)."""
-    from nodes.models import Node
-
     for node in Node.objects.filter(status__in=(NodeStatus.ONLINE, NodeStatus.DEGRADED)):
         # A rate limit, not a lock: the key expires after the interval whatever happens to its writer.
         if cache.add(f"jobs:orphan-sweep:{node.pk}", 1, timeout=ORPHAN_SWEEP_INTERVAL_S):
@@ -468,8 +457,6 @@ def reap_orphans_due() -> None:
 
 def reap_orphans(node) -> list[str]:
     """Stop every process under the node's instance directory that no live instance on it owns."""
-    from jobs.runtime import executor_for
-
     executor, stopped = executor_for(node), []
     keys = executor.list_instances()
     owned = {i.key for i in Instance.objects.filter(node=node, state__in=ACTIVE_STATES)}

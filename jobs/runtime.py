@@ -6,13 +6,14 @@ from urllib.parse import urlparse
 import httpx
 from django.conf import settings
 
+from jobs.engines.base import LaunchSpec
+from jobs.engines.registry import get_engine
+from jobs.executors import Executor
 from nodes.transports import transport_for
 
 
 def executor_for(node):
     """The executor that runs processes on ``node``, over its transport (``nodes.transports.TRANSPORTS``)."""
-    from jobs.executors import Executor
-
     return Executor(transport_for(node), timeout_s=float(settings.CONSOLE_EXECUTOR_TIMEOUT_S))
 
 
@@ -34,8 +35,6 @@ def reach_host(node) -> str:
 
 def launch_spec(instance, accelerators, members=None, workdir: str | None = None):
     """The engine LaunchSpec of one instance."""
-    from jobs.engines.base import LaunchSpec
-
     job = instance.job
     node = instance.node
     members = members or [instance]
@@ -44,7 +43,6 @@ def launch_spec(instance, accelerators, members=None, workdir: str | None = None
     python = job.options.get("python") or transport.python
     env = {str(k): str(v) for k, v in (job.env or {}).items()}
     env.setdefault("BOOM_CONSOLE_ROOT", str(settings.BASE_DIR))
-    from jobs.engines.registry import get_engine
 
     vendor = accelerators[0].vendor if accelerators else None
     engine_options = get_engine(job.engine).job_options

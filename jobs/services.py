@@ -13,7 +13,11 @@ from console.core import audit, statemachine
 from console.core.errors import Conflict
 from jobs import enqueue
 from jobs.choices import ACTIVE_STATES, INSTANCE_TRANSITIONS, DesiredState, InstanceState, JobState
+from jobs.engines.registry import ENGINES, get_engine
 from jobs.models import Allocation, Instance, InstanceStateChange, Job
+from jobs.placement import NoRoom, memory_per_accelerator, plan_replica
+from jobs.runtime import executor_for
+from nodes.transports import NodeCommandError
 
 S = InstanceState
 
@@ -132,8 +136,6 @@ def start_refusal(job: Job, check_room: bool = True) -> str | None:
     """Why ``job`` may not start now, or None: its model version failed verification or is
     deprecated (unless its engine loads no weights), or, with ``check_room``, no node has room for a
     replica."""
-    from jobs.engines.registry import ENGINES
-
     engine = ENGINES.get(job.engine)
     refused = REFUSED_VERSION_STATUSES.get(job.model_version.status)
     if refused and (engine is None or engine.loads_weights):
@@ -161,6 +163,12 @@ def start_job(job: Job, request=None, *, check_room: bool = True) -> Job:
     refresh_job_state(job)
     _kick(job)
     return job
+
+
+def refuse_delete_while_live(job: Job) -> None:
+    """Conflict while ``job`` still has live instances (stop it first, then delete it)."""
+    if job.instances.active().exists():
+        raise Conflict("the job still has live instances: stop it first")
 
 
 def stop_job(job: Job, request=None) -> Job:
@@ -201,9 +209,6 @@ def scale_job(job: Job, replicas: int, request=None) -> Job:
 
 def placement_problem(job: Job) -> str | None:
     """Why a replica of ``job`` cannot be placed now, or None (used to answer 409 on start)."""
-    from jobs.engines.registry import get_engine
-    from jobs.placement import NoRoom, plan_replica
-
     if job.instances.filter(state__in=ACTIVE_STATES).exists():
         return None
     try:
@@ -215,9 +220,6 @@ def placement_problem(job: Job) -> str | None:
 
 def preview_placement(data: dict) -> dict:
     """Where a job described by validated serializer ``data`` would go now."""
-    from jobs.engines.registry import get_engine
-    from jobs.placement import NoRoom, memory_per_accelerator, plan_replica
-
     job = Job(**{k: v for k, v in data.items() if k not in ("desired_state",)})
     engine = get_engine(job.engine)
     replicas, reserved = [], set()
@@ -240,9 +242,6 @@ def preview_placement(data: dict) -> dict:
 
 def instance_logs(instance: Instance, lines: int, previous: bool) -> dict:
     """The log tail of an instance, read on its node (or kept from the previous run)."""
-    from jobs.runtime import executor_for
-    from nodes.transports import NodeCommandError
-
     if previous and instance.previous_log:
         text = "\n".join(instance.previous_log.splitlines()[-lines:])
         return {"instance": instance.pk, "previous": True, "text": text, "source": "console"}

@@ -16,6 +16,9 @@ from dataclasses import dataclass, fields
 import httpx
 
 from jobs.engines.metrics import EngineRates, EngineSnapshot, compute_rates
+from jobs.engines.registry import UnknownEngine, get_engine
+from jobs.models import Instance
+from jobs.runtime import reach_host
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +48,6 @@ class ScrapeResult:
 
 def scrape_targets(job_ids=None) -> list[ScrapeTarget]:
     """The serving instances (heads of their replica) to scrape, optionally of some jobs only."""
-    from jobs.engines.registry import UnknownEngine, get_engine
-    from jobs.models import Instance
-    from jobs.runtime import reach_host
-
     instances = (Instance.objects.filter(state__in=SERVING_STATES, member=0, node__isnull=False, port__isnull=False)
                  .select_related("node", "job").order_by("pk"))
     if job_ids is not None:
@@ -85,8 +84,6 @@ class EngineScraper:
         return results
 
     def _one(self, target: ScrapeTarget) -> ScrapeResult:
-        from jobs.engines.registry import get_engine
-
         started = time.time()
         try:
             response = self._client.get(target.url)

@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from console.core.models import TransitionRecord
 from models_registry.choices import Modality, ParentRelation, VersionStatus, WeightFormat
+from models_registry.quantization import QUANTIZATIONS, normalize
 
 
 class Quantization(models.Model):
@@ -27,8 +28,6 @@ class Quantization(models.Model):
         return self.name
 
     def clean(self):
-        from models_registry.quantization import QUANTIZATIONS, normalize
-
         self.name = normalize(self.name or "")
         if self.name in QUANTIZATIONS:
             raise ValidationError({"name": _("%(name)s is built in already.") % {"name": self.name}})

@@ -6,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 
 from nodes import validators
 from nodes.choices import Transport
+from nodes.keys import InvalidPrivateKey, PassphraseRequired, WrongPassphrase, load_private_key
 from nodes.models import Credential, Node
 
 
@@ -79,8 +80,6 @@ class CredentialForm(forms.Form):
         return validators.validate_username(self.cleaned_data["username"])
 
     def clean(self):
-        from nodes.keys import InvalidPrivateKey, PassphraseRequired, WrongPassphrase, load_private_key
-
         data = super().clean()
         if data.get("private_key"):
             try:

@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from console.core.models import TransitionRecord
 from nodes.choices import AcceleratorKind, Health, NodeStatus, Transport, Vendor
+from nodes.crypto import default_box
 
 
 def default_probe_interval():
@@ -40,8 +41,6 @@ class Credential(models.Model):
 
     def private_key(self) -> str:
         """The decrypted key, for the SSH transport only. Never log or return it."""
-        from nodes.crypto import default_box
-
         return default_box().decrypt(self.encrypted_private_key)
 
 

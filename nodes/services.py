@@ -16,7 +16,10 @@ from console.core import audit, statemachine
 from console.core.errors import Conflict
 from nodes import enqueue
 from nodes.choices import NODE_TRANSITIONS, Health, NodeStatus, Transport
+from nodes.crypto import default_box
+from nodes.keys import fingerprint, host_key_fingerprint, load_private_key, normalise_private_key, public_key_line
 from nodes.models import Accelerator, Credential, Node, NodeStatusChange
+from nodes.probes.runner import run_probe
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +64,6 @@ def apply_probe_outcome(node: Node, outcome) -> Node:
 
     result = outcome.result
     if outcome.host_key and not node.host_key:
-        from nodes.keys import host_key_fingerprint
-
         fields["host_key"] = outcome.host_key
         fields["host_key_fingerprint"] = host_key_fingerprint(outcome.host_key)
         audit.record("pin_host_key", node, detail={"fingerprint": fields["host_key_fingerprint"]})
@@ -148,8 +149,6 @@ def _sync_accelerators(node: Node, readings, now) -> tuple[int, list[str]]:
 
 def probe_node(node_id: int) -> Node | None:
     """Probe one node now and store the outcome."""
-    from nodes.probes.runner import run_probe
-
     node = Node.objects.select_related("credential").filter(pk=node_id).first()
     if node is None:
         return None
@@ -242,9 +241,6 @@ def register_local_node() -> Node:
 def create_credential(*, name: str, username: str, private_key: str, passphrase: str | None, request=None,
                       instance: Credential | None = None) -> Credential:
     """Store a credential with its key re-serialised without passphrase and encrypted at rest."""
-    from nodes.crypto import default_box
-    from nodes.keys import fingerprint, load_private_key, normalise_private_key, public_key_line
-
     pkey = load_private_key(private_key, passphrase)
     credential = instance or Credential()
     credential.name, credential.username = name, username

@@ -4,6 +4,7 @@ by :func:`ensure_builtin_rules` if missing. Operators may disable or tune them; 
 from __future__ import annotations
 
 from console.alerting.choices import Comparator, RuleKind, Severity
+from console.alerting.models import AlertRule
 
 BUILTIN_RULES: list[dict] = [
     {
@@ -69,8 +70,6 @@ def create_missing(rule_model) -> int:
 
 def ensure_builtin_rules() -> int:
     """Re-create any missing built-in rule (one query when none is missing)."""
-    from console.alerting.models import AlertRule
-
     if AlertRule.objects.filter(builtin=True).count() >= len(BUILTIN_RULES):
         return 0
     return create_missing(AlertRule)

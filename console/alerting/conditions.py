@@ -22,6 +22,8 @@ from django.db.models import Count
 from console.alerting.choices import Comparator, RuleKind, Severity
 from console.alerting.labels import COMMON_LABELS, SCOPE_LABELS
 from console.telemetry import series as telemetry
+from jobs.models import Instance, InstanceStateChange, Job
+from nodes.models import Accelerator, Node
 
 COMPARE: dict[str, Callable[[float, float], bool]] = {
     Comparator.GT: operator.gt, Comparator.GE: operator.ge, Comparator.LT: operator.lt,
@@ -160,8 +162,6 @@ class Context:
     def nodes(self) -> dict[int, dict]:
         """Every node by id: name, status and what the probe checks need (one query per cycle)."""
         if self._nodes is None:
-            from nodes.models import Node
-
             rows = Node.objects.values("pk", "name", "status", "status_changed_at", "status_detail", "probe_errors",
                                        "last_probe_at", "probe_interval_s", "created_at")
             self._nodes = {row["pk"]: row for row in rows}
@@ -268,8 +268,6 @@ def check_node_unreachable(rule, ctx: Context) -> list[Candidate]:
 
 
 def check_accelerator_health(rule, ctx: Context) -> list[Candidate]:
-    from nodes.models import Accelerator
-
     rows = (Accelerator.objects.filter(present=True, health__in=["warning", "critical"])
             .values("pk", "index", "vendor", "node_id", "node__name", "health"))
     out = []
@@ -284,8 +282,6 @@ def check_accelerator_health(rule, ctx: Context) -> list[Candidate]:
 
 def check_instance_crash_loop(rule, ctx: Context) -> list[Candidate]:
     """Instances that went to ``restarting`` at least ``threshold`` times within ``window_seconds``."""
-    from jobs.models import Instance, InstanceStateChange
-
     window = rule.window_seconds or 600
     compare = COMPARE[rule.comparator]
     counts = dict(InstanceStateChange.objects.filter(time__gte=ctx.now - timedelta(seconds=window),
@@ -308,8 +304,6 @@ def check_instance_crash_loop(rule, ctx: Context) -> list[Candidate]:
 
 
 def check_job_degraded(rule, ctx: Context) -> list[Candidate]:
-    from jobs.models import Job
-
     rows = Job.objects.filter(desired_state="running", state__in=["degraded", "failed"]).values(
         "pk", "name", "state", "state_detail")
     out = []
@@ -342,8 +336,6 @@ def check_probe_failing(rule, ctx: Context) -> list[Candidate]:
 
 def check_disk_nearly_full(rule, ctx: Context) -> list[Candidate]:
     """Each mounted file system the probe reported (facts.disks): used percent against the threshold."""
-    from nodes.models import Node
-
     compare = COMPARE[rule.comparator]
     out = []
     for row in Node.objects.exclude(status="maintenance").values("pk", "name", "facts__disks"):

@@ -20,6 +20,7 @@ from console.alerting.choices import (
     Suppression,
 )
 from console.core.models import TransitionRecord
+from nodes.crypto import default_box
 
 
 def default_group_by() -> list[str]:
@@ -260,13 +261,10 @@ class NotificationChannel(models.Model):
         """The decrypted signing secret, for the notifier only."""
         if not self.encrypted_secret:
             return ""
-        from nodes.crypto import default_box
 
         return default_box().decrypt(self.encrypted_secret)
 
     def set_secret(self, value: str) -> None:
-        from nodes.crypto import default_box
-
         self.encrypted_secret = default_box().encrypt(value) if value else ""
 
     def addresses(self) -> list[str]:

@@ -8,6 +8,7 @@ from django.db.models import Count, Max, Q
 
 from console.alerting.choices import ACTIVE_STATES, RANK_SEVERITY, AlertState, Suppression
 from console.alerting.models import Alert
+from console.core import broadcast
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ def alert_summary() -> dict:
 
 def publish_summary() -> None:
     """Push the header summary to the ``alerts`` live-stream topic (console.core.broadcast)."""
-    try:
-        from console.core import broadcast
-    except ImportError:  # pragma: no cover - streams not installed: the header polls instead
-        return
     try:
         broadcast.publish("alerts", {"state": {"summary": alert_summary()}})
     except Exception:  # noqa: BLE001 - a stream hiccup must not fail an alerting action

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from console.alerting import dispatch as dispatcher
 from console.alerting import evaluator
+from console.alerting.models import Alert, Notification
 from console.core import locks
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,6 @@ def dispatch() -> dict:
 def cleanup() -> dict:
     """Delete resolved alerts, delivered or failed notifications and old attempts past
     CONSOLE_ALERT_RETENTION_DAYS, in batches; re-enqueues itself while there is more."""
-    from console.alerting.models import Alert, Notification
-
     cutoff = timezone.now() - timedelta(days=settings.CONSOLE_ALERT_RETENTION_DAYS)
     deleted = 0
     for model, filters in ((Alert, {"state": "resolved", "ended_at__lt": cutoff}),

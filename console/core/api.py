@@ -7,12 +7,11 @@ from django.db import IntegrityError
 from django.db.models import ProtectedError
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from console.core import audit
-from console.core.errors import Conflict as ServiceConflict
+from console.core.errors import Conflict
 from console.core.models import Event
 
 # The error answers every API route documents (OpenAPI), besides its own 2xx.
@@ -21,19 +20,11 @@ ERRORS = {400: OpenApiResponse(description="Invalid input, with field messages")
           404: OpenApiResponse(description="Not found"), 409: OpenApiResponse(description="State conflict")}
 
 
-class Conflict(APIException):
-    """409: the request is valid but conflicts with the current state."""
-
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The request conflicts with the current state."
-    default_code = "conflict"
-
-
 def exception_handler(exc, context):
     """DRF's handler, plus: Django validation errors are 400 with field messages, protected
     deletes, integrity errors and every service ``Conflict`` (console.core.errors) are 409 with
     ``detail`` — never a 500."""
-    if isinstance(exc, ServiceConflict):
+    if isinstance(exc, Conflict):
         return Response({"detail": exc.detail}, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, DjangoValidationError):
         data = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}

@@ -40,6 +40,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from console.core.models import StreamEntry
+
 log = logging.getLogger(__name__)
 
 __all__ = ["entry_message", "group_for", "merge_payloads", "publish", "publish_many"]
@@ -62,8 +64,6 @@ def publish(topic: str, payload: dict) -> None:
 
 def publish_many(entries: Iterable[tuple[str, dict]]) -> list:
     """Write stream entries in one statement and, with the push transport, send them after commit."""
-    from console.core.models import StreamEntry
-
     now = timezone.now()
     rows = StreamEntry.objects.bulk_create([StreamEntry(time=now, topic=topic, payload=payload)
                                             for topic, payload in entries])
@@ -173,6 +173,4 @@ def _deep_merge(into: dict, update: dict) -> None:
 
 def current_cursor() -> int:
     """The newest stream entry's id: pages embed it, so their socket starts right after what they drew."""
-    from console.core.models import StreamEntry
-
     return StreamEntry.objects.order_by("-pk").values_list("pk", flat=True).first() or 0

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import signature
+from celery import current_app, signature
 from django.db import transaction
 
 
 def now(task_name: str, *args: Any, **options: Any) -> None:
-    """Queue ``task_name(*args)`` at once; ``options`` are apply_async's (countdown, expires, ...)."""
-    signature(task_name, args=args).apply_async(**options)
+    """Queue ``task_name(*args)`` at once; ``options`` are apply_async's (countdown, expires, ...).
+
+    Eager mode (tests, ``CELERY_TASK_ALWAYS_EAGER``) runs a task only when this process knows it:
+    a worker registers every app's tasks at start, any other process may not have imported the
+    module yet, so the tasks modules are imported first (once)."""
+    app = current_app
+    if app.conf.task_always_eager and task_name not in app.tasks:
+        app.loader.import_default_modules()
+    signature(task_name, args=args, app=app).apply_async(**options)
 
 
 def after_commit(task_name: str, *args: Any, **options: Any) -> None:

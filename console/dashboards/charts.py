@@ -8,6 +8,8 @@ from django.utils.translation import gettext as _
 
 from console.core.charts import Chart, page_config  # noqa: F401  (page_config: the overview view uses it from here)
 from console.telemetry import series as telemetry
+from nodes.choices import Health
+from nodes.models import Accelerator
 
 
 def throughput_chart(jobs) -> Chart:
@@ -20,9 +22,6 @@ def throughput_chart(jobs) -> Chart:
 def heatmap(window_s: float = 120.0) -> dict:
     """All accelerators: rows are nodes, columns accelerator indexes, colour the latest utilisation,
     and each cell's health. Four queries whatever the size of the cluster."""
-    from nodes.choices import Health
-    from nodes.models import Accelerator
-
     rows = list(Accelerator.objects.filter(present=True).order_by("node__name", "index")
                 .values("pk", "index", "vendor", "health", "utilization_percent", "node_id", "node__name"))
     latest_util = {v.labels["accelerator"]: v.value

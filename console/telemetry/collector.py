@@ -29,7 +29,12 @@ from django.db.models import Count
 
 from console.core import broadcast
 from console.telemetry.series import HEALTH_CODES
-from jobs.telemetry import ENGINE_SERIES
+from jobs.models import InstanceSample, Job, JobSample
+from jobs.telemetry import ENGINE_SERIES, EngineScraper, instance_values, job_values, scrape_targets
+from nodes.models import Accelerator, AcceleratorSample, Node, NodeSample
+from nodes.probes.parsers.sampler import accelerator_key
+from nodes.telemetry import SourceSpec, make_source
+from nodes.transports import transport_for
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +148,6 @@ class Collector:
 
     def supervise(self) -> None:
         """Start, restart or stop node sources to match the nodes table; reload accelerator keys."""
-        from nodes.models import Accelerator, Node
-        from nodes.telemetry import SourceSpec, make_source
-        from nodes.transports import transport_for
-
         close_old_connections()
         nodes = [n for n in Node.objects.select_related("credential").order_by("pk")
                  if n.pk % self.shards == self.shard]
@@ -184,8 +185,6 @@ class Collector:
         self.stats.sources = dict(by_kind)
 
     def _scrape_loop(self) -> None:
-        from jobs.telemetry import EngineScraper, scrape_targets
-
         scraper = EngineScraper()
         try:
             next_at = time.monotonic()
@@ -209,11 +208,6 @@ class Collector:
 
     def flush(self) -> None:
         """Write what the threads gathered and publish what is due. One transaction per flush."""
-        from jobs.models import InstanceSample, JobSample
-        from jobs.telemetry import instance_values, job_values
-        from nodes.models import AcceleratorSample, NodeSample
-        from nodes.probes.parsers.sampler import accelerator_key
-
         began = time.monotonic()
         rows: dict[type, list] = defaultdict(list)
         updates: dict[str, list[dict]] = defaultdict(list)
@@ -318,9 +312,6 @@ class Collector:
 
 def cluster_totals() -> dict:
     """Counts for the overview's tiles: nodes by status, accelerators by health, jobs by state."""
-    from jobs.models import Job
-    from nodes.models import Accelerator, Node
-
     return {
         "nodes": dict(Node.objects.values_list("status").annotate(n=Count("id")).order_by()),
         "accelerators": dict(Accelerator.objects.filter(present=True).values_list("health")

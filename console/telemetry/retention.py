@@ -21,6 +21,8 @@ from django.db import transaction
 from django.db.models import Avg, ExpressionWrapper, F, Max, Min, Value
 from django.db.models import BigIntegerField as BigIntegerOutput
 
+from console.models import RollupWatermark
+from console.streams import prune_entries
 from console.telemetry.series import now_ms
 
 MINUTE_MS = 60_000
@@ -65,8 +67,6 @@ _INTEGER_COLUMNS = {"memory_used_bytes"}
 
 def rollup(spec: RollupSpec, now: int | None = None) -> tuple[int, bool]:
     """Roll up one table's next minutes. Returns (rows written, whether more minutes are waiting)."""
-    from console.models import RollupWatermark
-
     raw = apps.get_model(spec.raw)
     minute = apps.get_model(spec.minute)
     upto = ((now or now_ms()) - LATE_MS) // MINUTE_MS * MINUTE_MS
@@ -114,9 +114,6 @@ def prune(model_label: str, cutoff_ms: int, deadline: float) -> tuple[int, bool]
 
 def rollup_and_prune(now: int | None = None, budget_s: float = TIME_BUDGET_S) -> dict:
     """One turn of the periodic task. Returns what it did and whether work is left (``more``)."""
-    from console.models import RollupWatermark
-    from console.streams import prune_entries
-
     now = now or now_ms()
     deadline = time.monotonic() + budget_s
     report: dict = {"rolled_up": 0, "deleted": 0, "more": False}

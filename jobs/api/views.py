@@ -6,10 +6,9 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from console.core.api import ERRORS, AuditedModelViewSet, Conflict
+from console.core.api import ERRORS, AuditedModelViewSet
 from jobs import services
 from jobs.api.serializers import InstanceSerializer, JobSerializer, ScaleSerializer
-from jobs.choices import ACTIVE_STATES
 from jobs.models import Instance, Job
 
 
@@ -32,8 +31,7 @@ class JobViewSet(AuditedModelViewSet):
         serializer.save()  # JobSerializer.create is services.create_job: create, audit, start
 
     def perform_destroy(self, instance):
-        if instance.instances.filter(state__in=ACTIVE_STATES).exists():
-            raise Conflict("the job still has live instances: stop it first")
+        services.refuse_delete_while_live(instance)
         super().perform_destroy(instance)
 
     def _accepted(self, job):

@@ -19,9 +19,9 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from console.core import audit
-from console.core.api import ERRORS, Conflict
+from console.core.api import ERRORS
 from jobs.benchmarks import export, generator, services
-from jobs.choices import BENCHMARK_ACTIVE, BenchmarkApi, PromptSource
+from jobs.choices import BenchmarkApi, PromptSource
 from jobs.models import DEFAULT_BENCHMARK_CONCURRENCY, BenchmarkRun, Job
 
 MAX_LEVELS = 16
@@ -176,8 +176,7 @@ class BenchmarkRunViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins
         return Response(self.get_serializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     def perform_destroy(self, instance):
-        if instance.status in BENCHMARK_ACTIVE:
-            raise Conflict("the benchmark is still queued or running: cancel it first")
+        services.refuse_delete_while_active(instance)
         pk, text = instance.pk, str(instance)
         instance.delete()
         audit.record("delete", None, request=self.request, object_type="benchmarkrun", object_id=pk,

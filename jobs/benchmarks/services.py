@@ -12,7 +12,7 @@ from console.core import audit, statemachine
 from console.core.errors import Conflict
 from jobs import enqueue
 from jobs.benchmarks import runner
-from jobs.choices import BENCHMARK_TRANSITIONS, BenchmarkStatus, InstanceState, JobState
+from jobs.choices import BENCHMARK_ACTIVE, BENCHMARK_TRANSITIONS, BenchmarkStatus, InstanceState, JobState
 from jobs.models import BenchmarkRun, BenchmarkTransition, Job
 
 S = BenchmarkStatus
@@ -98,6 +98,12 @@ def cancel_benchmark(run: BenchmarkRun, *, request=None) -> BenchmarkRun:
     if run.status in (S.SUCCEEDED, S.FAILED, S.CANCELLED):
         raise Conflict(f"the benchmark already ended ({run.status})")
     return run
+
+
+def refuse_delete_while_active(run: BenchmarkRun) -> None:
+    """Conflict while ``run`` is still queued or running (cancel it first, then delete it)."""
+    if run.status in BENCHMARK_ACTIVE:
+        raise Conflict("the benchmark is still queued or running: cancel it first")
 
 
 def run_benchmark(run_id: int) -> BenchmarkRun | None:

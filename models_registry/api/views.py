@@ -11,7 +11,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from console.core import audit
-from console.core.api import ERRORS, AuditedModelViewSet, Conflict
+from console.core.api import ERRORS, AuditedModelViewSet
 from models_registry import services
 from models_registry.api.filtersets import ModelFilter, ModelVersionFilter
 from models_registry.api.serializers import (
@@ -56,9 +56,7 @@ class RegistryModelViewSet(AuditedModelViewSet):
         return super().destroy(request, *args, **kwargs)
 
     def perform_destroy(self, instance):
-        count = instance.versions.count()
-        if count:
-            raise Conflict(f"model {instance.name} still has {count} version(s): delete them first")
+        services.refuse_delete_with_versions(instance)
         super().perform_destroy(instance)
 
 
@@ -188,9 +186,7 @@ class QuantizationViewSet(AuditedModelViewSet):
     ordering_fields = ["name"]
 
     def perform_destroy(self, instance):
-        used = ModelVersion.objects.filter(quantization=instance.name).count()
-        if used:
-            raise Conflict(f"{used} model version(s) use {instance.name}")
+        services.refuse_delete_in_use(instance)
         super().perform_destroy(instance)
 
     @extend_schema(responses={200: KnownQuantizationSerializer(many=True), **ERRORS})

@@ -36,6 +36,8 @@ from models_registry.services.registration import (
     latest_scores,
     lineage,
     promote,
+    refuse_delete_in_use,
+    refuse_delete_with_versions,
     register_version,
     reinstate,
     set_evaluations,
@@ -47,6 +49,7 @@ __all__ = [
     "ALIAS_RE", "DETAIL_MAX", "UNDEPLOYABLE", "architecture_of", "check_parent", "check_quantization", "Conflict",
     "delete_version", "deprecate", "directory_of", "EvaluationInput", "extra_quantizations", "import_version",
     "InvalidInput", "latest_scores", "lineage", "manifest_digest", "memory_estimate", "NodeUnavailable",
-    "parse_source", "promote", "register_version", "RegistryError", "reinstate", "request_import",
+    "parse_source", "promote", "refuse_delete_in_use", "refuse_delete_with_versions", "register_version",
+    "RegistryError", "reinstate", "request_import",
     "request_verify", "set_evaluations", "transition_version", "update_version", "verify_version",
 ]

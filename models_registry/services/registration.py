@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from console.core import audit
 from console.core.statemachine import TransitionNotAllowed
 from models_registry.choices import VersionStatus, WeightFormat
-from models_registry.models import Alias, Evaluation, Model, ModelVersion
+from models_registry.models import Alias, Evaluation, Model, ModelVersion, Quantization
 from models_registry.services.common import (
     ALIAS_RE,
     UNDEPLOYABLE,
@@ -180,6 +180,20 @@ def reinstate(version: ModelVersion, *, request=None) -> ModelVersion:
         if not transition_version(version, VersionStatus.REGISTERED, "reinstated", request=request):
             raise Conflict(_("%(version)s changed meanwhile; try again") % {"version": version})
     return version
+
+
+def refuse_delete_with_versions(model: Model) -> None:
+    """Conflict while ``model`` still has versions (delete them first)."""
+    count = model.versions.count()
+    if count:
+        raise Conflict(f"model {model.name} still has {count} version(s): delete them first")
+
+
+def refuse_delete_in_use(quantization: Quantization) -> None:
+    """Conflict while model versions use ``quantization`` (they name it, without a foreign key)."""
+    used = ModelVersion.objects.filter(quantization=quantization.name).count()
+    if used:
+        raise Conflict(f"{used} model version(s) use {quantization.name}")
 
 
 def delete_version(version: ModelVersion, *, request=None) -> None:

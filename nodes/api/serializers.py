@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from nodes import services, validators
 from nodes.choices import Transport
+from nodes.keys import InvalidPrivateKey, PassphraseRequired, WrongPassphrase, load_private_key
 from nodes.models import Accelerator, Credential, Node, NodeStatusChange
 
 
@@ -47,8 +48,6 @@ class CredentialSerializer(serializers.ModelSerializer):
         return value
 
     def validate(self, attrs):
-        from nodes.keys import InvalidPrivateKey, PassphraseRequired, WrongPassphrase, load_private_key
-
         if self.instance is not None and "private_key" not in attrs:
             return attrs
         if "private_key" not in attrs:

@@ -411,7 +411,9 @@ def test_a_viewer_may_not_create_or_cancel_but_may_read_and_export(viewer_api):
 def test_an_active_run_cannot_be_deleted_and_a_finished_one_can_by_an_admin(admin_api, operator_api):
     run = make_run()
     assert operator_api.delete(f"/api/v1/benchmarks/{run.pk}/").status_code == 403
-    assert admin_api.delete(f"/api/v1/benchmarks/{run.pk}/").status_code == 409
+    response = admin_api.delete(f"/api/v1/benchmarks/{run.pk}/")
+    assert response.status_code == 409
+    assert response.json() == {"detail": "the benchmark is still queued or running: cancel it first"}
     services.transition_benchmark(run, S.CANCELLED)
     assert admin_api.delete(f"/api/v1/benchmarks/{run.pk}/").status_code == 204
 

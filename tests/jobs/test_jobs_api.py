@@ -104,7 +104,10 @@ def test_a_viewer_may_not_start_and_an_operator_may_not_create(viewer_api, opera
 def test_deleting_a_job_with_live_instances_is_a_409_and_a_version_in_use_is_protected(admin_api):
     job = jf.job()
     Instance.objects.create(job=job, replica=0, state="running")
-    assert admin_api.delete(f"/api/v1/jobs/{job.pk}/").status_code == 409
+    response = admin_api.delete(f"/api/v1/jobs/{job.pk}/")
+    assert response.status_code == 409
+    assert response.json() == {"detail": "the job still has live instances: stop it first"}
+    assert Job.objects.filter(pk=job.pk).exists()
     from django.db.models import ProtectedError
 
     with pytest.raises(ProtectedError):

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from console.core.models import Event
 from models_registry import services
-from models_registry.models import Alias, Model, ModelVersion
+from models_registry.models import Alias, Model, ModelVersion, Quantization
 from tests.jobs import factories as job_factories
 
 pytestmark = pytest.mark.django_db
@@ -227,7 +227,18 @@ def test_deleting_a_version_that_holds_an_alias_is_a_409_and_a_free_one_is_delet
 def test_deleting_a_model_with_versions_is_a_409(admin_api, model):
     hub_version(model)
     response = admin_api.delete(f"/api/v1/models/{model.pk}/")
-    assert response.status_code == 409 and "version" in response.json()["detail"]
+    assert response.status_code == 409
+    assert response.json() == {"detail": f"model {model.name} still has 1 version(s): delete them first"}
+
+
+def test_deleting_a_quantization_that_versions_use_is_a_409_and_an_unused_one_goes(admin_api, model):
+    used = Quantization.objects.create(name="house-q4", bits_per_param=4.5)
+    unused = Quantization.objects.create(name="house-q8", bits_per_param=8.5)
+    hub_version(model, quantization="house-q4")
+    response = admin_api.delete(f"/api/v1/quantizations/{used.pk}/")
+    assert response.status_code == 409
+    assert response.json() == {"detail": "1 model version(s) use house-q4"}
+    assert admin_api.delete(f"/api/v1/quantizations/{unused.pk}/").status_code == 204
 
 
 def test_a_verified_version_cannot_be_pointed_at_other_files(admin_api, model, local_node, safetensors_dir):

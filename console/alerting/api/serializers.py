@@ -22,7 +22,7 @@ from console.alerting.choices import (
     ChannelKind,
     RuleKind,
 )
-from console.alerting.conditions import labels_for
+from console.alerting.conditions import labels_for, unit_for
 from console.alerting.labels import LabelError, normalize_group_by, parse_matchers
 from console.alerting.models import (
     Alert,
@@ -33,6 +33,7 @@ from console.alerting.models import (
     NotificationChannel,
     Silence,
 )
+from console.core.permissions import ADMIN, has_role
 from console.telemetry import series as telemetry
 
 MATCHERS_HELP = ('A list of {"name", "op", "value"} objects (op one of =, !=, =~, !~; regular expressions '
@@ -78,8 +79,6 @@ class AlertRuleSerializer(serializers.ModelSerializer):
         }
 
     def get_unit(self, obj) -> str:
-        from console.alerting.conditions import unit_for
-
         return unit_for(obj.kind, obj.series)
 
     def validate_name(self, value):
@@ -240,10 +239,8 @@ class SilenceSerializer(serializers.ModelSerializer):
 
 
 def parse_matchers_or_400(value):
-    from console.alerting.labels import parse_matchers as parse
-
     try:
-        return parse(value)
+        return parse_matchers(value)
     except LabelError as exc:
         raise serializers.ValidationError(exc.messages) from None
 
@@ -350,7 +347,6 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
     def to_representation(self, instance):
         data = super().to_representation(instance)
         request = self.context.get("request")
-        from console.core.permissions import ADMIN, has_role
 
         if data.get("url") and not (request is not None and has_role(request.user, ADMIN)):
             data["url"] = mask_url(data["url"])

@@ -8,6 +8,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
 from console.core.permissions import ROLES
+from nodes.services import register_local_node
 
 
 class Command(BaseCommand):
@@ -20,7 +21,6 @@ class Command(BaseCommand):
     def handle(self, *args, admin_user, no_local_node, **options):
         from django.conf import settings
 
-        from nodes.services import register_local_node
 
         for role in ROLES:
             Group.objects.get_or_create(name=role)
