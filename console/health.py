@@ -6,6 +6,7 @@ from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
 from console.celery import app
+from console.supervisor import read_status, status_path
 
 
 @require_GET
@@ -37,10 +38,21 @@ def check_broker() -> str | None:
     return None
 
 
+def check_supervised_parts() -> list[str]:
+    """Under ``make run``: the parts the launcher's supervisor reports down or restarting."""
+    status = read_status(status_path(settings.DATA_DIR))
+    if status is None:
+        return []
+    return [f"{name}: {part.get('state')} ({part.get('last_exit') or 'starting'})"
+            for name, part in sorted((status.get("parts") or {}).items()) if part.get("state") != "running"]
+
+
 @require_GET
 def readyz(request):
-    """200 only when the database and the broker answer; 503 naming the failing part otherwise."""
+    """200 only when the database and the broker answer and no supervised part is down or restarting;
+    503 naming the failing parts otherwise."""
     failures = [problem for problem in (check_database(), check_broker()) if problem]
+    failures += check_supervised_parts()
     if failures:
         return JsonResponse({"status": "unavailable", "failures": failures}, status=503)
     return JsonResponse({"status": "ready"})

@@ -1,8 +1,9 @@
 """``make run``: the whole console in the foreground on one machine.
 
 Migrates, bootstraps (groups, admin user, node ``local``), then starts the ASGI web server
-(daphne), a Celery worker for every queue, Celery beat and the telemetry collector, and stops them
-all on Ctrl-C.
+(daphne), a Celery worker for every queue, Celery beat and the telemetry collector, keeps them
+running (a child that exits is restarted with back-off: console.supervisor), and stops them all on
+Ctrl-C.
 Honours PORT, BIND, CONSOLE_DATA_DIR, CONSOLE_ADMIN_PASSWORD (shared/API.md).
 """
 
@@ -12,6 +13,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from console.supervisor import Supervisor, status_path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -52,7 +55,7 @@ def main() -> int:
     if env.get("CONSOLE_COLLECTOR", "true").lower() not in ("0", "false", "no", "off"):
         # Long-lived telemetry streams live in their own process, not in Celery (docs/telemetry.md).
         commands["collector"] = [sys.executable, str(ROOT / "manage.py"), "collect", "--stats-every", "300"]
-    processes: dict[str, subprocess.Popen] = {}
+    supervisor = Supervisor(commands, cwd=ROOT, env=env, status_file=status_path(data_dir))
     stopping = False
 
     def stop(*_args):
@@ -61,31 +64,18 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    for name, argv in commands.items():
-        # Each child in its own session so that we, not the terminal, decide how they stop.
-        processes[name] = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True)
+    supervisor.start()
     print(f"BooM Console is starting on http://{bind}:{port}/ (data in {data_dir}). Ctrl-C stops it.",
           flush=True)
     exit_code = 0
     while not stopping:
-        for name, process in processes.items():
-            if process.poll() is not None:
-                print(f"{name} exited with status {process.returncode}; stopping the console.", flush=True)
-                exit_code = process.returncode or 1
-                stopping = True
-                break
-        time.sleep(0.5)
+        if not supervisor.tick():
+            print(f"{supervisor.gave_up}: stopping the console.", flush=True)
+            exit_code = 1
+            break
+        time.sleep(0.2)
     print("Stopping web server, worker, scheduler and collector...", flush=True)
-    for process in processes.values():
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for process in processes.values():
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    supervisor.stop()
     return exit_code
 
 

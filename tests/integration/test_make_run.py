@@ -2,6 +2,8 @@
 `local`, serves pages and the API, probes the local node through its own worker and beat, and
 stops every process it started on Ctrl-C (SIGINT)."""
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -64,3 +66,46 @@ def _ok(url):
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_child_killed_with_sigkill_is_restarted_and_the_web_server_stays_up(tmp_path):
+    """Before supervision, `kill -9` of the worker stopped the whole console, web server included."""
+    port = free_port()
+    data = tmp_path / "data"
+    env = {"PATH": "/usr/bin:/bin", "PORT": str(port), "CONSOLE_DATA_DIR": str(data),
+           "CONSOLE_ADMIN_PASSWORD": "correct-horse-battery", "HOME": str(tmp_path), "CONSOLE_COLLECTOR": "false"}
+    launcher = subprocess.Popen([sys.executable, "-m", "console.launcher"], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    status_file = data / "run" / "supervisor.json"
+
+    def parts():
+        try:
+            return json.loads(status_file.read_text())["parts"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    try:
+        wait_until(lambda: _ok(f"{base}/healthz"), 90, what="the web server")
+        web_pid = parts()["web"]["pid"]
+        worker_pid = parts()["worker"]["pid"]
+        os.kill(worker_pid, signal.SIGKILL)
+        restarted = wait_until(lambda: (p := parts()) and p["worker"]["restarts"] == 1
+                               and p["worker"]["state"] == "running" and p, 60, interval=0.2,
+                               what="the worker to be restarted")
+        assert restarted["worker"]["pid"] != worker_pid
+        assert restarted["worker"]["last_exit"] == "was killed by SIGKILL"
+        assert restarted["web"]["pid"] == web_pid and restarted["web"]["restarts"] == 0
+        assert _ok(f"{base}/healthz")
+        wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, 60, what="readyz after the restart")
+    finally:
+        launcher.send_signal(signal.SIGINT)
+        try:
+            code = launcher.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+            raise
+        output = launcher.stdout.read()
+    assert code == 0, output
+    assert "worker exited: was killed by SIGKILL; restarting in 1 s" in output
+    assert "worker restarted: pid" in output
