@@ -1,12 +1,14 @@
 """Serializers of the gateway's resources: API keys, routes (with nested targets), usage."""
 
+from django.apps import apps
 from django.utils import timezone
 from rest_framework import serializers
 
 from jobs.gateway import services
 from jobs.gateway.models import ApiKey, Route, RouteTarget
-from jobs.models import Job
 
+# jobs.models imports this package (for the tables): take Job from the app registry, not by import.
+Job = apps.get_model("jobs", "Job")
 MODEL_NAME_MAX = 200
 MAX_WEIGHT = 1_000_000
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.apps import apps
 from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
@@ -88,10 +89,8 @@ def mint_playground_key(user, model: str, *, request=None) -> tuple[ApiKey, str]
 
 def served_names() -> dict[str, int]:
     """Every job's served model name (``options.served_name`` or its name) -> job id."""
-    from jobs.models import Job
-
     return {(options or {}).get("served_name") or name: pk
-            for pk, name, options in Job.objects.values_list("pk", "name", "options")}
+            for pk, name, options in apps.get_model("jobs", "Job").objects.values_list("pk", "name", "options")}
 
 
 @transaction.atomic
