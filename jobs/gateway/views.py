@@ -27,7 +27,7 @@ from django.views.decorators.http import require_POST
 
 from console.core.permissions import ADMIN, OPERATOR, VIEWER, has_role
 from jobs.gateway import services
-from jobs.gateway.models import ApiKey, Route
+from jobs.gateway.models import Route
 from jobs.gateway.serializers import ApiKeySerializer, RouteSerializer
 
 RANGES = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(days=1), "7d": timedelta(days=7)}
