@@ -144,3 +144,15 @@ def test_gateway_series_are_per_job_rates_summed_over_processes_for_queries_and_
     assert latest.value == 1.0 and latest.time == minute
     assert telemetry.get_series("gateway.requests_per_min").scope == "job"
     assert minute.tzinfo is not None and minute.astimezone(UTC) == minute
+
+
+def test_gateway_series_are_listed_and_queried_through_the_metrics_api(viewer_api):
+    job = jf.job("qwen-chat")
+    minute = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=3)
+    usage(job=job, minute=minute, requests=6)
+    names = {s["name"] for s in viewer_api.get("/api/v1/metrics/series/?scope=job").json()["results"]}
+    assert {"gateway.requests_per_min", "gateway.errors_per_min", "gateway.tokens_per_min"} <= names
+    body = viewer_api.get("/api/v1/metrics/query/", {"series": "gateway.requests_per_min", "job": job.pk,
+                                                    "start": (minute - timedelta(minutes=10)).isoformat()}).json()
+    assert body["step"] == 60 and body["resolution"] == "1m"
+    assert body["results"][0]["points"] == [[minute.timestamp(), 6.0]]
