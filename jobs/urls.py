@@ -6,6 +6,7 @@ urlpatterns = [
     path("", views.job_list, name="job-list"),
     path("add/", views.job_create, name="job-add"),
     path("benchmarks/", include("jobs.benchmarks.urls")),
+    path("gateway/", include("jobs.gateway.urls")),
     path("<int:pk>/", views.job_detail, name="job-detail"),
     path("<int:pk>/<str:action>/", views.job_action, name="job-action"),
 ]

@@ -16,6 +16,7 @@ from jobs import services
 from jobs.api.serializers import JobSerializer
 from jobs.charts import job_charts
 from jobs.forms import JobForm
+from jobs.gateway.views import job_snippet
 from jobs.models import Job
 
 
@@ -36,6 +37,7 @@ def job_detail(request, pk):
     return render(request, "jobs/job_detail.html", {
         "job": job, "instances": instances, "timeline": timeline.order_by("-time")[:50],
         "can_operate": has_role(request.user, OPERATOR), "serialized": JobSerializer(job).data,
+        "gateway": job_snippet(job),
         "live": charts.page_config(job_charts(job), [f"job:{job.pk}"],
                                    stale_after_s=max(10.0, 3.0 * settings.CONSOLE_TELEMETRY_SCRAPE_INTERVAL_S)),
     })

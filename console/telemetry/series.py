@@ -26,6 +26,12 @@ Stable interface (the REST API, the pages, the Prometheus exposition and alertin
     two correlated index lookups per entity on ``(entity, ts)``: cheap for 1000 nodes' series, which
     is what alert evaluation needs.
 
+Gateway series (``gateway.requests_per_min``, ``gateway.errors_per_min``, ``gateway.tokens_per_min``)
+have scope ``job`` (labels and the ``job`` filter as job series) but are read from the gateway's usage
+rows (``jobs.UsageMinute``, one per gateway process, minute, key and model), summed per job and minute:
+always at a step of whole minutes, a rate per minute within each bucket; ``latest`` gives the newest
+complete minute.
+
 ``get_series(name)`` returns the :class:`SeriesDef` or raises SeriesError; ``series_list(scope)``
 lists definitions; ``HEALTH_CODES`` maps ``ok``/``warning``/``critical`` to 0/1/2.
 
@@ -46,7 +52,7 @@ from typing import Any, NamedTuple
 
 from django.apps import apps
 from django.conf import settings
-from django.db.models import Avg, ExpressionWrapper, F, Max, OuterRef, Subquery, Value
+from django.db.models import Avg, ExpressionWrapper, F, Max, OuterRef, Subquery, Sum, Value
 from django.db.models import BigIntegerField as BigIntegerOutput
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -99,6 +105,7 @@ class SeriesDef:
     description: str
     column: str
     aggregate: str = "avg"  # how samples combine into a bucket: "avg" or "max"
+    source: str = "samples"  # "samples": the scope's sample tables; "usage": the gateway's UsageMinute
 
     def as_dict(self) -> dict[str, str]:
         return {"name": self.name, "scope": self.scope, "unit": self.unit, "description": str(self.description)}
@@ -152,8 +159,21 @@ SERIES: dict[str, SeriesDef] = {
     **_defs("instance", _ENGINE_ROWS + [
         ("up", "", _("1 when the instance's metrics answered, 0 when the scrape failed")),
     ]),
+    # The gateway's counters, per job, from its usage rows (jobs.gateway.models.UsageMinute): the sum over
+    # gateway processes, keys, routes and model names of one minute, divided by the bucket's minutes.
+    # Requests that reached no job (unknown model, 401...) are not in them; the usage API has those.
+    **{f"gateway.{column}": SeriesDef(f"gateway.{column}", "job", unit, description, column, "sum", "usage")
+       for column, unit, description in [
+           ("requests_per_min", "requests/min", _("Requests through the gateway per minute")),
+           ("errors_per_min", "errors/min", _("Requests through the gateway that failed, per minute")),
+           ("tokens_per_min", "tokens/min", _("Prompt and completion tokens through the gateway per minute")),
+       ]},
 }
 """Every series by name. Alert rules name series from here; the API lists them."""
+
+# The UsageMinute sums behind each gateway series.
+_USAGE_SUMS = {"requests_per_min": ("requests",), "errors_per_min": ("errors",),
+               "tokens_per_min": ("prompt_tokens", "completion_tokens")}
 
 HEALTH_CODES = {"ok": 0, "warning": 1, "critical": 2}
 HEALTH_NAMES = {code: name for name, code in HEALTH_CODES.items()}
@@ -342,6 +362,8 @@ def query_with_plan(series: str, *, node: Any = None, accelerator: Any = None, j
     definition = get_series(series)
     scope = _SCOPES[definition.scope]
     filters = _filters(definition, {"node": node, "accelerator": accelerator, "job": job, "instance": instance})
+    if definition.source == "usage":
+        return _usage_query(definition, filters, start=start, end=end, step=step, now=now)
     entities = _model(scope.entity_model).objects.all()
     for column, value in filters.items():
         lookup = "pk" if column == scope.entity_field else column
@@ -391,6 +413,8 @@ def latest(series: str, window_s: float, *, node: Any = None, accelerator: Any =
         raise SeriesError({"window_s": ["must be a number of seconds"]}) from None
     if window_ms <= 0:
         raise SeriesError({"window_s": ["must be positive"]})
+    if definition.source == "usage":
+        return _usage_latest(definition, filters, window_ms)
     cutoff = now_ms() - window_ms
     table = _model(scope.raw["raw"])
     column = definition.column
@@ -409,6 +433,53 @@ def latest(series: str, window_s: float, *, node: Any = None, accelerator: Any =
         labels = {label: row[lookup] for label, lookup in scope.label_fields.items()}
         out.append(LatestValue(labels, float(row["_value"]), ms_to_datetime(row["_ts"])))
     return out
+
+
+# ------------------------------------------------------------------------------------ gateway usage
+
+
+def _usage_sums(definition: SeriesDef, filters: dict[str, int], start_ms: int, end_ms: int):
+    """``(job_id, minute, value)`` summed over the gateway's usage rows of each job and minute."""
+    columns = _USAGE_SUMS[definition.column]
+    total = sum((F(c) for c in columns[1:]), F(columns[0]))
+    return (_model("jobs.UsageMinute").objects
+            .filter(minute__gte=ms_to_datetime(start_ms), minute__lt=ms_to_datetime(end_ms), job__isnull=False,
+                    **filters)
+            .values("job_id", "minute").annotate(v=Sum(total)).order_by("job_id", "minute")
+            .values_list("job_id", "minute", "v"))
+
+
+def _usage_query(definition: SeriesDef, filters: dict[str, int], *, start: Any, end: Any, step: Any,
+                 now: int | None) -> tuple[QueryPlan, list[SeriesPoints]]:
+    """A gateway series: per-minute counts, summed into buckets of whole minutes and divided by the
+    bucket's minutes (a rate per minute); buckets with no usage are left out."""
+    plan = plan_query(definition, start=start, end=end, step=step, now=now)
+    step_s = max(ROLLUP_STEP_S, math.ceil((plan.step_s or ROLLUP_STEP_S) / ROLLUP_STEP_S) * ROLLUP_STEP_S)
+    plan = QueryPlan(definition, plan.start_ms, plan.end_ms, step_s, "1m")
+    step_ms = step_s * 1000
+    by_entity: dict[int, dict[int, float]] = {}
+    for job_id, minute, value in _usage_sums(definition, filters, plan.start_ms, plan.end_ms):
+        bucket = int(minute.timestamp() * 1000) // step_ms * step_ms
+        buckets = by_entity.setdefault(job_id, {})
+        buckets[bucket] = buckets.get(bucket, 0.0) + float(value or 0)
+    minutes = step_s / ROLLUP_STEP_S
+    labels = _labels(definition.scope, list(by_entity))
+    return plan, [SeriesPoints(labels.get(pk, _orphan_labels(definition.scope, pk)),
+                               [(ts / 1000, v / minutes) for ts, v in sorted(buckets.items())])
+                  for pk, buckets in by_entity.items()]
+
+
+def _usage_latest(definition: SeriesDef, filters: dict[str, int], window_ms: int) -> list[LatestValue]:
+    """The newest complete minute of each job within the window (the current minute is still being
+    counted, so it is left out; the window reaches one minute further back for that)."""
+    now = now_ms()
+    current_minute = now // 60_000 * 60_000
+    newest: dict[int, tuple[datetime, float]] = {}
+    for job_id, minute, value in _usage_sums(definition, filters, now - window_ms - 60_000, current_minute):
+        newest[job_id] = (minute, float(value or 0))  # ascending by minute: the last one wins
+    labels = _labels(definition.scope, list(newest))
+    return [LatestValue(labels.get(pk, _orphan_labels(definition.scope, pk)), value, minute)
+            for pk, (minute, value) in sorted(newest.items())]
 
 
 def _labels(scope_name: str, pks: list[int]) -> dict[int, dict[str, Any]]:
