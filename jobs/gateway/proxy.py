@@ -67,7 +67,7 @@ class Forwarder:
         self.balancer = balancer
 
     async def forward(self, request: web.Request, resolution: Resolution, path: str, body: dict, *,
-                      deadline: float, outcome: Outcome) -> web.StreamResponse:
+                      started: float, deadline: float, outcome: Outcome) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         stream = body.get("stream") is True
         client_wants_usage = False
@@ -96,7 +96,7 @@ class Forwarder:
                 try:
                     if stream:
                         response = await self._stream(request, upstream, path, payload, timeout, outcome,
-                                                      strip_usage=not client_wants_usage)
+                                                      started=started, strip_usage=not client_wants_usage)
                     else:
                         response = await self._once(upstream, path, payload, timeout, outcome)
                 except _Retry as problem:
@@ -142,7 +142,8 @@ class Forwarder:
         return web.Response(status=status, body=data, headers={"Content-Type": content_type})
 
     async def _stream(self, request: web.Request, upstream: Upstream, path: str, payload: bytes,
-                      timeout: aiohttp.ClientTimeout, outcome: Outcome, *, strip_usage: bool) -> web.StreamResponse:
+                      timeout: aiohttp.ClientTimeout, outcome: Outcome, *, started: float,
+                      strip_usage: bool) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         try:
             upstream_response = await self.session.post(upstream.base_url + path, data=payload,
@@ -180,7 +181,7 @@ class Forwarder:
                 if out:
                     await response.write(out)  # a client gone raises ConnectionResetError to the handler
                     if outcome.ttft_s is None:
-                        outcome.ttft_s = loop.time() - request["gateway_started"]
+                        outcome.ttft_s = loop.time() - started
                 try:
                     chunk = await anext(chunks)
                 except StopAsyncIteration:

@@ -118,7 +118,7 @@ class Gateway:
 
     async def inference(self, request: web.Request) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
-        started = request["gateway_started"] = loop.time()
+        started = loop.time()
         outcome = Outcome()
         key: KeyView | None = None
         admitted = False
@@ -139,7 +139,8 @@ class Gateway:
                 await self.limits.admit(key)
                 admitted = True
             response = await self.forwarder.forward(request, resolution, ENDPOINTS[request.path], body,
-                                                    deadline=started + self.timeout_s, outcome=outcome)
+                                                    started=started, deadline=started + self.timeout_s,
+                                                    outcome=outcome)
             outcome.status = response.status
             return response
         except GatewayError as error:
