@@ -16,7 +16,6 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -272,6 +271,3 @@ class StateCache:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-
-def model_names_for(snapshot: Snapshot, key: KeyView) -> Iterable[str]:
-    return [name for name in snapshot.model_names() if key.may_use(name)]
