@@ -1,10 +1,10 @@
 """``make run``: the whole console in the foreground on one machine.
 
 Migrates, bootstraps (groups, admin user, node ``local``), then starts the ASGI web server
-(daphne), a Celery worker for every queue, Celery beat and the telemetry collector, keeps them
-running (a child that exits is restarted with back-off: console.supervisor), and stops them all on
-Ctrl-C.
-Honours PORT, BIND, CONSOLE_DATA_DIR, CONSOLE_ADMIN_PASSWORD (shared/API.md).
+(daphne), the inference gateway (``manage.py gateway`` on CONSOLE_GATEWAY_PORT, docs/gateway.md),
+a Celery worker for every queue, Celery beat and the telemetry collector, keeps them running (a
+child that exits is restarted with back-off: console.supervisor), and stops them all on Ctrl-C.
+Honours PORT, BIND, CONSOLE_GATEWAY_PORT, CONSOLE_DATA_DIR, CONSOLE_ADMIN_PASSWORD (shared/API.md).
 """
 
 import os
@@ -41,10 +41,13 @@ def main() -> int:
     _manage("migrate", "--noinput", "-v", "0", env=env)
     _manage("bootstrap", env=env)
 
+    gateway_port = env.get("CONSOLE_GATEWAY_PORT", "8001")
     queues = "lifecycle,telemetry,long"
     log_level = env.get("CONSOLE_WORKER_LOG_LEVEL", "WARNING")
     commands = {
         "web": [str(BIN / "daphne"), "-b", bind, "-p", port, "console.asgi:application"],
+        # Applications' front door: its own asyncio process, not Django's request path.
+        "gateway": [sys.executable, str(ROOT / "manage.py"), "gateway", "--host", bind, "--port", gateway_port],
         "worker": [str(BIN / "celery"), "-A", "console", "worker", "-Q", queues, "--pool", "threads",
                    "--concurrency", env.get("CONSOLE_WORKER_CONCURRENCY", "8"), "-n", "embedded@%h",
                    "--loglevel", log_level],
@@ -65,8 +68,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     supervisor.start()
-    print(f"BooM Console is starting on http://{bind}:{port}/ (data in {data_dir}). Ctrl-C stops it.",
-          flush=True)
+    print(f"BooM Console is starting on http://{bind}:{port}/ (data in {data_dir}); inference gateway on "
+          f"http://{bind}:{gateway_port}/v1. Ctrl-C stops it.", flush=True)
     exit_code = 0
     while not stopping:
         if not supervisor.tick():
@@ -74,7 +77,7 @@ def main() -> int:
             exit_code = 1
             break
         time.sleep(0.2)
-    print("Stopping web server, worker, scheduler and collector...", flush=True)
+    print("Stopping web server, gateway, worker, scheduler and collector...", flush=True)
     supervisor.stop()
     return exit_code
 

@@ -294,6 +294,10 @@ CONSOLE_INSTANCE_PORT_RANGE = (env_int("CONSOLE_INSTANCE_PORT_MIN", 18000, minim
 CONSOLE_GATEWAY_PORT = env_int("CONSOLE_GATEWAY_PORT", 8001, minimum=1, maximum=65535)
 # The address applications use (shown in snippets and the playground); behind a proxy, its public URL.
 CONSOLE_GATEWAY_URL = env_str("CONSOLE_GATEWAY_URL", f"http://127.0.0.1:{CONSOLE_GATEWAY_PORT}").rstrip("/")
+# Largest request body the gateway accepts (413 above it); 8 MiB holds long prompts and small images.
+CONSOLE_GATEWAY_MAX_BODY_BYTES = env_int("CONSOLE_GATEWAY_MAX_BODY_BYTES", 8 << 20, minimum=1024, maximum=1 << 30)
+# A request's deadline (seconds, streams included): retries happen within it.
+CONSOLE_GATEWAY_TIMEOUT_S = env_int("CONSOLE_GATEWAY_TIMEOUT_S", 600, minimum=1, maximum=86400)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

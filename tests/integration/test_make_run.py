@@ -28,7 +28,8 @@ def login(client: httpx.Client, base: str, password: str) -> None:
 def test_the_launcher_starts_the_console_and_ctrl_c_stops_everything(tmp_path):
     port = free_port()
     env = {"PATH": "/usr/bin:/bin", "PORT": str(port), "CONSOLE_DATA_DIR": str(tmp_path / "data"),
-           "CONSOLE_ADMIN_PASSWORD": "correct-horse-battery", "HOME": str(tmp_path)}
+           "CONSOLE_ADMIN_PASSWORD": "correct-horse-battery", "HOME": str(tmp_path),
+           "CONSOLE_GATEWAY_PORT": str(free_port())}
     launcher = subprocess.Popen([sys.executable, "-m", "console.launcher"], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
@@ -73,7 +74,8 @@ def test_a_child_killed_with_sigkill_is_restarted_and_the_web_server_stays_up(tm
     port = free_port()
     data = tmp_path / "data"
     env = {"PATH": "/usr/bin:/bin", "PORT": str(port), "CONSOLE_DATA_DIR": str(data),
-           "CONSOLE_ADMIN_PASSWORD": "correct-horse-battery", "HOME": str(tmp_path), "CONSOLE_COLLECTOR": "false"}
+           "CONSOLE_ADMIN_PASSWORD": "correct-horse-battery", "HOME": str(tmp_path), "CONSOLE_COLLECTOR": "false",
+           "CONSOLE_GATEWAY_PORT": str(free_port())}
     launcher = subprocess.Popen([sys.executable, "-m", "console.launcher"], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
