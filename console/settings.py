@@ -304,8 +304,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "console.core.inputs.SafeFilterBackend",
         "rest_framework.filters.OrderingFilter",
+    ],
+    # The input policy (console/core/inputs.py, docs/security.md): no NUL or lone surrogate, bounded nesting.
+    "DEFAULT_PARSER_CLASSES": [
+        "console.core.inputs.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "console.core.api.exception_handler",
