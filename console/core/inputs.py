@@ -156,3 +156,30 @@ class SafeStaticFilesHandler(ASGIStaticFilesHandler):
         except (SuspiciousOperation, ValueError, Http404):
             return HttpResponseNotFound()
 
+
+
+def repaired_fields(obj, fields) -> dict:
+    """The fields of ``obj`` (text or JSON) whose value held bad text, with that text replaced by U+FFFD."""
+    changed = {}
+    for name in fields:
+        value = getattr(obj, name)
+        fixed = scrub_tree(value)
+        if fixed is not value:
+            changed[name] = fixed
+    return changed
+
+
+def repair_rows(model, fields, connection) -> int:
+    """Rewrite the rows of ``model`` whose ``fields`` hold NUL or lone surrogates (data migrations of issue 13).
+
+    PostgreSQL never stored such text (it refuses it), so only SQLite databases are walked. Returns the
+    number of rows repaired."""
+    if connection.vendor == "postgresql":
+        return 0
+    count = 0
+    for obj in model.objects.only("pk", *fields).iterator(chunk_size=500):
+        changed = repaired_fields(obj, fields)
+        if changed:
+            model.objects.filter(pk=obj.pk).update(**changed)
+            count += 1
+    return count
