@@ -16,13 +16,16 @@ from console.core.env import (
     env_int,
     env_list,
     env_str,
+    private_data_dir,
     secret_from_env_or_file,
 )
 from console.core.outbound import parse_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("CONSOLE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# The data folder holds the database, the secret and the broker spool: only the console's user reads it
+# (docs/security.md). Files this process creates are 0600 and folders 0700; existing ones are fixed here.
+private_data_dir(DATA_DIR)
 
 # The console's own secret: signs sessions and derives the key that encrypts SSH private keys.
 CONSOLE_SECRET_KEY = secret_from_env_or_file("CONSOLE_SECRET_KEY", "CONSOLE_SECRET_KEY_FILE", DATA_DIR / "secret_key")
