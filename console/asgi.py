@@ -11,11 +11,11 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from console.core.inputs import SafeStaticFilesHandler  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
 
-http_app = ASGIStaticFilesHandler(django_asgi) if settings.CONSOLE_SERVE_STATIC else django_asgi
+http_app = SafeStaticFilesHandler(django_asgi) if settings.CONSOLE_SERVE_STATIC else django_asgi
 
 application = ProtocolTypeRouter(
     {

@@ -16,12 +16,16 @@ from console.core.env import (
     env_int,
     env_list,
     env_str,
+    private_data_dir,
     secret_from_env_or_file,
 )
+from console.core.outbound import parse_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("CONSOLE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# The data folder holds the database, the secret and the broker spool: only the console's user reads it
+# (docs/security.md). Files this process creates are 0600 and folders 0700; existing ones are fixed here.
+private_data_dir(DATA_DIR)
 
 # The console's own secret: signs sessions and derives the key that encrypts SSH private keys.
 CONSOLE_SECRET_KEY = secret_from_env_or_file("CONSOLE_SECRET_KEY", "CONSOLE_SECRET_KEY_FILE", DATA_DIR / "secret_key")
@@ -201,6 +205,12 @@ CONSOLE_RECONCILE_INTERVAL_S = float(env_int("CONSOLE_RECONCILE_INTERVAL_MS", 10
 # Serving benchmarks (docs/benchmarks-serving.md): dataset files must lie in this directory (an
 # operator must not be able to send any file of the console host to an endpoint of their choice).
 CONSOLE_BENCHMARK_DATASET_DIR = Path(env_str("CONSOLE_BENCHMARK_DATASET_DIR", str(DATA_DIR / "datasets"))).resolve()
+# Benchmarks target this console's own instances; other endpoint URLs only in these networks (CIDRs, comma-separated).
+CONSOLE_BENCHMARK_ALLOWED_NETWORKS = env_list("CONSOLE_BENCHMARK_ALLOWED_NETWORKS", [])
+try:
+    parse_networks(CONSOLE_BENCHMARK_ALLOWED_NETWORKS)
+except ValueError as exc:
+    raise EnvError(f"CONSOLE_BENCHMARK_ALLOWED_NETWORKS: {exc}") from None
 CONSOLE_NODE_LOSS_GRACE_S = env_int("CONSOLE_NODE_LOSS_GRACE_S", 20, minimum=0)
 CONSOLE_RESTART_BACKOFF_FIRST_S = env_int("CONSOLE_RESTART_BACKOFF_FIRST_S", 10, minimum=0)
 CONSOLE_RESTART_BACKOFF_MAX_S = env_int("CONSOLE_RESTART_BACKOFF_MAX_S", 300, minimum=1)
@@ -262,6 +272,9 @@ CONSOLE_NOTIFY_RETRY_FIRST_S = env_int("CONSOLE_NOTIFY_RETRY_FIRST_S", 10, minim
 CONSOLE_NOTIFY_RETRY_MAX_S = env_int("CONSOLE_NOTIFY_RETRY_MAX_S", 600, minimum=1)
 CONSOLE_NOTIFY_MAX_AGE_S = env_int("CONSOLE_NOTIFY_MAX_AGE_S", 24 * 3600, minimum=60)
 CONSOLE_NOTIFY_CONCURRENCY = env_int("CONSOLE_NOTIFY_CONCURRENCY", 8, minimum=1, maximum=64)
+# Notification channels may post to loopback and private addresses (receivers are often internal). False refuses
+# them; link-local addresses (169.254.169.254, the cloud metadata service) are always refused (docs/security.md).
+CONSOLE_NOTIFY_ALLOW_PRIVATE = env_bool("CONSOLE_NOTIFY_ALLOW_PRIVATE", True)
 # Links in notifications (Alertmanager's externalURL) point here.
 CONSOLE_EXTERNAL_URL = env_str("CONSOLE_EXTERNAL_URL", f"http://127.0.0.1:{env_str('PORT', '8000')}")
 CELERY_BEAT_SCHEDULE["alerting-evaluate"] = {
@@ -308,8 +321,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "console.core.inputs.SafeFilterBackend",
         "rest_framework.filters.OrderingFilter",
+    ],
+    # The input policy (console/core/inputs.py, docs/security.md): no NUL or lone surrogate, bounded nesting.
+    "DEFAULT_PARSER_CLASSES": [
+        "console.core.inputs.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "console.core.api.exception_handler",

@@ -1,5 +1,7 @@
 """Serving jobs (what the operator wants) and instances (what runs), with accelerator allocations."""
 
+import json
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -17,6 +19,7 @@ from jobs.choices import (
     PlacementStrategy,
     PromptSource,
 )
+from nodes.crypto import default_box
 
 
 class Job(models.Model):
@@ -43,6 +46,9 @@ class Job(models.Model):
     )
     extra_args = models.JSONField(_("extra arguments"), default=list, blank=True)
     env = models.JSONField(_("environment"), default=dict, blank=True)
+    # Secret environment entries (HF_TOKEN...): a JSON object encrypted like SSH keys (nodes.crypto), write-only in
+    # the API and pages (their names are shown), passed to the engine only (docs/jobs.md, docs/security.md).
+    encrypted_secret_env = models.TextField(blank=True, editable=False)
     max_model_len = models.PositiveIntegerField(_("max model length"), null=True, blank=True)
     options = models.JSONField(_("engine options"), default=dict, blank=True)
     desired_state = models.CharField(
@@ -64,6 +70,19 @@ class Job(models.Model):
 
     def __str__(self):
         return self.name
+
+    def secret_env(self) -> dict[str, str]:
+        """The secret environment entries, decrypted (for the launch spec only)."""
+        if not self.encrypted_secret_env:
+            return {}
+        return json.loads(default_box().decrypt(self.encrypted_secret_env))
+
+    def set_secret_env(self, values: dict[str, str]) -> None:
+        self.encrypted_secret_env = default_box().encrypt(json.dumps(values)) if values else ""
+
+    @property
+    def secret_env_names(self) -> list[str]:
+        return sorted(self.secret_env())
 
 
 class InstanceQuerySet(models.QuerySet):

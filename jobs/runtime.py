@@ -42,6 +42,7 @@ def launch_spec(instance, accelerators, members=None, workdir: str | None = None
     transport = transport_for(node)
     python = job.options.get("python") or transport.python
     env = {str(k): str(v) for k, v in (job.env or {}).items()}
+    env.update(job.secret_env())  # secret entries reach the engine's environment only (docs/jobs.md)
     env.setdefault("BOOM_CONSOLE_ROOT", str(settings.BASE_DIR))
 
     vendor = accelerators[0].vendor if accelerators else None

@@ -125,8 +125,11 @@ def create_job(data: dict, request=None) -> Job:
     create page both come here."""
     user = getattr(request, "user", None)
     with transaction.atomic():
-        job = Job.objects.create(**data, created_by=user if user is not None and user.is_authenticated else None)
-        audit.record("create", job, request=request, detail={"fields": sorted(data)})
+        fields = {k: v for k, v in data.items() if k != "secret_env"}
+        job = Job(**fields, created_by=user if user is not None and user.is_authenticated else None)
+        job.set_secret_env(data.get("secret_env") or {})
+        job.save()
+        audit.record("create", job, request=request, detail={"fields": sorted(data)})  # names, never values
         if job.desired_state == DesiredState.RUNNING:
             start_job(job, request=request, check_room=False)
     return job

@@ -94,3 +94,30 @@ def secret_from_env_or_file(name: str, file_name: str, default_path: Path) -> st
     with os.fdopen(fd, "w") as handle:
         handle.write(text + "\n")
     return text
+
+
+def private_data_dir(path: Path) -> None:
+    """Make ``path`` the console's private data folder: umask 0o077 for this process (new files 0600, new
+    folders 0700), the folder created 0700, and the folder, its files and its sub-folders one level down
+    (the broker spool) tightened to 0700 / 0600 when an older version left them readable to others."""
+    os.umask(0o077)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _tighten(path, 0o700)
+    for child in path.iterdir():
+        if child.is_symlink():
+            continue
+        if child.is_dir():
+            _tighten(child, 0o700)
+            for grandchild in child.iterdir():
+                if grandchild.is_dir() and not grandchild.is_symlink():
+                    _tighten(grandchild, 0o700)
+        elif child.is_file():
+            _tighten(child, 0o600)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    try:
+        if path.stat().st_mode & 0o777 & ~mode:
+            path.chmod(path.stat().st_mode & 0o777 & mode)
+    except OSError:
+        pass  # not ours (a shared mount): the umask still protects what we create

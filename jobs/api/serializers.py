@@ -3,6 +3,7 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from console.core.permissions import OPERATOR, has_role
 from jobs import services
 from jobs.choices import DesiredState
 from jobs.engines.registry import ENGINES
@@ -18,6 +19,8 @@ from nodes import validators
 GENERIC_OPTIONS = {"python": (str, None), "served_name": (str, None), "start_timeout_s": (float, 1),
                    "stop_grace_s": (float, 0)}
 # Where an engine's message about a launch-spec field is shown: the job field the user sets.
+#: What viewers read instead of a plain env value (operators and admins see the values).
+MASK = "******"
 SPEC_FIELD_TO_JOB_FIELD = {
     "model_path": "model_version",
     "dtype": "model_version",
@@ -80,7 +83,13 @@ class JobSerializer(serializers.ModelSerializer):
     nodes_per_replica = serializers.IntegerField(min_value=1, max_value=16, default=1)
     node_selector = serializers.JSONField(required=False)
     extra_args = serializers.JSONField(required=False)
-    env = serializers.JSONField(required=False)
+    env = serializers.JSONField(required=False, help_text="Plain NAME: value entries; values are masked for viewers.")
+    secret_env = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False, write_only=True,
+        help_text="Secret NAME: value entries (HF_TOKEN...), stored encrypted and never returned; given, it replaces "
+                  "the job's secret entries ({} removes them).")
+    secret_env_names = serializers.ListField(child=serializers.CharField(), read_only=True,
+                                             help_text="The names of the secret entries.")
     options = serializers.JSONField(required=False)
     desired_state = serializers.ChoiceField(choices=DesiredState.choices, required=False)
     engine_label = serializers.SerializerMethodField()
@@ -104,6 +113,8 @@ class JobSerializer(serializers.ModelSerializer):
             "placement",
             "extra_args",
             "env",
+            "secret_env",
+            "secret_env_names",
             "max_model_len",
             "options",
             "desired_state",
@@ -164,6 +175,25 @@ class JobSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("An object of NAME: value strings.")
         return value  # names and values are the engine's to check, in validate()
 
+    def validate_secret_env(self, value):
+        clash = sorted(set(value) & set(self.initial_data.get("env") or {})) if isinstance(
+            getattr(self, "initial_data", None), dict) else []
+        if clash:
+            raise serializers.ValidationError(f"Also in env: {', '.join(clash)}.")
+        return value
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if data.get("env") and not (request is not None and has_role(request.user, OPERATOR)):
+            data["env"] = {name: MASK for name in data["env"]}  # viewers see the names only
+        return data
+
+    def update(self, instance, validated_data):
+        if "secret_env" in validated_data:
+            instance.set_secret_env(validated_data.pop("secret_env"))
+        return super().update(instance, validated_data)
+
     def validate_options(self, value):
         if not isinstance(value, dict):
             raise serializers.ValidationError("An object.")
@@ -205,6 +235,11 @@ class JobSerializer(serializers.ModelSerializer):
             known = ", ".join(sorted(GENERIC_OPTIONS))
             errors["options"] = [f"Unknown option {key!r} for the {engine.name} engine; known: {known}."
                                  for key in unknown]
+        secret = attrs.get("secret_env")
+        if secret is None and self.instance is not None:
+            secret = dict.fromkeys(self.instance.secret_env_names, "")
+        if secret:  # the engine checks the names of secret entries as it checks env's (values stay out)
+            merged = {**merged, "env": {**dict.fromkeys(secret, "x"), **(merged.get("env") or {})}}
         for spec_field, messages in engine.validate(draft_launch_spec(engine, merged)).items():
             field = SPEC_FIELD_TO_JOB_FIELD.get(spec_field, "non_field_errors")
             if spec_field in ("model_path", "dtype"):

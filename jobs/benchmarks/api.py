@@ -18,15 +18,21 @@ from rest_framework import mixins, renderers, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from console.core import audit
+from console.core import audit, outbound
 from console.core.api import ERRORS
 from jobs.benchmarks import export, generator, services
 from jobs.choices import BenchmarkApi, PromptSource
-from jobs.models import DEFAULT_BENCHMARK_CONCURRENCY, BenchmarkRun, Job
+from jobs.models import DEFAULT_BENCHMARK_CONCURRENCY, BenchmarkRun, Instance, Job
 
 MAX_LEVELS = 16
 MAX_CONCURRENCY = 1024
 MAX_DATASET_BYTES = 64 << 20
+
+
+def own_endpoints() -> list[str]:
+    """The endpoints of this console's instances (any job, any state that has a port)."""
+    instances = Instance.objects.filter(node__isnull=False, port__isnull=False, member=0).select_related("node")
+    return [i.endpoint for i in instances if i.endpoint]
 
 
 class BenchmarkRunSerializer(serializers.ModelSerializer):
@@ -81,6 +87,10 @@ class BenchmarkRunSerializer(serializers.ModelSerializer):
         value = value.rstrip("/")
         if value.count("/") == 2:  # scheme://host[:port] without a path
             value += "/v1"
+        try:  # the outbound policy (docs/security.md): the console's own instances, or an allowed network
+            outbound.check_benchmark_url(value, own_endpoints())
+        except outbound.OutboundRefused as exc:
+            raise serializers.ValidationError(str(exc)) from None
         return value
 
     def validate_dataset_path(self, value: str) -> str:

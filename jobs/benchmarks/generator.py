@@ -288,11 +288,10 @@ async def _send_once(session: aiohttp.ClientSession, spec: LoadSpec, index: int,
     answered = False
     try:
         async with asyncio.timeout(spec.request_timeout_s):
-            async with session.post(url, json=spec.body(prompt)) as response:
+            async with session.post(url, json=spec.body(prompt), allow_redirects=False) as response:
                 answered = True
-                if response.status != 200:
-                    text = (await response.text(errors="replace"))[:200]
-                    return _error(answered, result, f"http_{response.status}", f"HTTP {response.status}: {text}")
+                if response.status != 200:  # the body is not kept: viewers read the run (docs/security.md)
+                    return _error(answered, result, f"http_{response.status}", f"HTTP {response.status}")
                 ctype = response.headers.get("Content-Type", "")
                 if "text/event-stream" not in ctype:
                     return _error(answered, result, "protocol",
@@ -312,11 +311,11 @@ async def _send_once(session: aiohttp.ClientSession, spec: LoadSpec, index: int,
                     try:
                         event = json.loads(data)
                     except ValueError:
-                        return _error(answered, result, "protocol", f"a chunk is not JSON: {data[:100]!r}")
+                        return _error(answered, result, "protocol", "a chunk is not JSON")
                     if not isinstance(event, dict):
-                        return _error(answered, result, "protocol", f"a chunk is not a JSON object: {data[:100]!r}")
+                        return _error(answered, result, "protocol", "a chunk is not a JSON object")
                     if "error" in event:
-                        return _error(answered, result, "protocol", f"error event: {str(event['error'])[:200]}")
+                        return _error(answered, result, "protocol", "an error event in the stream")
                     usage = event.get("usage")
                     if usage and isinstance(usage, dict) and usage.get("completion_tokens") is not None:
                         result.output_tokens = int(usage["completion_tokens"])
@@ -384,7 +383,7 @@ async def _probe_one(session: aiohttp.ClientSession, base: str, spec: LoadSpec) 
     models_url = base.rstrip("/") + "/models"
     try:
         async with asyncio.timeout(10):
-            async with session.get(models_url) as response:
+            async with session.get(models_url, allow_redirects=False) as response:
                 listed: list[str] = []
                 if response.status == 200:
                     try:
@@ -443,7 +442,7 @@ def metrics_url(base: str) -> str:
 async def _scrape(session: aiohttp.ClientSession, base: str) -> Any:
     try:
         async with asyncio.timeout(3):
-            async with session.get(metrics_url(base)) as response:
+            async with session.get(metrics_url(base), allow_redirects=False) as response:
                 if response.status != 200:
                     return None
                 text = await response.text(errors="replace")

@@ -132,7 +132,7 @@ def test_slack_gets_text_and_a_coloured_attachment_and_a_404_is_permanent(messag
     receiver.script((404, "no_service", 0))
     with pytest.raises(NotifyError) as error:
         get_notifier(channel).send(message)
-    assert error.value.permanent and error.value.status_code == 404 and error.value.response == "no_service"
+    assert error.value.permanent and error.value.status_code == 404 and error.value.response == ""
     receiver.script((429, "rate_limited", 0, {"Retry-After": "30"}))
     with pytest.raises(NotifyError) as error:
         get_notifier(channel).send(message)

@@ -28,6 +28,13 @@ from tests.jobs.test_simulator import start_simulator
 S = BenchmarkStatus
 
 
+@pytest.fixture(autouse=True)
+def allowed_networks(settings):
+    """These tests point benchmarks at test servers and documentation addresses (the outbound policy allows
+    other endpoints than the console's own instances only in the networks an admin lists)."""
+    settings.CONSOLE_BENCHMARK_ALLOWED_NETWORKS = ["10.0.0.0/8", "127.0.0.0/8"]
+
+
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     """One simulator for the read-only generator tests: TTFT 20 ms, TPOT 5 ms."""

@@ -33,6 +33,7 @@ from console.alerting.models import (
     NotificationChannel,
     Silence,
 )
+from console.core import outbound
 from console.core.permissions import ADMIN, has_role
 from console.telemetry import series as telemetry
 
@@ -310,8 +311,11 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
             else:
                 try:
                     URLValidator(schemes=["http", "https"])(url)
+                    outbound.check_notify_url(url)
                 except DjangoValidationError:
                     errors["url"] = ["Must be an http:// or https:// URL."]
+                except outbound.OutboundRefused as exc:
+                    errors["url"] = [str(exc)]
             if address:
                 errors["address"] = ["Only email channels have an address."]
         if errors:

@@ -18,7 +18,9 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-RESPONSE_EXCERPT = 500
+from console.core import outbound
+
+RESPONSE_EXCERPT = 500  # of the console's own messages; receivers' bodies are never kept (docs/security.md)
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
@@ -99,7 +101,11 @@ def post_json(url: str, body: Any, *, timeout: float, headers: dict[str, str] | 
     if signer is not None:
         request_headers.update(signer(data))
     try:
-        with httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), follow_redirects=False) as client:
+        outbound.check_notify_url(url)
+    except outbound.OutboundRefused as exc:
+        raise NotifyError(f"refused by the outbound policy: {exc}", permanent=True) from None
+    try:
+        with outbound.http_client(timeout) as client:
             response = client.post(url, content=data, headers=request_headers)
     except httpx.TimeoutException as exc:
         raise NotifyError(f"no answer within {timeout:g} s ({type(exc).__name__})") from None
@@ -107,17 +113,17 @@ def post_json(url: str, body: Any, *, timeout: float, headers: dict[str, str] | 
         raise NotifyError(f"unusable URL: {exc}", permanent=True) from None
     except httpx.HTTPError as exc:
         raise NotifyError(f"connection failed: {type(exc).__name__}: {exc}"[:500]) from None
-    excerpt = response.text[:RESPONSE_EXCERPT]
     if 200 <= response.status_code < 300:
         return response
     transient = response.status_code in TRANSIENT_STATUS or response.status_code >= 500
-    raise NotifyError(f"the receiver answered HTTP {response.status_code}", permanent=not transient,
-                      status_code=response.status_code, response=excerpt,
+    raise NotifyError(outbound.failure_message(response.status_code), permanent=not transient,
+                      status_code=response.status_code,
                       retry_after=_retry_after(response.headers.get("Retry-After")))
 
 
 def result(response: httpx.Response) -> SendResult:
-    return SendResult(response.status_code, response.text[:RESPONSE_EXCERPT])
+    """The status code only: the receiver's body is not kept (viewers read delivery attempts)."""
+    return SendResult(response.status_code, "")
 
 
 def response_json(response: httpx.Response) -> dict:

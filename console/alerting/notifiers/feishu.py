@@ -66,8 +66,6 @@ class FeishuNotifier(Notifier):
         body = response_json(response)
         code = body.get("code", body.get("StatusCode", 0))
         if code not in (0, None):
-            detail = body.get("msg") or body.get("StatusMessage") or ""
-            raise NotifyError(f"Feishu refused the message: code {code} {detail}"[:500],
-                              permanent=code not in TRANSIENT_CODES, status_code=response.status_code,
-                              response=response.text[:500])
+            raise NotifyError(f"Feishu refused the message: code {code}"[:500],
+                              permanent=code not in TRANSIENT_CODES, status_code=response.status_code)
         return result(response)

@@ -45,7 +45,6 @@ class WeComNotifier(Notifier):
         body = response_json(response)
         code = body.get("errcode", 0)
         if code not in (0, None):
-            raise NotifyError(f"WeCom refused the message: errcode {code} {body.get('errmsg', '')}"[:500],
-                              permanent=code not in TRANSIENT_CODES, status_code=response.status_code,
-                              response=response.text[:500])
+            raise NotifyError(f"WeCom refused the message: errcode {code}"[:500],
+                              permanent=code not in TRANSIENT_CODES, status_code=response.status_code)
         return result(response)
