@@ -21,6 +21,8 @@ from console.core.env import (
     env_str,
     secret_from_env_or_file,
 )
+from console.core.ldap_config import BACKEND as LDAP_BACKEND
+from console.core.ldap_config import ldap_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("CONSOLE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -142,6 +144,11 @@ AUTH_PASSWORD_VALIDATORS = [
 # Sign-in (docs/security.md): django-axes first (it refuses locked-out credentials before any backend
 # checks them), then the company directory when configured (console.core.directory), then local accounts.
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# The company directory: CONSOLE_LDAP_URL and the CONSOLE_LDAP_* variables (docs/security-auth.md).
+_LDAP = ldap_settings(os.environ)
+if _LDAP:
+    globals().update(_LDAP)
+    AUTHENTICATION_BACKENDS.insert(1, LDAP_BACKEND)
 # Login lockout: after AXES_FAILURE_LIMIT wrong passwords for one user name from one address, that pair
 # is refused for CONSOLE_LOGIN_LOCKOUT_MINUTES (a right password included). Admin site: Axes > Access attempts.
 AXES_FAILURE_LIMIT = env_int("CONSOLE_LOGIN_FAILURE_LIMIT", 10, minimum=1)
