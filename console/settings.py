@@ -157,13 +157,9 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
-# Behind the TLS proxy REMOTE_ADDR is the proxy: the client is the address the proxy appended to
-# X-Forwarded-For (one proxy); otherwise only REMOTE_ADDR is trusted.
-if CONSOLE_TLS_PROXY:
-    AXES_IPWARE_PROXY_COUNT = 1
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
-else:
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+# The client's address is REMOTE_ADDR only: behind a proxy, daphne's --proxy-headers sets it from the
+# proxy's X-Forwarded-For (docs/deployment.md), so a client cannot choose it by sending that header.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
