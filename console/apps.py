@@ -12,3 +12,10 @@ class ConsoleConfig(AppConfig):
         from console.telemetry import series
 
         charts.set_series_reader(series.query)
+
+        # Login lockouts (django-axes) are written to the audit log.
+        from axes.signals import user_locked_out
+
+        from console.core.security import audit_lockout
+
+        user_locked_out.connect(audit_lockout, dispatch_uid="console-audit-lockout")

@@ -5,12 +5,15 @@ With no environment the console runs embedded: SQLite and the broker spool under
 ``REDIS_URL`` switch it to the production profile (PostgreSQL, Redis).
 """
 
+import os
+from datetime import timedelta
 from pathlib import Path
 
 from django.utils.translation import gettext_lazy as _
 
 from console.core.env import (
     EnvError,
+    allowed_hosts_for_bind,
     database_from_url,
     env_bool,
     env_int,
@@ -19,6 +22,8 @@ from console.core.env import (
     private_data_dir,
     secret_from_env_or_file,
 )
+from console.core.ldap_config import BACKEND as LDAP_BACKEND
+from console.core.ldap_config import ldap_settings
 from console.core.outbound import parse_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -37,8 +42,26 @@ CONSOLE_OLD_SECRET_KEYS = env_list("CONSOLE_OLD_SECRET_KEYS", [])
 CONSOLE_INSTANCE_PREFIX = env_str("CONSOLE_INSTANCE_PREFIX") or (
     "b" + __import__("hashlib").sha256(f"{CONSOLE_SECRET_KEY}:{DATA_DIR}".encode()).hexdigest()[:8])
 DEBUG = env_bool("CONSOLE_DEBUG", False)
-ALLOWED_HOSTS = env_list("CONSOLE_ALLOWED_HOSTS", ["*"])
+# The address the web server binds (console/launcher.py): the default allowed host names follow it
+# (docs/security.md): loopback names on loopback, the machine's name and addresses on 0.0.0.0.
+BIND = env_str("BIND", "127.0.0.1")
+ALLOWED_HOSTS = env_list("CONSOLE_ALLOWED_HOSTS", []) or allowed_hosts_for_bind(BIND)
 CSRF_TRUSTED_ORIGINS = env_list("CONSOLE_CSRF_TRUSTED_ORIGINS", [])
+
+# Behind a TLS-terminating proxy (docs/deployment.md): Secure cookies, the proxy's X-Forwarded-Proto
+# header trusted, HSTS for CONSOLE_HSTS_SECONDS (0 sends none).
+CONSOLE_TLS_PROXY = env_bool("CONSOLE_TLS_PROXY", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = CONSOLE_TLS_PROXY
+SESSION_COOKIE_HTTPONLY = True
+if CONSOLE_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = env_int("CONSOLE_HSTS_SECONDS", 31536000 if CONSOLE_TLS_PROXY else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("CONSOLE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy of every page (console.core.security); set to replace it, empty sends none.
+CONSOLE_CSP = os.environ.get("CONSOLE_CSP")
 
 INSTALLED_APPS = [
     "daphne",
@@ -54,6 +77,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "axes",
     "console.apps.ConsoleConfig",
     "nodes.apps.NodesConfig",
     "models_registry.apps.ModelsRegistryConfig",
@@ -71,6 +95,9 @@ MIDDLEWARE = [
     "console.core.middleware.RoleRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "console.core.security.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -118,6 +145,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Sign-in (docs/security.md): django-axes first (it refuses locked-out credentials before any backend
+# checks them), then the company directory when configured (console.core.directory), then local accounts.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# The company directory: CONSOLE_LDAP_URL and the CONSOLE_LDAP_* variables (docs/security-auth.md).
+_LDAP = ldap_settings(os.environ)
+if _LDAP:
+    globals().update(_LDAP)
+    AUTHENTICATION_BACKENDS.insert(1, LDAP_BACKEND)
+# Login lockout: after AXES_FAILURE_LIMIT wrong passwords for one user name from one address, that pair
+# is refused for CONSOLE_LOGIN_LOCKOUT_MINUTES (a right password included). Admin site: Axes > Access attempts.
+AXES_FAILURE_LIMIT = env_int("CONSOLE_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("CONSOLE_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+# The client's address is REMOTE_ADDR only: behind a proxy, daphne's --proxy-headers sets it from the
+# proxy's X-Forwarded-For (docs/deployment.md), so a client cannot choose it by sending that header.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -333,12 +379,18 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "console.core.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Rates are read from CONSOLE_API_THROTTLE_* on each request (console.core.security); empty: no limit.
+    "DEFAULT_THROTTLE_CLASSES": ["console.core.security.AnonThrottle", "console.core.security.UserThrottle"],
 }
+CONSOLE_API_THROTTLE_ANON = env_str("CONSOLE_API_THROTTLE_ANON", "120/minute")
+CONSOLE_API_THROTTLE_USER = env_str("CONSOLE_API_THROTTLE_USER", "3000/minute")
 SPECTACULAR_SETTINGS = {
     "TITLE": "BooM Console API",
     "DESCRIPTION": "Operations console for on-premise LLM inference clusters.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the docs page need a viewer, as every read of the API (issue 13, finding 8).
+    "SERVE_PERMISSIONS": ["console.core.permissions.RolePermission"],
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     # Served from our own static files: clusters are often air-gapped, so no CDN.

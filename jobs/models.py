@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from console.core.models import TransitionRecord
+from console.core.security import validate_web_url
 from jobs.choices import (
     ACTIVE_STATES,
     BenchmarkApi,
@@ -295,7 +296,7 @@ class BenchmarkRun(models.Model):
     job_name = models.CharField(max_length=63, blank=True, editable=False)
     model_version_name = models.CharField(max_length=200, blank=True, editable=False)
     engine = models.CharField(max_length=16, blank=True, editable=False)
-    endpoint_url = models.CharField(_("endpoint URL"), max_length=500, blank=True)
+    endpoint_url = models.CharField(_("endpoint URL"), max_length=500, blank=True, validators=[validate_web_url])
     endpoints = models.JSONField(default=list, editable=False,
                                  help_text="The /v1 base URLs the generator sends to, round-robin.")
     model = models.CharField(_("served model name"), max_length=200, blank=True,

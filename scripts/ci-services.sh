@@ -9,6 +9,8 @@
 #   prometheus      promtool, to check our /metrics exposition
 #   postgresql      database tests: the role in TEST_DATABASE_URL (default postgres) needs CREATEDB
 #   redis-server    broker and channel-layer tests
+#   slapd           OpenLDAP for the directory sign-in tests (tests/ldapd.py starts its own; none runs here),
+#                   with libldap2-dev/libsasl2-dev for building python-ldap where no wheel fits
 #   and shellcheck, with which `make test` checks every tracked shell script
 set -euo pipefail
 
@@ -26,6 +28,10 @@ command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
+[ -x /usr/sbin/slapd ] || missing+=(slapd)
+command -v ldapsearch >/dev/null || missing+=(ldap-utils)
+[ -f /usr/include/ldap.h ] || missing+=(libldap2-dev)
+[ -f /usr/include/sasl/sasl.h ] || missing+=(libsasl2-dev)
 
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"

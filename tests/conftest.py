@@ -29,6 +29,13 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def no_api_throttles(settings):
+    """The suite makes many API calls per user; tests/console/test_web_security.py sets a rate to test one."""
+    settings.CONSOLE_API_THROTTLE_ANON = None
+    settings.CONSOLE_API_THROTTLE_USER = None
+
+
 @pytest.fixture
 def make_user(db):
     def make(role: str | None, username: str | None = None) -> User:

@@ -20,6 +20,7 @@ from console.alerting.choices import (
     Suppression,
 )
 from console.core.models import TransitionRecord
+from console.core.security import validate_web_url
 from nodes.crypto import default_box
 
 
@@ -49,7 +50,7 @@ class AlertRule(models.Model):
     matchers = models.JSONField(_("label matchers"), default=list, blank=True)
     summary_template = models.TextField(_("summary template"), blank=True)
     description_template = models.TextField(_("description template"), blank=True)
-    runbook_url = models.CharField(_("runbook URL"), max_length=500, blank=True)
+    runbook_url = models.CharField(_("runbook URL"), max_length=500, blank=True, validators=[validate_web_url])
     group_by = models.JSONField(_("group by"), default=default_group_by, blank=True)
     group_wait_s = models.PositiveIntegerField(_("group wait (s)"), null=True, blank=True)
     group_interval_s = models.PositiveIntegerField(_("group interval (s)"), null=True, blank=True)
@@ -227,7 +228,7 @@ class NotificationChannel(models.Model):
 
     name = models.CharField(_("name"), max_length=100, unique=True)
     kind = models.CharField(_("kind"), max_length=16, choices=ChannelKind.choices)
-    url = models.CharField(_("URL"), max_length=2000, blank=True)
+    url = models.CharField(_("URL"), max_length=2000, blank=True, validators=[validate_web_url])
     address = models.CharField(_("email addresses"), max_length=1000, blank=True)
     encrypted_secret = models.TextField(blank=True, editable=False)  # DingTalk/Feishu signing, webhook HMAC
     enabled = models.BooleanField(_("enabled"), default=True)

@@ -4,8 +4,10 @@ Every setting the console takes from the environment goes through one of these, 
 typo in a deployment fails loudly at start-up instead of silently falling back.
 """
 
+import ipaddress
 import os
 import secrets
+import socket
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -121,3 +123,44 @@ def _tighten(path: Path, mode: int) -> None:
             path.chmod(path.stat().st_mode & 0o777 & mode)
     except OSError:
         pass  # not ours (a shared mount): the umask still protects what we create
+
+LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+
+
+def _host_entry(address: str) -> str:
+    """An address as ALLOWED_HOSTS spells it (IPv6 in brackets)."""
+    try:
+        return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
+    except ValueError:
+        return address
+
+
+def _machine_addresses() -> list[str]:
+    import psutil
+
+    out = []
+    for addresses in psutil.net_if_addrs().values():
+        for entry in addresses:
+            if entry.family in (socket.AF_INET, socket.AF_INET6):
+                out.append(_host_entry(entry.address.split("%", 1)[0]))
+    return out
+
+
+def allowed_hosts_for_bind(bind: str) -> list[str]:
+    """``ALLOWED_HOSTS`` when ``CONSOLE_ALLOWED_HOSTS`` is not set: the loopback names when the console
+    binds loopback; the bind address (and loopback) for one address; the machine's host name and every
+    address of its interfaces when it binds all of them (``0.0.0.0`` or ``::``). Never ``*``."""
+    bind = (bind or "127.0.0.1").strip().strip("[]")
+    if bind == "localhost":
+        return list(LOOPBACK_HOSTS)
+    try:
+        address = ipaddress.ip_address(bind)
+    except ValueError:  # a host name
+        return [bind, *LOOPBACK_HOSTS]
+    if address.is_loopback:
+        return list(LOOPBACK_HOSTS)
+    if address.is_unspecified:
+        hostname = socket.gethostname()
+        names = [hostname, *LOOPBACK_HOSTS, *_machine_addresses()]
+        return list(dict.fromkeys(n for n in names if n))
+    return [_host_entry(bind), *LOOPBACK_HOSTS]

@@ -1,4 +1,4 @@
-"""A benchmark run as CSV rows (one per concurrency level) or as one JSON document. Pure."""
+"""A benchmark run as CSV rows (one per concurrency level, cells spreadsheet-safe) or as one JSON document. Pure."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import csv
 import io
 from typing import Any
 
+from console.core.security import csv_safe
 from jobs.models import BenchmarkRun
 
 # Columns of the CSV export, in order: the seed's layout (concurrency, then throughput) first.
@@ -38,7 +39,8 @@ def to_csv(table: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in table:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        # Labels and targets are user text: a cell starting with = + - @ is not run as a formula.
+        writer.writerow({k: "" if v is None else csv_safe(v) for k, v in row.items()})
     return buffer.getvalue()
 
 

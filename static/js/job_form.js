@@ -2,7 +2,8 @@
 (function () {
   var form = document.getElementById("job-form");
   var body = document.getElementById("preview-body");
-  var t = window.BOOM_I18N || {};
+  // Translated words come from the page's data attributes (no inline script under the CSP).
+  var t = document.getElementById("placement-preview").dataset;
   var timer = null;
 
   function pairs(text) {
@@ -29,18 +30,30 @@
     };
   }
 
+  // Server text (node names, the reason) is set as text, never parsed as HTML.
+  function el(tag, text, cls) {
+    var node = document.createElement(tag);
+    if (text !== undefined) node.textContent = text;
+    if (cls) node.className = cls;
+    return node;
+  }
+
   function render(result) {
-    var html = "<p><b>" + result.placeable_replicas + "</b> " + t.placeable + "</p>";
+    var nodes = [];
+    var first = el("p");
+    first.appendChild(el("b", String(result.placeable_replicas)));
+    first.appendChild(document.createTextNode(" " + t.placeable));
+    nodes.push(first);
     if (result.memory_per_accelerator_bytes) {
-      html += "<p>" + t.perAcc + ": " + (result.memory_per_accelerator_bytes / 1073741824).toFixed(1) + " GiB</p>";
+      nodes.push(el("p", t.perAcc + ": " + (result.memory_per_accelerator_bytes / 1073741824).toFixed(1) + " GiB"));
     }
     result.replicas.forEach(function (members, r) {
-      html += "<div>r" + r + ": " + members.map(function (m) {
+      nodes.push(el("div", "r" + r + ": " + members.map(function (m) {
         return m.node_name + " [" + (m.accelerators.length ? m.accelerators.map(function (a) { return a.vendor + a.index; }).join(", ") : "CPU") + "]";
-      }).join(" + ") + "</div>";
+      }).join(" + ")));
     });
-    if (result.reason) html += "<p class='errorlist'>" + t.none + ": " + result.reason + "</p>";
-    body.innerHTML = html;
+    if (result.reason) nodes.push(el("p", t.none + ": " + result.reason, "errorlist"));
+    body.replaceChildren.apply(body, nodes);
   }
 
   function refresh() {

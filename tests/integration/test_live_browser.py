@@ -112,6 +112,8 @@ def test_the_job_page_streams_tokens_per_second_and_resumes_without_missing_poin
             page = browser.new_page()
             errors = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            # The pages pass the Content-Security-Policy: a refused script, style or connection is an error.
+            page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
             page.goto(f"{base}/login/")
             page.fill("input[name=username]", "admin")
             page.fill("input[name=password]", PASSWORD)

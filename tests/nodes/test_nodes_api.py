@@ -197,6 +197,7 @@ def test_an_operator_sets_and_ends_maintenance_with_history(operator_api):
     assert history[0]["actor"] == "operator-user"
 
 
-def test_the_openapi_schema_and_docs_are_served(client):
+def test_the_openapi_schema_and_docs_are_served_to_a_viewer(client, make_user):
+    client.force_login(make_user("viewer"))
     assert client.get("/api/schema/").status_code == 200
     assert client.get("/api/docs/").status_code == 200

@@ -5,7 +5,9 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 
 from console.core.permissions import ROLES
 from nodes.services import register_local_node
@@ -21,11 +23,17 @@ class Command(BaseCommand):
     def handle(self, *args, admin_user, no_local_node, **options):
         from django.conf import settings
 
-
+        password = os.environ.get("CONSOLE_ADMIN_PASSWORD")
+        if password:
+            # The same validators as a password set through the admin site (AUTH_PASSWORD_VALIDATORS).
+            try:
+                validate_password(password, user=get_user_model()(username=admin_user))
+            except ValidationError as error:
+                raise CommandError("CONSOLE_ADMIN_PASSWORD is refused by the password validators: "
+                                   + " ".join(error.messages)) from None
         for role in ROLES:
             Group.objects.get_or_create(name=role)
         user_model = get_user_model()
-        password = os.environ.get("CONSOLE_ADMIN_PASSWORD")
         user = user_model.objects.filter(username=admin_user).first()
         if user is None:
             generated = not password
