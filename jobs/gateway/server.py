@@ -79,7 +79,7 @@ class Gateway:
 
     # -- request path ------------------------------------------------------------------------------
 
-    def authenticate(self, request: web.Request) -> KeyView:
+    async def authenticate(self, request: web.Request) -> KeyView:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         token = token.strip()
@@ -87,7 +87,15 @@ class Gateway:
             raise GatewayError(401, "Missing API key: send 'Authorization: Bearer bk-...'.", "missing_api_key")
         if not self.state.snapshot.loaded_at:
             raise GatewayError(503, "The gateway is starting: retry in a moment.", "gateway_starting", retry_after=1)
-        key = self.state.snapshot.keys.get(digest(token)) if token.startswith(KEY_PREFIX) else None
+        if not token.startswith(KEY_PREFIX):
+            raise GatewayError(401, "Invalid API key.", "invalid_api_key")
+        arrived = time.monotonic()
+        hashed = digest(token)
+        key = self.state.snapshot.keys.get(hashed)
+        if key is None:
+            # Perhaps created a moment ago (the playground mints a key and uses it at once).
+            await self.state.refresh_on_miss(arrived)
+            key = self.state.snapshot.keys.get(hashed)
         if key is None:
             raise GatewayError(401, "Invalid API key.", "invalid_api_key")
         if key.revoked:
@@ -124,7 +132,7 @@ class Gateway:
         admitted = False
         model, label, route_id = "", "", None
         try:
-            key = self.authenticate(request)
+            key = await self.authenticate(request)
             body = await self.read_body(request)
             model = body["model"]
             if not key.may_use(model):
@@ -174,7 +182,7 @@ class Gateway:
 
     async def models(self, request: web.Request) -> web.Response:
         try:
-            key = self.authenticate(request)
+            key = await self.authenticate(request)
         except GatewayError as error:
             return error_response(error)
         names = [name for name in self.state.snapshot.model_names() if key.may_use(name)]

@@ -26,6 +26,8 @@ from django.db import close_old_connections, connection, connections
 log = logging.getLogger("jobs.gateway")
 
 CHECK_INTERVAL_S = 0.5
+# After a miss (an unknown key), the earliest next check: bounds the queries unknown keys can cause.
+MISS_CHECK_S = 0.2
 _RNG = random.Random()
 # A node in these states does not get requests even if its instances still say "running".
 UNUSABLE_NODE_STATES = ("unreachable",)
@@ -241,15 +243,31 @@ class StateCache:
         self.snapshot = Snapshot()
         self._fingerprint: tuple | None = None
         self._task: asyncio.Task | None = None
+        self._checked_at = 0.0  # monotonic time of the last fingerprint check
+        self._miss_lock = asyncio.Lock()
 
     async def refresh(self) -> bool:
         """Reload when the fingerprint changed; True when it did."""
+        self._checked_at = time.monotonic()
         current = await self.db.run(fingerprint)
         if current == self._fingerprint and self.snapshot.loaded_at:
             return False
         self.snapshot = await self.db.run(load_snapshot)
         self._fingerprint = current
         return True
+
+    async def refresh_on_miss(self, since: float, min_interval_s: float = MISS_CHECK_S) -> None:
+        """Something the snapshot does not know yet (a key created a moment ago): make sure a check for
+        changes started after ``since`` (the request's arrival, monotonic) before answering. Misses
+        wait for one another and share a check, and checks are at least ``min_interval_s`` apart:
+        unknown keys sent in a loop cost one small query per interval, not one per request."""
+        async with self._miss_lock:
+            if self._checked_at >= since:
+                return
+            wait = self._checked_at + min_interval_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await self.refresh()
 
     async def start(self) -> None:
         try:

@@ -250,6 +250,35 @@ def test_a_revoked_key_is_refused_within_two_seconds(gateway, world):
     assert time.monotonic() - revoked_at < 2
 
 
+def test_a_key_created_a_moment_ago_is_accepted_at_once_without_waiting_for_the_poll(start_gateway, world):
+    gateway = start_gateway(state_interval_s=3600.0)  # no poll during the test
+    gateway.refresh()
+    key, _ = world.key()  # created after the gateway's last look at the database
+    assert gateway.client(key).models.list().data == []  # accepted: no 401 while the snapshot catches up
+
+
+def test_unknown_keys_in_a_loop_cost_a_bounded_number_of_database_checks(start_gateway, world):
+    gateway = start_gateway(state_interval_s=3600.0)  # no poll during the test
+    gateway.refresh()
+    checks = []
+    state = gateway.gateway.state
+    original = state.refresh
+
+    async def counted():
+        checks.append(1)
+        return await original()
+
+    state.refresh = counted
+    started = time.monotonic()
+    for _ in range(20):
+        with pytest.raises(openai.AuthenticationError):
+            gateway.client("bk-not-a-key-" + "x" * 30).models.list()
+    elapsed = time.monotonic() - started
+    # One check per request at most, and never more often than MISS_CHECK_S (0.2 s) apart.
+    assert 1 <= len(checks) <= 20
+    assert len(checks) <= elapsed / 0.2 + 1
+
+
 def test_metrics_count_requests_by_code_with_latency_and_ttft_histograms(gateway, launch, world):
     world.served("m", launch("--model", "m"))
     key, _ = world.key()
