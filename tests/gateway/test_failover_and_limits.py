@@ -43,16 +43,26 @@ def test_killing_an_instance_with_kill_9_under_steady_load_fails_no_request(gate
     threads = [threading.Thread(target=client_loop) for _ in range(8)]
     for thread in threads:
         thread.start()
-    time.sleep(1.0)
-    before = ok[0]
-    first.process.kill()  # SIGKILL: in-flight requests lose their connection mid-answer
-    time.sleep(2.5)
-    stop.set()
-    for thread in threads:
-        thread.join(30)
+
+    def served_at_least(count: int, within: float = 120) -> bool:
+        """Counted, not timed: wait (generously, the machine may be loaded) until ``count`` answers came."""
+        deadline = time.monotonic() + within
+        while ok[0] < count and failed[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return ok[0] >= count
+
+    try:
+        assert served_at_least(20), ("no steady load before the kill", ok[0], errors[:3])
+        before = ok[0]
+        first.process.kill()  # SIGKILL: in-flight requests lose their connection mid-answer
+        first.process.wait()
+        assert served_at_least(before + 40), ("no load served after the kill", before, ok[0], errors[:3])
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
 
     assert failed[0] == 0, f"{failed[0]} failed requests: {errors[:3]}"
-    assert before > 20 and ok[0] - before > 20, (before, ok[0])
 
 
 def test_a_key_over_its_requests_per_minute_gets_429_with_retry_after_and_the_limit_named(gateway, launch, world):
@@ -117,7 +127,7 @@ def test_a_client_that_hangs_up_mid_stream_frees_its_slot_and_is_counted(gateway
             received += data
     # the slot is free again once the gateway noticed (its next write to the closed socket)
     client = gateway.client(key)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # generous: a loaded machine; the poll itself is every 0.5 s
     while True:
         try:
             assert chat(client, "slow", max_tokens=1).choices
