@@ -118,16 +118,6 @@ class RouteSerializer(serializers.ModelSerializer):
         return services.save_route(instance, request=self.context.get("request"), **data)
 
 
-class UsagePointSerializer(serializers.Serializer):
-    t = serializers.DateTimeField(help_text="Start of the bucket (UTC).")
-    requests = serializers.IntegerField()
-    errors = serializers.IntegerField()
-    prompt_tokens = serializers.IntegerField()
-    completion_tokens = serializers.IntegerField()
-    latency_ms_avg = serializers.FloatField(allow_null=True)
-    ttft_ms_avg = serializers.FloatField(allow_null=True)
-
-
 class UsageTotalsSerializer(serializers.Serializer):
     requests = serializers.IntegerField()
     errors = serializers.IntegerField()
@@ -135,6 +125,10 @@ class UsageTotalsSerializer(serializers.Serializer):
     completion_tokens = serializers.IntegerField()
     latency_ms_avg = serializers.FloatField(allow_null=True)
     ttft_ms_avg = serializers.FloatField(allow_null=True)
+
+
+class UsagePointSerializer(UsageTotalsSerializer):
+    t = serializers.DateTimeField(help_text="Start of the bucket (UTC).")
 
 
 class UsageSerializer(serializers.Serializer):
