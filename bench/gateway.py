@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import re
 import signal
 import socket
@@ -364,7 +365,7 @@ async def revocation(gw: GatewayProcess, owner, model: str, trials: int) -> dict
                 if time.perf_counter() - t0 > 30:
                     raise SystemExit(f"a new key was not accepted within 30 s: {sample.error}")
                 await asyncio.sleep(0.01)
-            await asyncio.sleep(0.3)  # revoke at a random phase of the gateway's check
+            await asyncio.sleep(random.uniform(0.1, 1.1))  # revoke at a random phase of the gateway's check
             t0 = time.perf_counter()
             await sync_to_async(revoke_key)(row)
             while True:
