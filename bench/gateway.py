@@ -249,7 +249,8 @@ def make_rows(jobs: dict[str, list[int]]):
     from nodes.models import Node
 
     owner = User.objects.create_user("bench-owner")
-    node = Node.objects.create(name="local", address="127.0.0.1", transport="local", status="online")
+    # a node of their own: the SSH case's placement (node selector) sees only its two nodes
+    node = Node.objects.create(name="bench-direct", address="127.0.0.1", transport="local", status="online")
     model = Model.objects.create(name="bench-model", family="qwen")
     version = ModelVersion.objects.create(model=model, version="v1", quantization="bf16", source_uri="/models/bench")
     rows = {}
@@ -258,7 +259,83 @@ def make_rows(jobs: dict[str, list[int]]):
         rows[name] = [Instance.objects.create(job=job, replica=i, member=0, node=node, port=port, state="running")
                       for i, port in enumerate(ports)]
     _, key = create_key(owner, name="bench")
-    return owner, key, rows
+    return owner, key, version, rows
+
+
+class SshCase:
+    """A job of two replicas placed and launched by the product's reconciler: one on the local node, one
+    on an SSH node (a real sshd on loopback, ``tests/sshd.py``). :meth:`lose` kills the SSH node's sshd
+    with every session and its engine, as a machine going down."""
+
+    LABELS = {"gateway-bench": "ssh-case"}
+
+    def __init__(self, work: Path, version) -> None:
+        from jobs import reconciler
+        from jobs.models import Instance, Job
+        from nodes.models import Node
+        from nodes.services import create_credential, probe_node, register_local_node
+        from tests.sshd import SshdNode
+
+        self.reconciler, self.Instance, self.Node = reconciler, Instance, Node
+        home = work / "ssh-node-home"
+        home.mkdir()
+        self.daemon = SshdNode(env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home)}).start()
+        local = register_local_node()
+        Node.objects.filter(pk=local.pk).update(labels=self.LABELS)
+        probe_node(local.pk)
+        credential = create_credential(name="bench-ssh", username=self.daemon.username,
+                                       private_key=self.daemon.client_key_pem, passphrase=None)
+        self.remote = Node.objects.create(name="ssh-node", address="127.0.0.1", transport="ssh",
+                                          ssh_port=self.daemon.port, credential=credential, labels=self.LABELS)
+        probe_node(self.remote.pk)
+        self.remote.refresh_from_db()
+        if self.remote.status != "online":
+            raise SystemExit(f"the SSH node is {self.remote.status}: {self.remote.status_detail}")
+        self.job = Job.objects.create(
+            name="ssh-spread", engine="simulator", model_version=version, replicas=2, accelerators_per_replica=0,
+            placement="spread", desired_state="running", node_selector=self.LABELS,
+            options={"python": sys.executable, "ttft_ms": 20, "tpot_ms": 2})
+        deadline = time.monotonic() + 60
+        while True:
+            reconciler.reconcile_job(self.job.pk)
+            running = list(Instance.objects.filter(job=self.job, state="running"))
+            if len(running) == 2:
+                break
+            if time.monotonic() > deadline:
+                states = list(Instance.objects.filter(job=self.job).values("node__name", "state", "state_detail"))
+                raise SystemExit(f"the SSH case's replicas did not start: {states}")
+            time.sleep(0.2)
+        by_node = {i.node_id: i for i in running}
+        if set(by_node) != {local.pk, self.remote.pk}:
+            raise SystemExit(f"the replicas are not on both nodes: {by_node}")
+        self.lost, self.survivor = by_node[self.remote.pk], by_node[local.pk]
+        self.unreachable_after: float | None = None
+
+    def lose(self) -> None:
+        """The SSH node goes down; the reconciler is driven until it marks the node unreachable."""
+        from nodes.transports.ssh import POOL
+
+        t0 = time.perf_counter()
+        self.daemon.stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.lost.pid, signal.SIGKILL)
+        POOL.close_all()
+        deadline = t0 + 60
+        while time.perf_counter() < deadline:
+            self.reconciler.reconcile_job(self.job.pk)
+            if self.Node.objects.get(pk=self.remote.pk).status == "unreachable":
+                self.unreachable_after = time.perf_counter() - t0
+                return
+            time.sleep(0.2)
+
+    def cleanup(self) -> None:
+        from nodes.transports.ssh import POOL
+
+        for instance in (self.lost, self.survivor):
+            with contextlib.suppress(ProcessLookupError, TypeError):
+                os.kill(instance.pid, signal.SIGKILL)
+        POOL.close_all()
+        self.daemon.cleanup()
 
 
 # --------------------------------------------------------------------------- measurements
@@ -319,8 +396,8 @@ async def throughput(gw: GatewayProcess, sim: Simulator, key: str, model: str, m
     return res
 
 
-async def failover(gw: GatewayProcess, sims: list[Simulator], key: str, model: str, before_s: float,
-                   after_s: float) -> dict:
+async def failover(gw: GatewayProcess, kill, key: str, model: str, before_s: float, after_s: float) -> dict:
+    """16 clients through the gateway; ``kill()`` (run in a thread) after ``before_s`` seconds."""
     auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     through = Target(gw.url + "/v1/chat/completions", body(model, 16), auth)
     stop = asyncio.Event()
@@ -328,11 +405,11 @@ async def failover(gw: GatewayProcess, sims: list[Simulator], key: str, model: s
         load = asyncio.create_task(closed_loop(session, through, 16, stop=stop))
         await asyncio.sleep(before_s)
         killed_at = time.perf_counter()
-        sims[0].process.send_signal(signal.SIGKILL)
+        killing = asyncio.create_task(asyncio.to_thread(kill))
         await asyncio.sleep(after_s)
+        await killing
         stop.set()
         samples = await load
-    sims[0].process.wait(5)
     failed = [s for s in samples if not s.ok]
     # "during the event": requests in flight at the kill or started in the second after it
     during = [s.latency for s in samples if s.end >= killed_at and s.start <= killed_at + 1.0]
@@ -401,13 +478,35 @@ async def run(args, owner, key: str, sims: dict, gw: GatewayProcess) -> dict:
     per_core = await throughput(gw, sims["fast"], key, "fast", 2, args.window, args.rounds)
     load.append(os.getloadavg()[0])
     print("failover ...", flush=True)
-    fail = await failover(gw, sims["replicas"], key, "replicas", args.failover_before, args.failover_after)
+    replica = sims["replicas"][0].process
+    fail = await failover(gw, lambda: (replica.send_signal(signal.SIGKILL), replica.wait(5)), key, "replicas",
+                          args.failover_before, args.failover_after)
     load.append(os.getloadavg()[0])
+    ssh = None
+    if sims.get("ssh") is not None:
+        print("SSH node loss ...", flush=True)
+        ssh = await failover(gw, sims["ssh"].lose, key, "ssh-spread", args.failover_before, args.failover_after)
+        ssh["unreachable_after"] = sims["ssh"].unreachable_after
+        load.append(os.getloadavg()[0])
     print("revocation ...", flush=True)
     revoke = await revocation(gw, owner, "fast", args.trials)
     load.append(os.getloadavg()[0])
-    return {"latency": latency, "ratio": ratio, "per_core": per_core, "failover": fail, "revoke": revoke,
-            "load": load}
+    return {"latency": latency, "ratio": ratio, "per_core": per_core, "failover": fail, "ssh": ssh,
+            "revoke": revoke, "load": load}
+
+
+def ssh_rows(args, fo: dict | None) -> list[str]:
+    if fo is None:
+        return []
+    seen = fo["unreachable_after"]
+    seen_text = f"marked unreachable by the reconciler after {seen:.1f} s" if seen else "never marked unreachable"
+    return [
+        f"| node loss: replicas on the local node and an SSH node, 16 clients, the SSH node's sshd and engine "
+        f"killed ({fo['requests']} requests over {args.failover_before + args.failover_after:g} s; {seen_text}) | "
+        f"p99 before the loss {ms(fo['p99_before'])} | p99 during the event {ms(fo['p99_during'])} "
+        f"(max {ms(fo['max_during'])}, {fo['during']} requests) | **{fo['failed']} failed** | 0 failed: "
+        f"{verdict(fo['failed'] == 0)} |"
+    ]
 
 
 def report(args, r: dict) -> str:
@@ -432,6 +531,8 @@ def report(args, r: dict) -> str:
           f"(zero-delay {fast_ratio:.3f}); {per_core:.0f} req/s per gateway core, share {share:.2f}; "
           f"failover {fo['failed']} failed of {fo['requests']}, p99 during {fo['p99_during'] * 1000:.1f} ms; "
           f"revoke median {statistics.median(rv):.3f} s max {max(rv):.3f} s; load {load}", flush=True)
+    if r.get("ssh"):
+        print(f"SSH node loss: {r['ssh']}", flush=True)
     rows = [
         "| figure | direct to the simulator | through the gateway | result | goal |",
         "|---|---|---|---|---|",
@@ -456,6 +557,7 @@ def report(args, r: dict) -> str:
         f"{args.failover_before + args.failover_after:g} s) | p99 before the kill {ms(fo['p99_before'])} | "
         f"p99 during the event {ms(fo['p99_during'])} (max {ms(fo['max_during'])}, {fo['during']} requests) | "
         f"**{fo['failed']} failed** | 0 failed: {verdict(fo['failed'] == 0)} |",
+        *ssh_rows(args, r.get("ssh")),
         f"| revocation to the first 401 ({len(rv)} trials, a request every 10 ms) | | median "
         f"{statistics.median(rv):.2f} s, max {max(rv):.2f} s | **{max(rv):.2f} s** max | ≤ 2 s: "
         f"{verdict(max(rv) <= 2.0)} |",
@@ -498,6 +600,8 @@ def main() -> None:
     parser.add_argument("--failover-before", type=float, default=2.0)
     parser.add_argument("--failover-after", type=float, default=8.0,
                         help="seconds of load after the kill (over 5 s: the ejection expires once)")
+    parser.add_argument("--ssh", action=argparse.BooleanOptionalAction, default=True,
+                        help="also lose an SSH node (a real sshd on loopback) under load")
     parser.add_argument("--database-url", help="a throw-away PostgreSQL database instead of SQLite")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
@@ -513,8 +617,16 @@ def main() -> None:
         sims["fast"] = Simulator(work, "fast", "fast", *FAST_ARGS)
         sims["engine"] = Simulator(work, "engine", "engine", *ENGINE_ARGS)
         sims["replicas"] = [Simulator(work, f"replica-{i}", "replicas", *REPLICA_ARGS) for i in range(2)]
-        owner, key, _ = make_rows({"fast": [sims["fast"].port], "engine": [sims["engine"].port],
-                                   "replicas": [s.port for s in sims["replicas"]]})
+        owner, key, version, _ = make_rows({"fast": [sims["fast"].port], "engine": [sims["engine"].port],
+                                            "replicas": [s.port for s in sims["replicas"]]})
+        if args.ssh:
+            from tests.sshd import sshd_available
+
+            if sshd_available():
+                print("placing the SSH case's replicas through the reconciler ...", flush=True)
+                sims["ssh"] = SshCase(work, version)
+            else:
+                print("no sshd: the SSH node case is skipped", flush=True)
         gw = GatewayProcess(work)
         results = asyncio.run(run(args, owner, key, sims, gw))
     finally:
@@ -523,6 +635,8 @@ def main() -> None:
         for sim in (sims.get("fast"), sims.get("engine"), *sims.get("replicas", [])):
             if sim is not None:
                 sim.stop()
+        if sims.get("ssh") is not None:
+            sims["ssh"].cleanup()
     text = report(args, results)
     if not args.no_write:
         write_section("Gateway", text)
