@@ -402,6 +402,7 @@ async def failover(gw: GatewayProcess, kill, key: str, model: str, before_s: flo
     through = Target(gw.url + "/v1/chat/completions", body(model, 16), auth)
     stop = asyncio.Event()
     async with session_for(16) as session:
+        load_started = time.perf_counter()
         load = asyncio.create_task(closed_loop(session, through, 16, stop=stop))
         await asyncio.sleep(before_s)
         killed_at = time.perf_counter()
@@ -413,7 +414,8 @@ async def failover(gw: GatewayProcess, kill, key: str, model: str, before_s: flo
     failed = [s for s in samples if not s.ok]
     # "during the event": requests in flight at the kill or started in the second after it
     during = [s.latency for s in samples if s.end >= killed_at and s.start <= killed_at + 1.0]
-    before = [s.latency for s in samples if s.end < killed_at]
+    # before: steady state (the first 0.5 s opens the connections)
+    before = [s.latency for s in samples if s.start >= load_started + 0.5 and s.end < killed_at]
     after = [s for s in samples if s.start > killed_at + 1.0]
     return {"requests": len(samples), "failed": len(failed), "errors": sorted({s.error for s in failed})[:3],
             "p99_before": pct(before, 99), "p50_before": pct(before, 50), "p99_during": pct(during, 99),
@@ -495,6 +497,11 @@ async def run(args, owner, key: str, sims: dict, gw: GatewayProcess) -> dict:
             "revoke": revoke, "load": load}
 
 
+def per_core_total(r: dict) -> float:
+    f = r["per_core"]
+    return (f["gw_cpu"] + f["sim_cpu"] + f["client_cpu"]) / f["gw_wall"] if f["gw_wall"] else float("nan")
+
+
 def ssh_rows(args, fo: dict | None) -> list[str]:
     if fo is None:
         return []
@@ -545,14 +552,15 @@ def report(args, r: dict) -> str:
         f"| throughput at concurrency 64, engine-like simulator (`{ENGINE_ARGS_TEXT}`, 16 output tokens) | "
         f"{direct_rps:.0f} req/s | {gw_rps:.0f} req/s | **{ratio:.2f}** of direct | ≥ 0.85: "
         f"{verdict(ratio >= 0.85)} |",
-        f"| throughput at concurrency 64, zero-delay simulator (2 output tokens: the gateway is the bottleneck) | "
+        f"| throughput at concurrency 64, zero-delay simulator (2 output tokens: "
+        f"the CPU, shared by client, simulator and gateway, is the limit) | "
         f"{statistics.mean(f['direct']):.0f} req/s | {statistics.mean(f['gateway']):.0f} req/s | "
         f"{fast_ratio:.2f} of direct | (no goal: three processes share {os.cpu_count()} cores) |",
         f"| requests per second per gateway CPU core (zero-delay, {f['gw_requests']} requests over "
         f"{f['gw_cpu']:.1f} CPU s of the gateway process) | | {per_core:.0f} req/s per core | **{per_core:.0f}** "
         f"| ≥ 500: {verdict(per_core >= 500)} |",
         f"| gateway's CPU share over those windows (gateway ÷ gateway + simulator + client CPU time) | | "
-        f"{share:.0%} ({cores_used:.2f} cores busy) | {share:.0%} | reported |",
+        f"{share:.0%} (the gateway used {cores_used:.2f} cores on average) | {share:.0%} | reported |",
         f"| failover: 2 replicas, 16 clients, `kill -9` of one ({fo['requests']} requests over "
         f"{args.failover_before + args.failover_after:g} s) | p99 before the kill {ms(fo['p99_before'])} | "
         f"p99 during the event {ms(fo['p99_during'])} (max {ms(fo['max_during'])}, {fo['during']} requests) | "
@@ -569,7 +577,9 @@ def report(args, r: dict) -> str:
         "sent directly to the simulator, in alternating blocks (latency) or windows (throughput, "
         f"{args.rounds} × {args.window:g} s each side). Load average (1 min) during the run: "
         f"{' → '.join(f'{v:.2f}' for v in load)}; the machine was shared with other work, so the absolute "
-        "figures are noisy and the differences and ratios are what counts.\n\n" + "\n".join(rows) + "\n\n"
+        "figures are noisy and the differences and ratios are what counts (the three processes together got "
+        f"{per_core_total(r):.2f} of the {os.cpu_count()} cores in the per-core windows).\n\n"
+        + "\n".join(rows) + "\n\n"
         "Latency: a zero-delay simulator (`--ttft-ms 0 --tpot-ms 0 --batch-slowdown 0`), 8 output tokens; "
         "time to first token is measured to the first chunk carrying generated text. "
         f"Failover: no reconciler runs, so the killed instance stays `running` in the database and only the "
