@@ -593,10 +593,19 @@ def report(args, r: dict) -> str:
         f"Revocation goes through `jobs.gateway.services.revoke_key` (what `POST api-keys/{{id}}/revoke/` "
         f"calls), timed from before the write; the gateway checks the database every 0.5 s. A new key was "
         f"accepted after a median {statistics.median(seen):.2f} s (max {max(seen):.2f} s)."
+        + ("" if not r.get("ssh") else
+           " Node loss: the job's two replicas were placed (`spread`) and launched by the product's reconciler "
+           "(`jobs.reconciler.reconcile_job`, driven by the bench), one on the local node and one over SSH on a "
+           "real sshd on loopback (`tests/sshd.py`), simulator `--ttft-ms 20 --tpot-ms 2`, 16 output tokens; the "
+           "loss kills that sshd with every session and the engine (SIGKILL), then the bench drives the "
+           "reconciler until it marks the node `unreachable` (the gateway follows within a second); the replica "
+           "is not moved within the node-loss grace (20 s), so the local replica serves alone.")
+        + f" Database: {DATABASE_TEXT}."
     )
     return body_text
 
 
+DATABASE_TEXT = "SQLite in a fresh data directory (the embedded profile)"
 ENGINE_ARGS = ("--ttft-ms", "50", "--tpot-ms", "5")
 ENGINE_ARGS_TEXT = " ".join(ENGINE_ARGS)
 FAST_ARGS = ("--ttft-ms", "0", "--tpot-ms", "0", "--batch-slowdown", "0")
@@ -623,6 +632,9 @@ def main() -> None:
         args.failover_before, args.failover_after = 1.0, 6.0
 
     setup_django(args.database_url)
+    if args.database_url:
+        global DATABASE_TEXT
+        DATABASE_TEXT = "PostgreSQL (--database-url)"
     work = Path(tempfile.mkdtemp(prefix="boom-gateway-bench-"))
     sims: dict = {}
     gw = None
