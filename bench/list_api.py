@@ -17,9 +17,9 @@ def main(nodes: int = 1000, per_node: int = 8):
     from django.contrib.auth.models import Group, User
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
+    from console.core.models import ApiToken
     from nodes.models import Accelerator, Node
 
     Node.objects.bulk_create([Node(name=f"npu-{i:04d}", address=f"10.1.{i // 250}.{i % 250 + 1}", transport="ssh",
@@ -37,7 +37,7 @@ def main(nodes: int = 1000, per_node: int = 8):
     user = User.objects.create_user("bench")
     user.groups.add(Group.objects.get_or_create(name="viewer")[0])
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {ApiToken.objects.create(user=user).key}")
 
     results = []
     for label, url, model in (("nodes", "/api/v1/nodes/", Node), ("accelerators", "/api/v1/accelerators/",

@@ -167,10 +167,11 @@ def baseline_insert_rate(nodes, rows: int = 20_000, batch: int = 1000) -> float:
 def main(sizes=(10, 100, 200)):
     data_dir = setup_django()
     from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
+
+    from console.core.models import ApiToken
 
     user = User.objects.create_superuser("bench", password="bench-password-123")
-    token = Token.objects.create(user=user).key
+    token = ApiToken.objects.create(user=user).key
     env = dict(os.environ, CONSOLE_DATA_DIR=str(data_dir), DJANGO_SETTINGS_MODULE="console.settings",
                CELERY_TASK_ALWAYS_EAGER="false", PYTHONUNBUFFERED="1")
     results = {}

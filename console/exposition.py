@@ -39,12 +39,13 @@ from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, renderer_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer
 
 from console.core.permissions import VIEWER, has_role
+from console.core.tokens import HashedTokenAuthentication
 from console.telemetry import series as telemetry
 from jobs.models import Instance, Job
 from nodes.models import Accelerator, Node
@@ -215,7 +216,7 @@ def exposition() -> bytes:
 
 @extend_schema(exclude=True)  # Prometheus text, not part of the REST API (documented in docs/telemetry.md)
 @api_view(["GET"])
-@authentication_classes([TokenAuthentication, SessionAuthentication])
+@authentication_classes([HashedTokenAuthentication, SessionAuthentication])
 @permission_classes([AllowAny])
 @renderer_classes([_PrometheusText])
 def metrics(request):

@@ -2,9 +2,9 @@
 
 from django.db import models
 
-from console.core.models import Event, StreamEntry
+from console.core.models import ApiToken, Event, StreamEntry
 
-__all__ = ["Event", "StreamEntry", "RollupWatermark"]
+__all__ = ["ApiToken", "Event", "StreamEntry", "RollupWatermark"]
 
 
 class RollupWatermark(models.Model):

@@ -10,15 +10,14 @@ from console.consumers import StreamConsumer
 
 @database_sync_to_async
 def _token_user(key: str):
-    from rest_framework.authtoken.models import Token
+    from console.core.tokens import user_for_key
 
-    token = Token.objects.select_related("user").filter(key=key).first()
-    return token.user if token is not None and token.user.is_active else None
+    return user_for_key(key)
 
 
 class TokenQueryAuthMiddleware:
-    """``/ws/stream/?token=<key>`` authenticates as the token's user (DRF authtoken), for clients
-    without a browser session. Goes inside AuthMiddlewareStack: a token, when given, wins; a wrong
+    """``/ws/stream/?token=<key>`` authenticates as the token's user (stored hashed: console.core.tokens),
+    for clients without a browser session. Goes inside AuthMiddlewareStack: a token, when given, wins; a wrong
     token makes the connection anonymous rather than falling back to the session."""
 
     def __init__(self, inner):

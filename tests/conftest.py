@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from console.core.models import ApiToken
 
 TESTS_DIR = Path(__file__).resolve().parent
 FIXTURES = TESTS_DIR / "fixtures"
@@ -56,7 +57,7 @@ def client_for(make_user):
     def make(role: str | None) -> APIClient:
         user = make_user(role)
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {ApiToken.objects.create(user=user).key}")
         client.user = user
         return client
 

@@ -81,3 +81,45 @@ class TransitionRecord(models.Model):
     def __str__(self):
         return (f"{getattr(self, f'{self.subject}_id', '?')}: {getattr(self, f'from_{self.field}') or 'new'} -> "
                 f"{getattr(self, f'to_{self.field}')}")
+
+
+def token_digest(key: str) -> str:
+    """The SHA-256 hex digest under which an API token is stored (the key itself never is)."""
+    import hashlib
+
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class ApiTokenManager(models.Manager):
+    def create(self, user, key: str | None = None, **fields):
+        """A new token for ``user``; the returned object carries the key in ``.key`` (not stored: only
+        its digest and first 8 characters are). A user has one token: an older one is replaced."""
+        import secrets
+
+        key = key or secrets.token_hex(20)
+        self.filter(user=user).delete()
+        token = super().create(user=user, digest=token_digest(key), prefix=key[:8], **fields)
+        token.key = key
+        return token
+
+
+class ApiToken(models.Model):
+    """An API token (``Authorization: Token <key>``), stored as the SHA-256 digest of its key and the key's
+    first 8 characters (shown to admins). The key is shown once, when the token is created
+    (``manage.py drf_create_token USER``). Replaces DRF's authtoken, which stored keys as given."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, related_name="api_token", on_delete=models.CASCADE,
+                                verbose_name=_("user"))
+    digest = models.CharField(_("digest"), max_length=64, unique=True, editable=False)
+    prefix = models.CharField(_("prefix"), max_length=8, editable=False)
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+
+    objects = ApiTokenManager()
+
+    class Meta:
+        app_label = "console"
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+
+    def __str__(self):
+        return f"{self.prefix}… ({self.user})"

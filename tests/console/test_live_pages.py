@@ -12,8 +12,8 @@ import pytest
 from django.contrib.staticfiles import finders
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.authtoken.models import Token
 
+from console.core.models import ApiToken
 from jobs.models import JobSample
 from nodes.models import AcceleratorSample, NodeSample
 from tests import factories
@@ -118,9 +118,9 @@ def test_the_live_pages_cost_the_same_queries_for_a_small_and_a_large_cluster(vi
 class TestPrometheusExposition:
     def test_it_needs_a_viewer_unless_public(self, client, make_user, settings):
         assert client.get("/metrics").status_code == 401
-        nobody = Token.objects.create(user=make_user(None)).key
+        nobody = ApiToken.objects.create(user=make_user(None)).key
         assert client.get("/metrics", HTTP_AUTHORIZATION=f"Token {nobody}").status_code == 403
-        viewer = Token.objects.create(user=make_user("viewer")).key
+        viewer = ApiToken.objects.create(user=make_user("viewer")).key
         response = client.get("/metrics", HTTP_AUTHORIZATION=f"Token {viewer}")
         assert response.status_code == 200 and response["Content-Type"].startswith("text/plain")
         settings.CONSOLE_METRICS_PUBLIC = True

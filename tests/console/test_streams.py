@@ -10,11 +10,10 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
 from console.asgi import application
 from console.core import broadcast
-from console.core.models import StreamEntry
+from console.core.models import ApiToken, StreamEntry
 from tests import factories
 from tests.conftest import require
 
@@ -29,7 +28,7 @@ def fast_poll(settings):
 
 @pytest.fixture
 def viewer_token(make_user):
-    return Token.objects.create(user=make_user("viewer")).key
+    return ApiToken.objects.create(user=make_user("viewer")).key
 
 
 def publish(topic, t, value, series="node.cpu_percent", labels=None):
@@ -73,7 +72,7 @@ def test_an_anonymous_socket_is_told_to_authenticate_and_closed():
 
 
 def test_a_wrong_token_is_anonymous_and_a_user_without_a_role_is_refused(make_user):
-    nobody = Token.objects.create(user=make_user(None)).key
+    nobody = ApiToken.objects.create(user=make_user(None)).key
 
     async def scenario():
         wrong = await open_socket("not-a-token")

@@ -4,10 +4,9 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from console.core.models import Event
+from console.core.models import ApiToken, Event
 from jobs.gateway import keys
 from jobs.gateway.models import ApiKey
 
@@ -50,7 +49,7 @@ def test_a_viewer_may_not_create_keys_and_sees_none(viewer_api, admin_api):
 
 def client_of(user):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {ApiToken.objects.create(user=user).key}")
     return client
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
 from console.core import broadcast
+from console.core.models import ApiToken
 from tests import factories
 from tests.conftest import require
 from tests.integration.procs import ROOT, child_database_url, child_env, free_port, stop, wait_until
@@ -76,7 +76,7 @@ def test_an_entry_reaches_clients_of_every_web_process(transport, settings, make
     if transport == "push":
         require(redis_answers(), f"Redis at {REDIS_URL}")
         extra["REDIS_URL"] = REDIS_URL
-    token = Token.objects.create(user=make_user("viewer")).key
+    token = ApiToken.objects.create(user=make_user("viewer")).key
     node = factories.node()
     topic = f"node:{node.pk}"
     webs = [start_web(extra) for _ in range(2)]
