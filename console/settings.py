@@ -24,6 +24,8 @@ from console.core.env import (
 )
 from console.core.ldap_config import BACKEND as LDAP_BACKEND
 from console.core.ldap_config import ldap_settings
+from console.core.oidc_config import BACKEND as OIDC_BACKEND
+from console.core.oidc_config import oidc_settings
 from console.core.outbound import parse_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -152,6 +154,11 @@ _LDAP = ldap_settings(os.environ)
 if _LDAP:
     globals().update(_LDAP)
     AUTHENTICATION_BACKENDS.insert(1, LDAP_BACKEND)
+# An OpenID Connect provider: CONSOLE_OIDC_CLIENT_ID and the CONSOLE_OIDC_* variables (docs/security-auth.md).
+_OIDC = oidc_settings(os.environ)
+if _OIDC:
+    globals().update(_OIDC)
+    AUTHENTICATION_BACKENDS.append(OIDC_BACKEND)
 # Login lockout: after AXES_FAILURE_LIMIT wrong passwords for one user name from one address, that pair
 # is refused for CONSOLE_LOGIN_LOCKOUT_MINUTES (a right password included). Admin site: Axes > Access attempts.
 AXES_FAILURE_LIMIT = env_int("CONSOLE_LOGIN_FAILURE_LIMIT", 10, minimum=1)

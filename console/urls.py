@@ -11,6 +11,7 @@ from rest_framework.routers import DefaultRouter
 from console import exposition, health
 from console.alerting.api.urls import router as alerting_router
 from console.core.api import EventViewSet
+from console.core.oidc import ConsoleOIDCCallbackView, ConsoleOIDCRequestView
 from console.dashboards import views as dashboard_views
 from console.telemetry.api import router as telemetry_router
 from jobs.api.urls import router as jobs_router
@@ -32,6 +33,9 @@ urlpatterns = [
     path("metrics", exposition.metrics, name="prometheus-metrics"),
     path("login/", auth_views.LoginView.as_view(template_name="registration/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # OpenID Connect sign-in (404 unless CONSOLE_OIDC_CLIENT_ID is set).
+    path("oidc/authenticate/", ConsoleOIDCRequestView.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", ConsoleOIDCCallbackView.as_view(), name="oidc_authentication_callback"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("admin/", admin.site.urls),

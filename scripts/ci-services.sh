@@ -11,6 +11,8 @@
 #   redis-server    broker and channel-layer tests
 #   slapd           OpenLDAP for the directory sign-in tests (tests/ldapd.py starts its own; none runs here),
 #                   with libldap2-dev/libsasl2-dev for building python-ldap where no wheel fits
+#   nodejs, npm     the OpenID provider of the OIDC sign-in tests (tests/oidcd.py): the npm package oidc-provider,
+#                   pinned there, installed below into ~/.cache/boom-console/oidc-provider
 #   and shellcheck, with which `make test` checks every tracked shell script
 set -euo pipefail
 
@@ -32,6 +34,8 @@ command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v ldapsearch >/dev/null || missing+=(ldap-utils)
 [ -f /usr/include/ldap.h ] || missing+=(libldap2-dev)
 [ -f /usr/include/sasl/sasl.h ] || missing+=(libsasl2-dev)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
@@ -45,6 +49,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   did+=("installed ${missing[*]}")
 else
   log "packages: all present"
+fi
+
+# The OpenID provider of the OIDC tests (the version tests/oidcd.py pins; it installs it itself when missing).
+oidc_version=$(sed -n 's/^OIDC_PROVIDER_VERSION = "\(.*\)"$/\1/p' "$(dirname "$0")/../tests/oidcd.py")
+oidc_dir=${CONSOLE_TEST_OIDC_PROVIDER_DIR:-$HOME/.cache/boom-console/oidc-provider}
+if [ -n "$oidc_version" ] && ! grep -q "\"version\": \"$oidc_version\"" "$oidc_dir/node_modules/oidc-provider/package.json" 2>/dev/null; then
+  mkdir -p "$oidc_dir"
+  [ -f "$oidc_dir/package.json" ] || echo '{"name": "boom-console-oidc-provider", "private": true}' > "$oidc_dir/package.json"
+  (cd "$oidc_dir" && npm install --no-audit --no-fund "oidc-provider@$oidc_version")
+  did+=("installed oidc-provider@$oidc_version into $oidc_dir")
 fi
 
 # sshd refuses to start without its privilege-separation directory.

@@ -5,7 +5,7 @@ from django.shortcuts import render
 from console.core.permissions import VIEWER, has_role
 
 # Paths that handle their own access (the API, authentication, assets, probes of the console itself).
-EXEMPT_PREFIXES = ("/api/", "/static/", "/login/", "/logout/", "/i18n/", "/jsi18n/", "/admin/", "/healthz",
+EXEMPT_PREFIXES = ("/api/", "/static/", "/login/", "/logout/", "/oidc/", "/i18n/", "/jsi18n/", "/admin/", "/healthz",
                    "/readyz", "/metrics", "/ws/")
 
 
