@@ -284,6 +284,8 @@ def resend_due(now: datetime | None = None) -> int:
             next_resend_at=channel.next_resend_at)
         if not turn.update(next_resend_at=now + interval):
             continue  # another dispatcher has this turn
+        if channel.next_resend_at is None:
+            continue  # a new channel: its first turn only starts the clock (the group flushes post what fires)
         chosen = [a for a in alerts if _wants(channel, a)]
         if not chosen:
             continue
