@@ -6,6 +6,7 @@ With no environment the console runs embedded: SQLite and the broker spool under
 """
 
 import os
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -329,6 +330,12 @@ CONSOLE_NOTIFY_CONCURRENCY = env_int("CONSOLE_NOTIFY_CONCURRENCY", 8, minimum=1,
 CONSOLE_NOTIFY_ALLOW_PRIVATE = env_bool("CONSOLE_NOTIFY_ALLOW_PRIVATE", True)
 # Links in notifications (Alertmanager's externalURL) point here.
 CONSOLE_EXTERNAL_URL = env_str("CONSOLE_EXTERNAL_URL", f"http://127.0.0.1:{env_str('PORT', '8000')}")
+# This installation's name: the `console` label of the alerts it posts to Alertmanagers (alertmanager-api channels),
+# so that their routes can match console="...". Stable by default: the host name.
+CONSOLE_NAME = env_str("CONSOLE_NAME", "") or socket.gethostname() or "boom-console"
+# alertmanager-api channels re-post still-firing alerts this often, with endsAt = now + 4 intervals (Prometheus'
+# --rules.alert.resend-delay, 1m); an alert no longer re-posted resolves in Alertmanager when endsAt passes.
+CONSOLE_ALERTMANAGER_RESEND_S = env_int("CONSOLE_ALERTMANAGER_RESEND_S", 60, minimum=10, maximum=3600)
 CELERY_BEAT_SCHEDULE["alerting-evaluate"] = {
     "task": "console.alerting.tasks.evaluate", "schedule": float(CONSOLE_ALERT_EVAL_INTERVAL_S),
     "options": {"expires": float(CONSOLE_ALERT_EVAL_INTERVAL_S)}}

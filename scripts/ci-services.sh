@@ -13,6 +13,8 @@
 #                   with libldap2-dev/libsasl2-dev for building python-ldap where no wheel fits
 #   nodejs, npm     the OpenID provider of the OIDC sign-in tests (tests/oidcd.py): the npm package oidc-provider,
 #                   pinned there, installed below into ~/.cache/boom-console/oidc-provider
+#   prometheus-alertmanager  Alertmanager for the alertmanager-api channel tests (tests/alertmanager.py starts
+#                   its own with a config of its own; none runs here)
 #   and shellcheck, with which `make test` checks every tracked shell script
 set -euo pipefail
 
@@ -31,6 +33,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 [ -x /usr/sbin/slapd ] || missing+=(slapd)
+[ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
 command -v ldapsearch >/dev/null || missing+=(ldap-utils)
 [ -f /usr/include/ldap.h ] || missing+=(libldap2-dev)
 [ -f /usr/include/sasl/sasl.h ] || missing+=(libsasl2-dev)

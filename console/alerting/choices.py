@@ -74,9 +74,11 @@ class ChannelKind(models.TextChoices):
     DINGTALK = "dingtalk", _("DingTalk")
     WECOM = "wecom", _("WeCom")
     FEISHU = "feishu", _("Feishu / Lark")
+    ALERTMANAGER_API = "alertmanager-api", _("Alertmanager API v2 (post alerts into an Alertmanager cluster)")
 
 
-URL_KINDS = tuple(k for k in ChannelKind.values if k != ChannelKind.EMAIL)
+URL_KINDS = tuple(k for k in ChannelKind.values if k not in (ChannelKind.EMAIL, ChannelKind.ALERTMANAGER_API))
+URLS_KINDS = (ChannelKind.ALERTMANAGER_API,)  # a list of URLs (an HA cluster) rather than one
 
 
 class NotificationStatus(models.TextChoices):
@@ -100,3 +102,5 @@ NOTIFICATION_TRANSITIONS: dict[str, set[str]] = {
 class NotificationKind(models.TextChoices):
     ALERTS = "alerts", _("alerts")
     TEST = "test", _("test")
+    # alertmanager-api channels: the periodic re-post of still-firing alerts (CONSOLE_ALERTMANAGER_RESEND_S)
+    RESEND = "resend", _("re-send")

@@ -35,6 +35,7 @@ from console.alerting.choices import (
     NOTIFICATION_TRANSITIONS,
     SEVERITY_RANK,
     AlertState,
+    ChannelKind,
     NotificationKind,
     NotificationStatus,
 )
@@ -230,12 +231,73 @@ def _flush(group: AlertGroup, channels: list[NotificationChannel], now: datetime
             channel=channel, group=group, kind=NotificationKind.ALERTS, payload=message, alert_count=len(chosen),
             created_at=now, next_attempt_at=now,
             expires_at=now + timedelta(seconds=settings.CONSOLE_NOTIFY_MAX_AGE_S)))
+    supersede_resends([n.channel_id for n in notifications], now)
     Notification.objects.bulk_create(notifications)
     firing_ids = [a.pk for a in send if a.state == AlertState.FIRING]
     resolved_ids = [a.pk for a in send if a.state == AlertState.RESOLVED] + [a.pk for a in resolved]
     Alert.objects.filter(pk__in=firing_ids).update(last_notified_state=AlertState.FIRING)
     Alert.objects.filter(pk__in=resolved_ids).update(last_notified_state=AlertState.RESOLVED)
     return len(notifications)
+
+
+# ------------------------------------------------------------------------ 2b. alertmanager-api re-sends
+
+
+def resend_kinds() -> tuple[str, ...]:
+    return (ChannelKind.ALERTMANAGER_API,)
+
+
+def supersede_resends(channel_ids: list[int], now: datetime) -> int:
+    """A newer message to an alertmanager-api channel makes its undelivered re-sends pointless (and a stale
+    re-send sent after a resolution would make the alert fire again there): they fail as superseded. Only
+    pending ones; their attempts stay recorded."""
+    if not channel_ids:
+        return 0
+    return statemachine.transition_all(
+        Notification.objects.filter(channel_id__in=channel_ids, channel__kind__in=resend_kinds(),
+                                    kind=NotificationKind.RESEND),
+        NotificationStatus.PENDING, NotificationStatus.FAILED, table=NOTIFICATION_TRANSITIONS, what="a notification",
+        last_error="superseded by a newer message to the channel", claimed_until=None)
+
+
+def resend_due(now: datetime | None = None) -> int:
+    """Re-post the still-firing alerts to each alertmanager-api channel every CONSOLE_ALERTMANAGER_RESEND_S, as
+    Prometheus does: Alertmanager resolves an alert whose endsAt (now + 4 intervals) passes without news.
+
+    Per channel, the turn is claimed with a conditional update of ``next_resend_at`` (two dispatchers queue one
+    re-send). It carries the firing alerts the channel wants (its severity and matchers) that were already
+    notified (so the group wait still applies to the first post) and are not suppressed in the console
+    (silenced, inhibited, in maintenance: those are not notified; in Alertmanager they resolve at endsAt).
+    Acknowledged alerts are re-sent: they still fire. Returns the number of re-sends queued."""
+    now = now or timezone.now()
+    interval = timedelta(seconds=settings.CONSOLE_ALERTMANAGER_RESEND_S)
+    channels = list(NotificationChannel.objects.filter(kind__in=resend_kinds(), enabled=True).filter(
+        Q(next_resend_at__isnull=True) | Q(next_resend_at__lte=now)))
+    if not channels:
+        return 0
+    alerts = list(Alert.objects.filter(state=AlertState.FIRING, suppressed="", last_notified_state=AlertState.FIRING)
+                  .order_by("active_since", "pk"))
+    queued = 0
+    for channel in channels:
+        turn = NotificationChannel.objects.filter(pk=channel.pk)
+        turn = turn.filter(next_resend_at__isnull=True) if channel.next_resend_at is None else turn.filter(
+            next_resend_at=channel.next_resend_at)
+        if not turn.update(next_resend_at=now + interval):
+            continue  # another dispatcher has this turn
+        if channel.next_resend_at is None:
+            continue  # a new channel: its first turn only starts the clock (the group flushes post what fires)
+        chosen = [a for a in alerts if _wants(channel, a)]
+        if not chosen:
+            continue
+        with transaction.atomic():
+            supersede_resends([channel.pk], now)
+            message = build_message("{}:{resend}", {}, [alert_message(a) for a in chosen], repeat=True)
+            Notification.objects.create(
+                channel=channel, kind=NotificationKind.RESEND, payload=message, alert_count=len(chosen),
+                created_at=now, next_attempt_at=now,
+                expires_at=now + timedelta(seconds=settings.CONSOLE_NOTIFY_MAX_AGE_S))
+        queued += 1
+    return queued
 
 
 # --------------------------------------------------------------------------------------- 3. delivery
@@ -251,6 +313,7 @@ class Outcome:
     response: str = ""
     retry_after: float | None = None
     deferred: bool = False  # not attempted: an earlier message to the same channel failed just now
+    answers: list | None = None  # per-receiver answers (alertmanager-api), for the operator's test; never stored
 
 
 def backoff_s(attempt: int, retry_after: float | None = None) -> float:
@@ -271,11 +334,12 @@ def send_now(channel: NotificationChannel, message: dict) -> Outcome:
         result: SendResult = get_notifier(channel).send(message)
     except NotifyError as exc:
         return Outcome(False, int((time.monotonic() - started) * 1000), exc.status_code, exc.message, exc.permanent,
-                       exc.response, exc.retry_after)
+                       exc.response, exc.retry_after, answers=exc.answers)
     except Exception as exc:  # noqa: BLE001 - a bug in a notifier must not lose the notification
         log.exception("notifier %s failed unexpectedly", channel.kind)
         return Outcome(False, int((time.monotonic() - started) * 1000), None, f"{type(exc).__name__}: {exc}"[:1000])
-    return Outcome(True, int((time.monotonic() - started) * 1000), result.status_code, "", False, result.response)
+    return Outcome(True, int((time.monotonic() - started) * 1000), result.status_code, result.error, False,
+                   result.response, answers=result.answers)
 
 
 def _send_sequence(items: list[Notification]) -> list[tuple[Notification, Outcome]]:
@@ -321,7 +385,8 @@ def deliver_due(now: datetime | None = None, limit: int = 100) -> DeliveryReport
         by_channel[notification.channel_id].append(notification)
     claimed: list[list[Notification]] = []
     for items in by_channel.values():
-        hold = timedelta(seconds=settings.CONSOLE_NOTIFY_TIMEOUT_S * len(items) + 60)
+        timeout = items[0].channel.timeout_s or settings.CONSOLE_NOTIFY_TIMEOUT_S
+        hold = timedelta(seconds=timeout * len(items) + 60)
         mine = [n for n in items if _move(n, NotificationStatus.SENDING, claimed_until=now + hold)]
         if mine:
             claimed.append(mine)
@@ -395,6 +460,7 @@ def dispatch(now: datetime | None = None, *, deliver: bool = True) -> dict:
     now = now or timezone.now()
     processed = process_transitions(now)
     queued = flush_due_groups(now)
+    queued += resend_due(now)
     report = deliver_due(now) if deliver else DeliveryReport()
     return {"transitions": processed, "queued": queued, "delivered": report.delivered, "failed": report.failed,
             "retrying": report.retrying, "reaped": report.reaped, "expired": report.expired}

@@ -100,12 +100,26 @@ class ChannelForm(forms.Form):
     kind = forms.ChoiceField(label=_("Kind"), choices=ChannelKind.choices)
     url = forms.CharField(label=_("URL"), required=False, max_length=2000, help_text=_(
         "The receiver's http(s) URL: the incoming-webhook URL for Slack, DingTalk, WeCom and Feishu."))
+    urls = forms.CharField(label=_("Alertmanager URLs"), required=False, widget=forms.Textarea(attrs={"rows": 2}),
+                           help_text=_("Alertmanager API channels: one base URL per line, every member of the cluster "
+                                       "(http://am-1:9093). Each gets every alert."))
     address = forms.CharField(label=_("Email addresses"), required=False, max_length=1000,
                               help_text=_("Email channels: one or more, comma-separated."))
     secret = forms.CharField(label=_("Signing secret"), required=False, max_length=500,
                              widget=forms.PasswordInput(render_value=False), help_text=_(
                                  "Optional. DingTalk “加签” (SEC…) or Feishu signature secret; for webhooks the "
                                  "HMAC key of X-Boom-Signature. Leave empty to keep the stored one."))
+    auth_username = forms.CharField(label=_("Basic auth user"), required=False, max_length=200, help_text=_(
+        "Alertmanager API channels: the user of basic auth (with the password below); empty for no basic auth."))
+    password = forms.CharField(label=_("Basic auth password"), required=False, max_length=500,
+                               widget=forms.PasswordInput(render_value=False),
+                               help_text=_("Leave empty to keep the stored one."))
+    bearer_token = forms.CharField(label=_("Bearer token"), required=False, max_length=4000,
+                                   widget=forms.PasswordInput(render_value=False), help_text=_(
+                                       "Alertmanager API channels: instead of basic auth. Leave empty to keep the "
+                                       "stored one."))
+    timeout_s = forms.IntegerField(label=_("Time-out (s)"), required=False, min_value=1, max_value=120,
+                                   help_text=_("Of one request; empty: the console's default."))
     send_resolved = forms.BooleanField(label=_("Send resolved"), required=False, initial=True)
     min_severity = forms.ChoiceField(label=_("Minimum severity"), choices=Severity.choices, initial=Severity.INFO)
     matchers = forms.CharField(label=_("Only alerts matching"), required=False,
@@ -119,6 +133,8 @@ class ChannelForm(forms.Form):
         if channel is not None and "initial" not in kwargs:
             kwargs["initial"] = {
                 "name": channel.name, "kind": channel.kind, "url": channel.url, "address": channel.address,
+                "urls": "\n".join(channel.urls or []), "auth_username": channel.auth_username,
+                "timeout_s": channel.timeout_s,
                 "send_resolved": channel.send_resolved, "min_severity": channel.min_severity,
                 "matchers": matchers_text(channel.matchers), "max_alerts": channel.max_alerts,
                 "enabled": channel.enabled,
@@ -130,8 +146,16 @@ class ChannelForm(forms.Form):
     def api_payload(self) -> dict:
         data = dict(self.cleaned_data)
         data["matchers"] = _lines(data.get("matchers", ""))
-        if not data.get("secret"):
-            data.pop("secret", None)
+        for secret in ("secret", "password", "bearer_token"):
+            if not data.get(secret):
+                data.pop(secret, None)
+        kind = self.channel.kind if self.channel is not None else data.get("kind")
+        if kind == ChannelKind.ALERTMANAGER_API:
+            data["urls"] = _lines(data.get("urls", ""))
+        else:
+            for name in ("urls", "auth_username"):
+                if not data.get(name):
+                    data.pop(name, None)
         if self.channel is not None:
             data.pop("kind", None)
         return data

@@ -227,10 +227,19 @@ class NotificationChannel(models.Model):
     again. ``enabled`` false without a reason is an operator's choice: nothing is queued for it."""
 
     name = models.CharField(_("name"), max_length=100, unique=True)
-    kind = models.CharField(_("kind"), max_length=16, choices=ChannelKind.choices)
+    kind = models.CharField(_("kind"), max_length=24, choices=ChannelKind.choices)
     url = models.CharField(_("URL"), max_length=2000, blank=True, validators=[validate_web_url])
+    # alertmanager-api: the base URLs of an Alertmanager cluster's members; each gets every alert.
+    urls = models.JSONField(_("URLs"), default=list, blank=True)
+    # alertmanager-api: with a user name the secret is the basic-auth password, without one a bearer token.
+    auth_username = models.CharField(_("basic auth user"), max_length=200, blank=True)
+    timeout_s = models.PositiveIntegerField(_("time-out (s)"), null=True, blank=True,
+                                            help_text=_("Empty: CONSOLE_NOTIFY_TIMEOUT_S."))
+    # alertmanager-api: when still-firing alerts are next re-posted (claimed with a conditional update).
+    next_resend_at = models.DateTimeField(null=True, blank=True, editable=False)
     address = models.CharField(_("email addresses"), max_length=1000, blank=True)
-    encrypted_secret = models.TextField(blank=True, editable=False)  # DingTalk/Feishu signing, webhook HMAC
+    # DingTalk/Feishu signing, webhook HMAC, alertmanager-api basic-auth password or bearer token
+    encrypted_secret = models.TextField(blank=True, editable=False)
     enabled = models.BooleanField(_("enabled"), default=True)
     disabled_reason = models.TextField(_("disabled because"), blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)

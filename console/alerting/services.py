@@ -185,6 +185,9 @@ def send_test(channel: NotificationChannel, *, request=None) -> DeliveryAttempt:
     outcome = send_now(channel, notification.payload)
     record_outcome(notification, outcome, timezone.now())
     attempt = notification.attempt_log.order_by("-number").first()
+    # What each receiver answered (alertmanager-api: status and the start of its body), for the operator who
+    # asked only: it is returned, never stored (attempts are readable by viewers).
+    attempt.answers = outcome.answers or []
     audit.record("test", channel, request=request, detail={"ok": outcome.ok, "error": outcome.error[:300]})
     return attempt
 

@@ -277,6 +277,11 @@ def channel_test(request, pk):
         messages.success(request, _("Test notification delivered in %(ms)s ms.") % {"ms": attempt.duration_ms})
     else:
         messages.error(request, _("Test notification failed: %(error)s") % {"error": attempt.error})
+    for answer in attempt.answers:  # alertmanager-api: what each Alertmanager said, to this operator only
+        text = _("%(member)s answered %(status)s %(excerpt)s") % {
+            "member": answer["member"], "status": answer["status_code"] or answer["error"],
+            "excerpt": answer["excerpt"]}
+        (messages.info if answer["ok"] else messages.warning)(request, text.strip())
     return redirect("alerting-channel", pk=pk)
 
 

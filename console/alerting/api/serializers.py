@@ -254,6 +254,48 @@ def mask_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/…" if parts.scheme and parts.netloc else ""
 
 
+MAX_URLS = 10
+AM_API_SUFFIX = "/api/v2/alerts"
+
+
+def clean_alertmanager_urls(value) -> tuple[list[str], list[str]]:
+    """The base URLs of an Alertmanager cluster (``http://am-1:9093``; a trailing ``/api/v2/alerts`` is taken
+    off) and the problems found. Credentials go in auth_username/password or bearer_token, not in the URL."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return [], ["A list of Alertmanager base URLs, such as [\"http://am-1:9093\", \"http://am-2:9093\"]."]
+    cleaned, problems = [], []
+    for raw in value:
+        url = raw.strip().rstrip("/")
+        if url.endswith(AM_API_SUFFIX):
+            url = url[: -len(AM_API_SUFFIX)]
+        try:
+            URLValidator(schemes=["http", "https"])(url)
+        except DjangoValidationError:
+            problems.append(f"Must be an http:// or https:// URL: {raw[:200]}")
+            continue
+        parts = urlsplit(url)
+        if parts.username or parts.password:
+            problems.append("Put credentials in auth_username and password (or bearer_token), not in the URL.")
+            continue
+        if parts.query or parts.fragment:
+            problems.append(f"A base URL has no query or fragment: {raw[:200]}")
+            continue
+        try:
+            outbound.check_notify_url(url)
+        except outbound.OutboundRefused as exc:
+            problems.append(str(exc))
+            continue
+        if url not in cleaned:
+            cleaned.append(url)
+    if not cleaned and not problems:
+        problems.append("At least one Alertmanager URL is required.")
+    if len(cleaned) > MAX_URLS:
+        problems.append(f"At most {MAX_URLS} URLs.")
+    return cleaned, problems
+
+
 class NotificationChannelSerializer(serializers.ModelSerializer):
     url = serializers.CharField(required=False, allow_blank=True, max_length=2000,
                                 help_text="http(s) URL of the receiver (all kinds but email). Shown in full to "
@@ -264,13 +306,27 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
                                    help_text="DingTalk / Feishu signing secret, or the HMAC key of a webhook's "
                                              "X-Boom-Signature. Write-only.")
     matchers = MatchersField(required=False, help_text="Only alerts matching these. " + MATCHERS_HELP)
+    urls = serializers.JSONField(required=False, help_text=(
+        "alertmanager-api: the base URLs of the Alertmanager cluster's members (http://am-1:9093); each gets every "
+        "alert. Shown in full to admins only."))
+    auth_username = serializers.CharField(required=False, allow_blank=True, max_length=200, help_text=(
+        "alertmanager-api: basic-auth user (with password)."))
+    password = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=500,
+                                     help_text="alertmanager-api: basic-auth password. Write-only, encrypted.")
+    bearer_token = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=4000,
+                                         help_text="alertmanager-api: bearer token (instead of basic auth). "
+                                                   "Write-only, encrypted.")
+    timeout_s = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=120, help_text=(
+        "Time limit of one request in seconds (empty: CONSOLE_NOTIFY_TIMEOUT_S)."))
+    auth = serializers.SerializerMethodField(help_text="alertmanager-api: basic, bearer or none.")
     has_secret = serializers.SerializerMethodField()
     auto_disabled = serializers.BooleanField(read_only=True)
     pending_notifications = serializers.IntegerField(read_only=True, default=0)
 
     class Meta:
         model = NotificationChannel
-        fields = ["id", "name", "kind", "url", "address", "secret", "has_secret", "enabled", "auto_disabled",
+        fields = ["id", "name", "kind", "url", "urls", "address", "secret", "auth_username", "password",
+                  "bearer_token", "auth", "has_secret", "timeout_s", "enabled", "auto_disabled",
                   "disabled_reason", "disabled_at", "send_resolved", "min_severity", "matchers", "max_alerts",
                   "pending_notifications", "last_delivery_at", "last_error", "last_error_at",
                   "consecutive_failures", "created_at", "updated_at"]
@@ -279,6 +335,11 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
 
     def get_has_secret(self, obj) -> bool:
         return bool(obj.encrypted_secret)
+
+    def get_auth(self, obj) -> str:
+        if obj.kind != ChannelKind.ALERTMANAGER_API:
+            return "none"
+        return "basic" if obj.auth_username else "bearer" if obj.encrypted_secret else "none"
 
     def validate_matchers(self, value):
         return [m.as_dict() for m in parse_matchers_or_400(value)]
@@ -291,7 +352,13 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
             errors["kind"] = ["The kind of a channel cannot change; create another channel."]
         url = attrs.get("url", instance.url if instance else "").strip()
         address = attrs.get("address", instance.address if instance else "").strip()
-        if kind == ChannelKind.EMAIL:
+        if kind and kind != ChannelKind.ALERTMANAGER_API:
+            for field in ("urls", "auth_username", "password", "bearer_token"):
+                if attrs.get(field):
+                    errors[field] = ["Only alertmanager-api channels have this field."]
+        if kind == ChannelKind.ALERTMANAGER_API:
+            self._validate_alertmanager_api(attrs, instance, url, address, errors)
+        elif kind == ChannelKind.EMAIL:
             if not address:
                 errors["address"] = ["This field is required for email channels."]
             else:
@@ -326,16 +393,60 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
             attrs["address"] = address
         return attrs
 
+    def _validate_alertmanager_api(self, attrs, instance, url, address, errors) -> None:
+        if "urls" in attrs or instance is None:
+            cleaned, problems = clean_alertmanager_urls(attrs.get("urls", []))
+            if problems:
+                errors["urls"] = problems
+            attrs["urls"] = cleaned
+        if url:
+            errors["url"] = ["alertmanager-api channels have urls (a list), not url."]
+        if address:
+            errors["address"] = ["Only email channels have an address."]
+        if attrs.get("secret"):
+            errors["secret"] = ["alertmanager-api channels take password (with auth_username) or bearer_token."]
+        password, token = attrs.get("password", ""), attrs.get("bearer_token", "")
+        username = attrs.get("auth_username", instance.auth_username if instance else "").strip()
+        if password and token:
+            errors["bearer_token"] = ["Either basic auth (auth_username and password) or a bearer token, not both."]
+        elif password and not username:
+            errors["auth_username"] = ["A password needs a user name."]
+        elif token and attrs.get("auth_username"):
+            errors["auth_username"] = ["A bearer token goes without a user name."]
+        elif "auth_username" in attrs and username and not password and not (instance and instance.auth_username
+                                                                                and instance.encrypted_secret):
+            errors["password"] = ["Basic auth needs a password."]
+        if "auth_username" in attrs:
+            attrs["auth_username"] = username
+
+    def _apply_credentials(self, channel: NotificationChannel, data: dict) -> None:
+        """Secrets: the signing secret of the other kinds, or alertmanager-api's password or bearer token (one
+        encrypted field; with a user name it is a password). A user name taken away without a token given
+        takes the password with it: it must never turn into a bearer token."""
+        password, token = data.pop("password", None), data.pop("bearer_token", None)
+        secret = data.pop("secret", None)
+        if token is not None and token != "":
+            channel.set_secret(token)
+            data["auth_username"] = ""
+        elif password is not None:
+            channel.set_secret(password)
+        elif token == "" and not (data.get("auth_username", channel.auth_username)):
+            channel.set_secret("")
+        elif "auth_username" in data and not data["auth_username"] and channel.auth_username:
+            channel.set_secret("")
+        if secret is not None:
+            channel.set_secret(secret)
+
     def create(self, validated_data):
-        secret = validated_data.pop("secret", "")
-        channel = NotificationChannel(**validated_data)
-        channel.set_secret(secret)
+        channel = NotificationChannel()
+        self._apply_credentials(channel, validated_data)
+        for key, value in validated_data.items():
+            setattr(channel, key, value)
         channel.save()
         return channel
 
     def update(self, instance, validated_data):
-        if "secret" in validated_data:
-            instance.set_secret(validated_data.pop("secret"))
+        self._apply_credentials(instance, validated_data)
         enabling = validated_data.get("enabled") is True and not instance.enabled
         for key, value in validated_data.items():
             setattr(instance, key, value)
@@ -352,8 +463,10 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
         data = super().to_representation(instance)
         request = self.context.get("request")
 
-        if data.get("url") and not (request is not None and has_role(request.user, ADMIN)):
-            data["url"] = mask_url(data["url"])
+        if not (request is not None and has_role(request.user, ADMIN)):
+            if data.get("url"):
+                data["url"] = mask_url(data["url"])
+            data["urls"] = [mask_url(u) for u in data.get("urls") or []]
         return data
 
 
@@ -383,7 +496,16 @@ class NotificationDetailSerializer(NotificationSerializer):
         fields = NotificationSerializer.Meta.fields + ["payload", "attempt_log"]
 
 
+class ReceiverAnswerSerializer(serializers.Serializer):
+    member = serializers.CharField(help_text="host:port of the Alertmanager")
+    ok = serializers.BooleanField()
+    status_code = serializers.IntegerField(allow_null=True)
+    error = serializers.CharField()
+    excerpt = serializers.CharField(help_text="The start of its answer (operators only; not stored).")
+
+
 class TestResultSerializer(serializers.Serializer):
     delivered = serializers.BooleanField()
     attempt = DeliveryAttemptSerializer()
+    answers = ReceiverAnswerSerializer(many=True, help_text="alertmanager-api: one per Alertmanager; else empty.")
 

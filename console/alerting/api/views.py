@@ -172,7 +172,7 @@ class NotificationChannelViewSet(AuditedModelViewSet):
     filterset_class = NotificationChannelFilter
     ordering_fields = ["name", "kind", "created_at", "last_delivery_at"]
     operator_actions = ("test",)
-    secret_fields = ("secret",)
+    secret_fields = ("secret", "password", "bearer_token")
 
     @extend_schema(responses={201: NotificationChannelSerializer, **ERRORS})
     def create(self, request, *args, **kwargs):
@@ -196,9 +196,11 @@ class NotificationChannelViewSet(AuditedModelViewSet):
     @action(detail=True, methods=["post"])
     def test(self, request, pk=None):
         """Send a test notification now and answer with the recorded attempt (``delivered`` false and the
-        error when the receiver failed). Not retried; never disables the channel."""
+        error when the receiver failed). Not retried; never disables the channel. ``answers``
+        (alertmanager-api): each Alertmanager's status and the start of its answer, not stored."""
         attempt = services.send_test(self.get_object(), request=request)
-        return Response({"delivered": attempt.ok, "attempt": DeliveryAttemptSerializer(attempt).data})
+        return Response({"delivered": attempt.ok, "attempt": DeliveryAttemptSerializer(attempt).data,
+                         "answers": attempt.answers})
 
     @extend_schema(request=None, responses={200: NotificationChannelSerializer, **ERRORS})
     @action(detail=True, methods=["post"])

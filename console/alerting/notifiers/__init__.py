@@ -5,6 +5,7 @@ Adding a kind: a module with a :class:`~console.alerting.notifiers.base.Notifier
 """
 
 from console.alerting.notifiers.alertmanager import AlertmanagerNotifier
+from console.alerting.notifiers.alertmanager_api import AlertmanagerAPINotifier
 from console.alerting.notifiers.base import Notifier, NotifyError, SendResult
 from console.alerting.notifiers.dingtalk import DingTalkNotifier
 from console.alerting.notifiers.email import EmailNotifier
@@ -21,6 +22,7 @@ NOTIFIERS: dict[str, type[Notifier]] = {
     "dingtalk": DingTalkNotifier,
     "wecom": WeComNotifier,
     "feishu": FeishuNotifier,
+    "alertmanager-api": AlertmanagerAPINotifier,
 }
 
 

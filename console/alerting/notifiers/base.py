@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,19 +29,22 @@ class NotifyError(Exception):
     rejected token); the channel is then disabled until someone fixes it."""
 
     def __init__(self, message: str, *, permanent: bool = False, status_code: int | None = None,
-                 response: str = "", retry_after: float | None = None):
+                 response: str = "", retry_after: float | None = None, answers: list | None = None):
         super().__init__(message)
         self.message = message
         self.permanent = permanent
         self.status_code = status_code
         self.response = response
         self.retry_after = retry_after
+        self.answers = answers or []  # per-receiver answers, for the operator's test only (never stored)
 
 
 @dataclass
 class SendResult:
     status_code: int | None = None
     response: str = ""
+    error: str = ""  # delivered, but not everywhere (an alertmanager-api cluster member that failed)
+    answers: list = field(default_factory=list)  # per-receiver answers, for the operator's test only
 
 
 class Notifier:
@@ -63,7 +66,8 @@ class Notifier:
 
     @property
     def timeout(self) -> float:
-        return float(settings.CONSOLE_NOTIFY_TIMEOUT_S)
+        """The channel's own time-out (``timeout_s``), or CONSOLE_NOTIFY_TIMEOUT_S."""
+        return float(getattr(self.channel, "timeout_s", None) or settings.CONSOLE_NOTIFY_TIMEOUT_S)
 
     def limited(self, message: dict) -> tuple[list[dict], int]:
         """The alerts to render and how many were left out (the channel's max_alerts)."""
@@ -74,7 +78,7 @@ class Notifier:
         return alerts, 0
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after_s(value: str | None) -> float | None:
     if not value:
         return None
     try:
@@ -118,7 +122,7 @@ def post_json(url: str, body: Any, *, timeout: float, headers: dict[str, str] | 
     transient = response.status_code in TRANSIENT_STATUS or response.status_code >= 500
     raise NotifyError(outbound.failure_message(response.status_code), permanent=not transient,
                       status_code=response.status_code,
-                      retry_after=_retry_after(response.headers.get("Retry-After")))
+                      retry_after=retry_after_s(response.headers.get("Retry-After")))
 
 
 def result(response: httpx.Response) -> SendResult:
