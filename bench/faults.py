@@ -205,7 +205,8 @@ def run_trial(rig: Rig, job_id: int, replicas: int, number: int, operation: str,
     if operation == "heal":
         # Every kill a first crash (restarted at once): the back-off of a crash loop is not what is measured.
         Instance.objects.filter(job_id=job_id).update(backoff_s=0)
-        old_pids = set(Instance.objects.filter(job_id=job_id, state="running").values_list("pid", flat=True))
+        old_pids = {p for p, k in marked_processes(rig.instance_prefix).items()
+                    if k.startswith(f"{rig.instance_prefix}-job{job_id}-")}
         for pid in old_pids:
             os.kill(pid, signal.SIGKILL)
     else:

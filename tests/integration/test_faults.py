@@ -95,3 +95,25 @@ def test_worker_and_beat_restarted_with_engines_running_re_adopt_them_with_no_re
 def checked_since(job, since) -> None:
     wait_until(lambda: Instance.objects.filter(job=job, last_check_at__gt=since).count() == 2, TIMEOUT_S,
                what=f"the worker to health-check every instance after {since}")
+
+
+def test_a_worker_killed_between_start_and_recording_the_pid_leaves_the_pid_found_by_the_next_check():
+    """Found by bench/faults.py: the instance went on 'running' with no pid (a heal by pid was then impossible)."""
+    from jobs import reconciler
+
+    node = register_local_node()
+    probe_node(node.pk)
+    job = make_job("pid-lost", replicas=1)
+    try:
+        job.__class__.objects.filter(pk=job.pk).update(desired_state="running")
+        wait_until(lambda: reconciler.reconcile_job(job.pk) and Instance.objects.filter(
+            job=job, state="running").exists(), TIMEOUT_S, what="the simulator to run")
+        instance = Instance.objects.get(job=job)
+        Instance.objects.filter(pk=instance.pk).update(state="starting", pid=None)
+        wait_until(lambda: reconciler.reconcile_job(job.pk) and Instance.objects.filter(
+            job=job, state="running").exists(), TIMEOUT_S, what="the check to find the process ready")
+        found = Instance.objects.get(pk=instance.pk)
+        assert found.pid == instance.pid and found.restart_count == 0 and found.run == instance.run
+    finally:
+        job.__class__.objects.filter(pk=job.pk).update(desired_state="stopped")
+        reconciler.reconcile_job(job.pk)
