@@ -261,8 +261,10 @@ def summarise(trials: list[Trial]) -> dict:
     for op in OPERATIONS:
         killed = [t.recovery_s for t in trials if t.operation == op and t.killed and t.recovery_s is not None]
         base = [t.total_s for t in trials if t.operation == op and not t.killed and t.total_s is not None]
+        total = [t.total_s for t in trials if t.operation == op and t.killed and t.total_s is not None]
         by_op[op] = {"kills": len([t for t in trials if t.operation == op and t.killed]),
-                     "recovery": stats(killed), "baseline": stats(base)}
+                     "recovery": stats(killed), "baseline": stats(base),
+                     "added": stats(total)[0] - stats(base)[0], "added_max": stats(total)[2] - stats(base)[0]}
     return by_op
 
 
@@ -318,8 +320,9 @@ def main() -> int:
     summary = summarise(trials)
     profile = "PostgreSQL + Redis" if args.redis_url else ("PostgreSQL, filesystem broker" if args.database_url
                                                            else "embedded: SQLite + filesystem broker")
-    rows = [f"| {op} | {s['kills']} | {_cell(s['recovery'])} | "
-            f"{_cell(s['baseline'])} |" for op, s in summary.items()]
+    rows = [f"| {op} | {s['kills']} | {_cell(s['recovery'])} | {_cell(s['baseline'])} | "
+            f"{s['added']:+.2f} s (max {s['added_max']:+.2f} s) |" for op, s in summary.items()]
+    worst = max(s["added_max"] for s in summary.values())
     body = "\n".join([
         f"`python bench/faults.py --trials {args.trials}` ({profile}; a simulator job of {args.replicas} replicas "
         "on node `local`; one Celery worker, queue lifecycle, threads pool, and Celery beat, both real processes). "
@@ -330,17 +333,47 @@ def main() -> int:
         "",
         f"**{len(trials) - len(failed)} of {len(trials)} trials held every invariant{_failures(failed)}.**",
         "",
-        "| Operation | Worker kills | Kill to converged (median / p90 / max) | Same operation, no kill |",
-        "|---|---|---|---|",
+        "| Operation | Worker kills | Kill to converged (median / p90 / max) | Same operation, no kill "
+        "(operation to converged) | Delay the kill added (operation to converged, median with kill minus "
+        "median without) |",
+        "|---|---|---|---|---|",
         *rows,
         "",
-        "Goal (issue 12, item 2): a killed worker delays no job by more than 5 s; the recovery above includes the "
-        f"{RESTART_DELAY_S:.0f} s restart delay and the new worker's start.",
+        f"Goal (issue 12, item 2): a killed worker delays no job by more than 5 s. Largest delay added here: "
+        f"{worst:.2f} s ({'met' if worst <= 5 else 'NOT met'}), {RESTART_DELAY_S:.0f} s of it the supervisor's "
+        "restart delay and the rest mostly the new worker's start (Django and Celery imports on these cores).",
+        "",
+        KNOWN,
     ])
     print(body)
     if not args.no_report:
-        write_section("Faults", body)
+        write_section("Faults", _merged(profile, body))
     return 1 if failed else 0
+
+
+KNOWN = ("Known cause of the largest heal delays: a restart interrupted by the kill (the worker dies between the "
+         "instance's `starting` transition and the launch) is read by the next check as a second crash of the old "
+         "process, whose SIGKILL exit status is still in the instance directory, so the replica waits the crash "
+         "back-off (`CONSOLE_RESTART_BACKOFF_FIRST_S`, 10 s) instead of starting at once. No duplicate and no lost "
+         "state: only time.")
+
+
+def _merged(profile: str, body: str) -> str:
+    """The "Faults" section with this profile's subsection replaced and the other profiles' kept (each run
+    measures one profile)."""
+    import re
+
+    from bench.common import REPORT
+
+    text = REPORT.read_text() if REPORT.exists() else ""
+    match = re.search(r"^## Faults\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    kept = []
+    if match:
+        for sub in re.findall(r"^### .*?(?=^### |\Z)", match.group(1), re.S | re.M):
+            if not sub.startswith(f"### {profile}\n"):
+                kept.append(sub.strip())
+    own = f"### {profile}\n\n_Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}._\n\n{body.strip()}"
+    return "\n\n".join(sorted([own, *kept]))
 
 
 def _failures(failed: list[Trial]) -> str:
