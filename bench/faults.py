@@ -282,6 +282,8 @@ def main() -> int:
 
     from bench.common import setup_django, write_section
 
+    # A SIGTERM (timeout, Ctrl-C's cousin) still runs the clean-up below: no engine is left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     data_dir = setup_django(args.database_url)
     os.environ.pop("CELERY_TASK_ALWAYS_EAGER", None)
     from django.conf import settings
