@@ -42,7 +42,9 @@ SECRET_KEY = CONSOLE_SECRET_KEY
 CONSOLE_OLD_SECRET_KEYS = env_list("CONSOLE_OLD_SECRET_KEYS", [])
 # Prefixes every engine process this console starts (its marker on the nodes), so that two consoles, or a test run
 # beside a console, never touch each other's processes. Derived from this installation's secret and data dir.
+# A restored console keeps its backup's prefix in DATA_DIR/instance_prefix (manage.py restore), to re-adopt engines.
 CONSOLE_INSTANCE_PREFIX = env_str("CONSOLE_INSTANCE_PREFIX") or (
+    (DATA_DIR / "instance_prefix").read_text().strip() if (DATA_DIR / "instance_prefix").is_file() else "") or (
     "b" + __import__("hashlib").sha256(f"{CONSOLE_SECRET_KEY}:{DATA_DIR}".encode()).hexdigest()[:8])
 DEBUG = env_bool("CONSOLE_DEBUG", False)
 # The address the web server binds (console/launcher.py): the default allowed host names follow it

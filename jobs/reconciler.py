@@ -313,6 +313,10 @@ def _check(job, engine, instance: Instance) -> None:
         tail = executor.tail(instance.key, lines=200)
         _failed(instance, exit_reason(status, tail, engine), tail)
         return
+    if status.pid and status.pid != instance.pid:
+        # A worker killed between starting the process and recording its pid: the node knows it.
+        Instance.objects.filter(pk=instance.pk).update(pid=status.pid)
+        instance.pid = status.pid
     if instance.member > 0:
         ready, why = True, ""
     else:

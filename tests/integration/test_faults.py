@@ -1,0 +1,119 @@
+"""Fault trials (issue 12, item 3) on real processes: a Celery worker killed with SIGKILL at random
+points of launches, stops and heals of a simulator job, beat running; then the worker and beat restarted
+with the engines running. What must hold, and the recovery times, as bench/faults.py (20 trials) reports
+them in docs/benchmarks.md, "Faults"."""
+
+import os
+import random
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from bench.faults import Rig, cleanup, make_job, marked_processes, run_trial, wait_converged
+from jobs.models import Instance
+from nodes.services import probe_node, register_local_node
+from tests.integration.procs import child_database_url, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+# Generous: the machine may be loaded (issue 12, item 7); the figures are printed, the invariants asserted.
+TIMEOUT_S = 120.0
+
+
+@pytest.fixture
+def rig(tmp_path):
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if redis_url:
+        import redis
+
+        redis.Redis.from_url(redis_url).flushdb()
+    node = register_local_node()
+    probe_node(node.pk)
+    rig = Rig(data_dir=settings.DATA_DIR, database_url=child_database_url(),
+              broker_url=redis_url or "filesystem://", redis_url=redis_url,
+              instance_prefix=settings.CONSOLE_INSTANCE_PREFIX, secret=settings.CONSOLE_SECRET_KEY,
+              port_range=settings.CONSOLE_INSTANCE_PORT_RANGE, log_dir=tmp_path / "logs")
+    rig.start_beat()
+    rig.start_worker()
+    yield rig
+    rig.stop()
+
+
+def logs(rig) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in rig.log_dir.glob("*.log"))
+
+
+def test_worker_killed_at_random_points_loses_no_desired_state_and_leaves_no_duplicate_or_orphan(rig):
+    job = make_job("faults", replicas=2)
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    trials = []
+    try:
+        for number, operation in enumerate(["launch", "stop", "heal", "launch", "heal"], 1):
+            trial = run_trial(rig, job.pk, 2, number, operation, rng, timeout=TIMEOUT_S)
+            trials.append(trial)
+            assert not trial.problems, f"seed {seed}, trial {trial}\n{logs(rig)}"
+    finally:
+        rig.stop()
+        cleanup(rig, job.pk)
+    print("recovery (kill to converged): " + ", ".join(
+        f"{t.operation} {t.recovery_s:.2f} s (killed after {t.kill_after_s:.2f} s)" for t in trials))
+    assert not [p for p, k in marked_processes(rig.instance_prefix).items() if f"-job{job.pk}-" in k]
+
+
+def test_worker_and_beat_restarted_with_engines_running_re_adopt_them_with_no_restart(rig):
+    job = make_job("readopt", replicas=2)
+    try:
+        job.__class__.objects.filter(pk=job.pk).update(desired_state="running")
+        at, problems = wait_converged(job.pk, "running", 2, rig.instance_prefix, TIMEOUT_S)
+        assert at is not None and not problems, f"{problems}\n{logs(rig)}"
+        before = {i.pk: (i.pid, i.run, i.restart_count) for i in Instance.objects.filter(job=job)}
+        # Once gracefully (Ctrl-C of make run), once with SIGKILL of both.
+        for graceful in (True, False):
+            if graceful:
+                rig.stop()
+            else:
+                rig.kill_worker()
+                rig.beat.kill()
+                rig.beat.wait()
+            restarted_at = timezone.now()
+            rig.start_beat()
+            rig.start_worker()
+            # Two rounds of health checks by the new worker, of every instance.
+            checked_since(job, restarted_at)
+            checked_since(job, timezone.now())
+            after = {i.pk: (i.pid, i.run, i.restart_count) for i in Instance.objects.filter(job=job)}
+            assert after == before, logs(rig)
+            assert set(Instance.objects.filter(job=job).values_list("state", flat=True)) == {"running"}
+            marked = {p for p, k in marked_processes(rig.instance_prefix).items() if f"-job{job.pk}-" in k}
+            assert marked == {pid for pid, _run, _restarts in before.values()}
+    finally:
+        rig.stop()
+        cleanup(rig, job.pk)
+
+
+def checked_since(job, since) -> None:
+    wait_until(lambda: Instance.objects.filter(job=job, last_check_at__gt=since).count() == 2, TIMEOUT_S,
+               what=f"the worker to health-check every instance after {since}")
+
+
+def test_a_worker_killed_between_start_and_recording_the_pid_leaves_the_pid_found_by_the_next_check():
+    """Found by bench/faults.py: the instance went on 'running' with no pid (a heal by pid was then impossible)."""
+    from jobs import reconciler
+
+    node = register_local_node()
+    probe_node(node.pk)
+    job = make_job("pid-lost", replicas=1)
+    try:
+        job.__class__.objects.filter(pk=job.pk).update(desired_state="running")
+        wait_until(lambda: reconciler.reconcile_job(job.pk) and Instance.objects.filter(
+            job=job, state="running").exists(), TIMEOUT_S, what="the simulator to run")
+        instance = Instance.objects.get(job=job)
+        Instance.objects.filter(pk=instance.pk).update(state="starting", pid=None)
+        wait_until(lambda: reconciler.reconcile_job(job.pk) and Instance.objects.filter(
+            job=job, state="running").exists(), TIMEOUT_S, what="the check to find the process ready")
+        found = Instance.objects.get(pk=instance.pk)
+        assert found.pid == instance.pid and found.restart_count == 0 and found.run == instance.run
+    finally:
+        job.__class__.objects.filter(pk=job.pk).update(desired_state="stopped")
+        reconciler.reconcile_job(job.pk)
