@@ -108,6 +108,9 @@ class Instance(models.Model):
     state_detail = models.TextField(blank=True, editable=False)
     generation = models.PositiveIntegerField(default=1)
     run = models.PositiveIntegerField(default=0, help_text="How many times a process was started.")
+    # The node's own run counter of this instance key (the launcher's), saved with the pid of each start:
+    # a check that finds the node still at this run knows the start after it never happened.
+    node_run = models.PositiveIntegerField(null=True, blank=True, editable=False)
     restart_count = models.PositiveIntegerField(default=0)
     last_exit_reason = models.TextField(blank=True)
     previous_log = models.TextField(blank=True)

@@ -284,8 +284,8 @@ def _start(job, engine, instance: Instance, members) -> None:
             handle = exc.handle
             services.transition_instance(instance, S.STARTING, "re-adopted a running process", run=instance.run,
                                          port=planned_port)
-    Instance.objects.filter(pk=instance.pk).update(pid=handle.pid)
-    instance.pid = handle.pid
+    Instance.objects.filter(pk=instance.pk).update(pid=handle.pid, node_run=handle.generation)
+    instance.pid, instance.node_run = handle.pid, handle.generation
 
 
 def _candidate_ports(instance: Instance) -> list[int]:
@@ -310,6 +310,12 @@ def _check(job, engine, instance: Instance) -> None:
     now = timezone.now()
     Instance.objects.filter(pk=instance.pk).update(last_check_at=now)
     if not (status.alive and status.ours):
+        if _start_interrupted(instance, status):
+            # A worker stopped between claiming this start and launching it: the exit status on the node
+            # is the previous run's, already counted. Start at once, with the back-off as it was.
+            services.transition_instance(instance, S.RESTARTING, "the start was interrupted; starting again",
+                                         next_attempt_at=now, pid=None)
+            return
         tail = executor.tail(instance.key, lines=200)
         _failed(instance, exit_reason(status, tail, engine), tail)
         return
@@ -348,6 +354,13 @@ def _check(job, engine, instance: Instance) -> None:
         _failed(instance, f"unhealthy ({failures} failed checks): {why}", tail)
     else:
         services.transition_instance(instance, S.UNHEALTHY, why, health_failures=failures)
+
+
+def _start_interrupted(instance: Instance, status) -> bool:
+    """True when a start was claimed (``starting``, no pid saved) but the node is still at the run whose
+    pid was saved last: the launch itself never happened."""
+    return (instance.state == S.STARTING and instance.pid is None and instance.node_run is not None
+            and status.generation is not None and status.generation <= instance.node_run)
 
 
 def _failed(instance: Instance, reason: str, tail: str) -> None:

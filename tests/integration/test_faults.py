@@ -117,3 +117,58 @@ def test_a_worker_killed_between_start_and_recording_the_pid_leaves_the_pid_foun
     finally:
         job.__class__.objects.filter(pk=job.pk).update(desired_state="stopped")
         reconciler.reconcile_job(job.pk)
+
+
+class WorkerDied(BaseException):
+    """Stands for the worker's death (kill -9) between claiming a start and launching the engine."""
+
+
+def test_a_start_interrupted_before_the_launch_is_made_at_once_not_after_a_crash_back_off(monkeypatch):
+    """Found by bench/faults.py: the next check read the previous engine's exit status as a second crash and
+    waited the 10 s back-off (7.8 s added on PostgreSQL + Redis against the 5 s goal)."""
+    import signal
+
+    from jobs import reconciler
+    from jobs.executors import Executor
+
+    node = register_local_node()
+    probe_node(node.pk)
+    job = make_job("start-cut", replicas=1)
+    try:
+        job.__class__.objects.filter(pk=job.pk).update(desired_state="running")
+        wait_until(lambda: reconciler.reconcile_job(job.pk) and Instance.objects.filter(
+            job=job, state="running").exists(), TIMEOUT_S, what="the simulator to run")
+        first = Instance.objects.get(job=job)
+        assert first.node_run is not None
+        def die(*args, **kwargs):
+            raise WorkerDied
+
+        monkeypatch.setattr(Executor, "start", die)
+        # A crash: the pass that sees it restarts at once (the first back-off is 0): it claims the start
+        # ('starting', run + 1) and the worker dies before launching.
+        os.kill(first.pid, signal.SIGKILL)
+
+        def claimed_and_died() -> bool:
+            try:
+                reconciler.reconcile_job(job.pk)
+            except WorkerDied:
+                return True
+            return False
+
+        wait_until(claimed_and_died, TIMEOUT_S, what="the crash to be seen and the restart to be claimed")
+        cut = Instance.objects.get(pk=first.pk)
+        assert cut.state == "starting" and cut.pid is None
+        monkeypatch.undo()
+
+        reconciler.reconcile_job(job.pk)  # the check: the node is still at the run whose pid was saved
+        after = Instance.objects.get(pk=first.pk)
+        reasons = list(after.state_history.order_by("id").values_list("reason", flat=True))
+        assert "the start was interrupted; starting again" in reasons, reasons
+        # Started again in that same pass, at once: not left waiting the 10 s crash back-off.
+        assert after.state in ("starting", "running") and after.pid not in (None, first.pid), after.state_detail
+        assert after.backoff_s == cut.backoff_s
+        wait_until(lambda: reconciler.reconcile_job(job.pk) is not None and Instance.objects.filter(
+            pk=first.pk, state="running").exists(), TIMEOUT_S, what="the interrupted start to be made")
+    finally:
+        job.__class__.objects.filter(pk=job.pk).update(desired_state="stopped")
+        reconciler.reconcile_job(job.pk)
