@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import sys
 
 import httpx
 import pytest
 
-from tests.integration.procs import ROOT, free_port, wait_until
-
-
-def _health(url):
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+from tests.integration.procs import answers_200, free_port, start_launcher, stop_launcher, wait_until
 
 
 @pytest.mark.integration
@@ -25,21 +16,14 @@ def test_the_launcher_starts_the_gateway_on_its_port_and_ctrl_c_stops_it(tmp_pat
     env = {"PATH": "/usr/bin:/bin", "PORT": str(port), "CONSOLE_GATEWAY_PORT": str(gateway_port),
            "CONSOLE_DATA_DIR": str(tmp_path / "data"), "CONSOLE_ADMIN_PASSWORD": "correct-horse-battery",
            "HOME": str(tmp_path), "CONSOLE_COLLECTOR": "false"}
-    launcher = subprocess.Popen([sys.executable, "-m", "console.launcher"], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    launcher = start_launcher(env)
     gateway = f"http://127.0.0.1:{gateway_port}"
     try:
-        wait_until(lambda: _health(f"{gateway}/health"), 90, what="the gateway")
+        wait_until(lambda: answers_200(f"{gateway}/health"), 90, what="the gateway")
         refused = httpx.get(f"{gateway}/v1/models")
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "missing_api_key"
     finally:
-        launcher.send_signal(signal.SIGINT)
-        try:
-            code = launcher.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            launcher.kill()
-            raise
-        output = launcher.stdout.read()
+        code, output = stop_launcher(launcher)
     assert code == 0, output
     assert f"gateway on http://127.0.0.1:{gateway_port}/v1" in output
     children = subprocess.run(["pgrep", "-f", f"gateway --host 127.0.0.1 --port {gateway_port}"],

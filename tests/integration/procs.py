@@ -1,6 +1,7 @@
 """Helpers for integration tests that start real processes (workers, the console, engines)."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -56,3 +57,30 @@ def stop(process: subprocess.Popen, timeout: float = 15) -> int:
             process.kill()
             process.wait()
     return process.returncode
+
+
+def answers_200(url: str) -> bool:
+    """True when ``url`` answers 200 now (False on any connection error)."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_launcher(env: dict) -> subprocess.Popen:
+    """``make run``'s launcher (console.launcher) with exactly ``env``, its output captured."""
+    return subprocess.Popen([sys.executable, "-m", "console.launcher"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop_launcher(launcher: subprocess.Popen, timeout: float = 30) -> tuple[int, str]:
+    """Ctrl-C (SIGINT) the launcher as a user would; its exit code and everything it printed."""
+    launcher.send_signal(signal.SIGINT)
+    try:
+        code = launcher.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        launcher.kill()
+        raise
+    return code, launcher.stdout.read()

@@ -5,13 +5,17 @@ them in docs/benchmarks.md, "Faults"."""
 
 import os
 import random
+import signal
+from contextlib import contextmanager
 
 import pytest
 from django.conf import settings
 from django.utils import timezone
 
 from bench.faults import Rig, cleanup, make_job, marked_processes, run_trial, wait_converged
-from jobs.models import Instance
+from jobs import reconciler
+from jobs.executors import Executor
+from jobs.models import Instance, Job
 from nodes.services import probe_node, register_local_node
 from tests.integration.procs import child_database_url, wait_until
 
@@ -97,26 +101,30 @@ def checked_since(job, since) -> None:
                what=f"the worker to health-check every instance after {since}")
 
 
-def test_a_worker_killed_between_start_and_recording_the_pid_leaves_the_pid_found_by_the_next_check():
-    """Found by bench/faults.py: the instance went on 'running' with no pid (a heal by pid was then impossible)."""
-    from jobs import reconciler
-
+@contextmanager
+def one_running_replica(name: str):
+    """A one-replica simulator job on node ``local``, reconciled until it runs; stopped at the end."""
     node = register_local_node()
     probe_node(node.pk)
-    job = make_job("pid-lost", replicas=1)
+    job = make_job(name, replicas=1)
     try:
-        job.__class__.objects.filter(pk=job.pk).update(desired_state="running")
+        Job.objects.filter(pk=job.pk).update(desired_state="running")
         wait_until(lambda: reconciler.reconcile_job(job.pk) and Instance.objects.filter(
             job=job, state="running").exists(), TIMEOUT_S, what="the simulator to run")
-        instance = Instance.objects.get(job=job)
+        yield job, Instance.objects.get(job=job)
+    finally:
+        Job.objects.filter(pk=job.pk).update(desired_state="stopped")
+        reconciler.reconcile_job(job.pk)
+
+
+def test_a_worker_killed_between_start_and_recording_the_pid_leaves_the_pid_found_by_the_next_check():
+    """Found by bench/faults.py: the instance went on 'running' with no pid (a heal by pid was then impossible)."""
+    with one_running_replica("pid-lost") as (job, instance):
         Instance.objects.filter(pk=instance.pk).update(state="starting", pid=None)
         wait_until(lambda: reconciler.reconcile_job(job.pk) and Instance.objects.filter(
             job=job, state="running").exists(), TIMEOUT_S, what="the check to find the process ready")
         found = Instance.objects.get(pk=instance.pk)
         assert found.pid == instance.pid and found.restart_count == 0 and found.run == instance.run
-    finally:
-        job.__class__.objects.filter(pk=job.pk).update(desired_state="stopped")
-        reconciler.reconcile_job(job.pk)
 
 
 class WorkerDied(BaseException):
@@ -126,20 +134,9 @@ class WorkerDied(BaseException):
 def test_a_start_interrupted_before_the_launch_is_made_at_once_not_after_a_crash_back_off(monkeypatch):
     """Found by bench/faults.py: the next check read the previous engine's exit status as a second crash and
     waited the 10 s back-off (7.8 s added on PostgreSQL + Redis against the 5 s goal)."""
-    import signal
-
-    from jobs import reconciler
-    from jobs.executors import Executor
-
-    node = register_local_node()
-    probe_node(node.pk)
-    job = make_job("start-cut", replicas=1)
-    try:
-        job.__class__.objects.filter(pk=job.pk).update(desired_state="running")
-        wait_until(lambda: reconciler.reconcile_job(job.pk) and Instance.objects.filter(
-            job=job, state="running").exists(), TIMEOUT_S, what="the simulator to run")
-        first = Instance.objects.get(job=job)
+    with one_running_replica("start-cut") as (job, first):
         assert first.node_run is not None
+
         def die(*args, **kwargs):
             raise WorkerDied
 
@@ -169,6 +166,3 @@ def test_a_start_interrupted_before_the_launch_is_made_at_once_not_after_a_crash
         assert after.backoff_s == cut.backoff_s
         wait_until(lambda: reconciler.reconcile_job(job.pk) is not None and Instance.objects.filter(
             pk=first.pk, state="running").exists(), TIMEOUT_S, what="the interrupted start to be made")
-    finally:
-        job.__class__.objects.filter(pk=job.pk).update(desired_state="stopped")
-        reconciler.reconcile_job(job.pk)

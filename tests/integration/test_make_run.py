@@ -6,12 +6,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import httpx
 import pytest
 
-from tests.integration.procs import ROOT, free_port, wait_until
+from tests.integration.procs import answers_200, free_port, start_launcher, stop_launcher, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -30,11 +29,10 @@ def test_the_launcher_starts_the_console_and_ctrl_c_stops_everything(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "PORT": str(port), "CONSOLE_DATA_DIR": str(tmp_path / "data"),
            "CONSOLE_ADMIN_PASSWORD": "correct-horse-battery", "HOME": str(tmp_path),
            "CONSOLE_GATEWAY_PORT": str(free_port())}
-    launcher = subprocess.Popen([sys.executable, "-m", "console.launcher"], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    launcher = start_launcher(env)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _ok(f"{base}/healthz"), 90, what="the web server")
+        wait_until(lambda: answers_200(f"{base}/healthz"), 90, what="the web server")
         assert httpx.get(f"{base}/readyz").status_code == 200
         with httpx.Client(follow_redirects=True, timeout=10) as client:
             login(client, base, "correct-horse-battery")
@@ -50,23 +48,10 @@ def test_the_launcher_starts_the_console_and_ctrl_c_stops_everything(tmp_path):
             assert page.status_code == 200 and "local" in page.text
             assert client.get(f"{base}/static/css/console.css").status_code == 200
     finally:
-        launcher.send_signal(signal.SIGINT)
-        try:
-            code = launcher.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            launcher.kill()
-            raise
-        output = launcher.stdout.read()
+        code, output = stop_launcher(launcher)
     assert code == 0, output
     children = subprocess.run(["pgrep", "-f", f"-p {port} "], capture_output=True, text=True).stdout
     assert not children.strip(), "the web server outlived the launcher"
-
-
-def _ok(url):
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_a_child_killed_with_sigkill_is_restarted_and_the_web_server_stays_up(tmp_path):
@@ -76,8 +61,7 @@ def test_a_child_killed_with_sigkill_is_restarted_and_the_web_server_stays_up(tm
     env = {"PATH": "/usr/bin:/bin", "PORT": str(port), "CONSOLE_DATA_DIR": str(data),
            "CONSOLE_ADMIN_PASSWORD": "correct-horse-battery", "HOME": str(tmp_path), "CONSOLE_COLLECTOR": "false",
            "CONSOLE_GATEWAY_PORT": str(free_port())}
-    launcher = subprocess.Popen([sys.executable, "-m", "console.launcher"], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    launcher = start_launcher(env)
     base = f"http://127.0.0.1:{port}"
     status_file = data / "run" / "supervisor.json"
 
@@ -88,7 +72,7 @@ def test_a_child_killed_with_sigkill_is_restarted_and_the_web_server_stays_up(tm
             return None
 
     try:
-        wait_until(lambda: _ok(f"{base}/healthz"), 90, what="the web server")
+        wait_until(lambda: answers_200(f"{base}/healthz"), 90, what="the web server")
         web_pid = parts()["web"]["pid"]
         worker_pid = parts()["worker"]["pid"]
         os.kill(worker_pid, signal.SIGKILL)
@@ -98,16 +82,10 @@ def test_a_child_killed_with_sigkill_is_restarted_and_the_web_server_stays_up(tm
         assert restarted["worker"]["pid"] != worker_pid
         assert restarted["worker"]["last_exit"] == "was killed by SIGKILL"
         assert restarted["web"]["pid"] == web_pid and restarted["web"]["restarts"] == 0
-        assert _ok(f"{base}/healthz")
+        assert answers_200(f"{base}/healthz")
         wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, 60, what="readyz after the restart")
     finally:
-        launcher.send_signal(signal.SIGINT)
-        try:
-            code = launcher.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            launcher.kill()
-            raise
-        output = launcher.stdout.read()
+        code, output = stop_launcher(launcher)
     assert code == 0, output
     assert "worker exited: was killed by SIGKILL; restarting in 1 s" in output
     assert "worker restarted: pid" in output
