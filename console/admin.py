@@ -21,10 +21,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
     """Admins see whose tokens exist (the first 8 characters) and delete them; keys are created with
     ``manage.py drf_create_token USER`` and shown once (only their digest is stored)."""
 
-    list_display = ["prefix", "user", "created"]
+    list_display = ["prefix", "name", "user", "created"]
     search_fields = ["user__username", "prefix"]
-    readonly_fields = ["prefix", "user", "created"]
-    fields = ["prefix", "user", "created"]
+    readonly_fields = ["prefix", "name", "user", "created"]
+    fields = ["prefix", "name", "user", "created"]
 
     def has_add_permission(self, request):
         return False

@@ -48,4 +48,5 @@ urlpatterns = [
     path("jobs/", include("jobs.urls")),
     path("alerts/", include("console.alerting.urls")),
     path("models/", include("models_registry.urls")),
+    path("", include("console.accounts.urls")),
 ]

@@ -3,6 +3,7 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from console.core.confirm import REASON_MAX
 from jobs.choices import PlacementStrategy
 from jobs.engines.registry import engine_choices
 from models_registry.models import ModelVersion
@@ -49,5 +50,38 @@ class JobForm(forms.Form):
             "node_selector": pairs(data["node_selector"]),
             "extra_args": [line for line in (data["extra_args"] or "").splitlines() if line.strip()],
             "env": pairs(data["env"]), "max_model_len": data["max_model_len"], "options": data["options"] or {},
-            "desired_state": "running" if data["start"] else "stopped",
+            "desired_state": "running" if data.get("start") else "stopped",
         }
+
+
+def _lines(mapping: dict) -> str:
+    return "\n".join(f"{key}={value}" for key, value in (mapping or {}).items())
+
+
+class JobEditForm(JobForm):
+    """Edit a job (admins): the fields ``PATCH jobs/{id}/`` accepts, prefilled from the job. The desired
+    state is the actions' business (start, stop), not the edit's."""
+
+    def __init__(self, *args, job=None, **kwargs):
+        if job is not None and "initial" not in kwargs:
+            kwargs["initial"] = {
+                "name": job.name, "model_version": job.model_version_id, "engine": job.engine,
+                "replicas": job.replicas, "accelerators_per_replica": job.accelerators_per_replica,
+                "nodes_per_replica": job.nodes_per_replica, "placement": job.placement,
+                "node_selector": _lines(job.node_selector), "extra_args": "\n".join(job.extra_args or []),
+                "env": _lines(job.env), "max_model_len": job.max_model_len, "options": job.options or {},
+            }
+        super().__init__(*args, **kwargs)
+        del self.fields["start"]
+
+    def api_payload(self) -> dict:
+        payload = super().api_payload()
+        payload.pop("desired_state")
+        return payload
+
+
+class ScaleForm(forms.Form):
+    """The replica count of ``POST jobs/{id}/scale/`` (bounds as the API's)."""
+
+    replicas = forms.IntegerField(label=_("Replicas"), min_value=0, max_value=64)
+    reason = forms.CharField(label=_("Reason (optional)"), required=False, max_length=REASON_MAX)

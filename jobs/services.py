@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from console.core import audit, statemachine
+from console.core.confirm import with_reason
 from console.core.errors import Conflict
 from jobs import enqueue
 from jobs.choices import ACTIVE_STATES, INSTANCE_TRANSITIONS, DesiredState, InstanceState, JobState
@@ -171,13 +172,25 @@ def start_job(job: Job, request=None, *, check_room: bool = True) -> Job:
 def refuse_delete_while_live(job: Job) -> None:
     """Conflict while ``job`` still has live instances (stop it first, then delete it)."""
     if job.instances.active().exists():
-        raise Conflict("the job still has live instances: stop it first")
+        raise Conflict(gettext("the job still has live instances: stop it first"))
 
 
-def stop_job(job: Job, request=None) -> Job:
+def delete_job(job: Job, request=None, *, reason: str = "") -> None:
+    """Delete ``job`` and record who did it and why; Conflict (nothing deleted) while it still has live
+    instances. The API's ``DELETE jobs/{id}/`` and the job page's *Delete* both come here."""
+    refuse_delete_while_live(job)
+    pk, text = job.pk, str(job)
+    with transaction.atomic():
+        job.delete()
+        audit.record("delete", None, request=request, object_type="job", object_id=pk,
+                     detail=with_reason({"name": text}, reason))
+
+
+def stop_job(job: Job, request=None, *, reason: str = "") -> Job:
+    """Desired state stopped; the reconciler stops the instances. ``reason`` goes into the audit event."""
     Job.objects.filter(pk=job.pk).update(desired_state=DesiredState.STOPPED, updated_at=timezone.now())
     job.desired_state = DesiredState.STOPPED
-    audit.record("stop", job, request=request)
+    audit.record("stop", job, request=request, detail=with_reason(None, reason))
     refresh_job_state(job)
     _kick(job)
     return job
@@ -197,11 +210,13 @@ def restart_job(job: Job, request=None) -> Job:
     return job
 
 
-def scale_job(job: Job, replicas: int, request=None) -> Job:
+def scale_job(job: Job, replicas: int, request=None, *, reason: str = "") -> Job:
+    """Set the replica count: the reconciler places the missing replicas and stops those numbered
+    ``replicas`` and above."""
     old = job.replicas
     Job.objects.filter(pk=job.pk).update(replicas=replicas, updated_at=timezone.now())
     job.replicas = replicas
-    audit.record("scale", job, request=request, detail={"from": old, "to": replicas})
+    audit.record("scale", job, request=request, detail=with_reason({"from": old, "to": replicas}, reason))
     refresh_job_state(job)
     _kick(job)
     return job

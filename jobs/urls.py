@@ -7,6 +7,10 @@ urlpatterns = [
     path("add/", views.job_create, name="job-add"),
     path("benchmarks/", include("jobs.benchmarks.urls")),
     path("gateway/", include("jobs.gateway.urls")),
+    path("instances/<int:pk>/log/", views.instance_log, name="instance-log"),
     path("<int:pk>/", views.job_detail, name="job-detail"),
+    path("<int:pk>/edit/", views.job_edit, name="job-edit"),
+    path("<int:pk>/scale/", views.job_scale, name="job-scale"),
+    path("<int:pk>/delete/", views.job_delete, name="job-delete"),
     path("<int:pk>/<str:action>/", views.job_action, name="job-action"),
 ]

@@ -1,23 +1,37 @@
-"""Job pages: list, detail (instances, log tail, timeline), create with a placement preview."""
+"""Job pages: list, detail (instances, log tail, timeline), create with a placement preview, and the
+day-2 actions: edit, scale, stop and delete (confirmed, with a reason), an instance's log and its
+previous run's. Thin: validation is the API serializer's, work is jobs.services'."""
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods
 
-from console.core import charts
+from console.core import audit, charts
+from console.core.confirm import ReasonForm, confirm_page
 from console.core.models import Event
 from console.core.pages import conflict_message
-from console.core.permissions import ADMIN, OPERATOR, has_role
+from console.core.permissions import ADMIN, OPERATOR, VIEWER, has_role
 from jobs import services
 from jobs.api.serializers import JobSerializer
 from jobs.charts import job_charts
-from jobs.forms import JobForm
+from jobs.forms import JobEditForm, JobForm, ScaleForm
 from jobs.gateway.views import job_snippet
-from jobs.models import Job
+from jobs.models import Instance, Job
+
+#: Lines of an instance's log shown on its log page (the API's ``tail`` bounds: 1..5000).
+LOG_LINES, LOG_LINES_MAX = 300, 5000
+
+
+def _require(request, role):
+    if not has_role(request.user, role):
+        raise PermissionDenied
 
 
 @login_required
@@ -36,7 +50,8 @@ def job_detail(request, pk):
         object_type="instance", object_id__in=instance_ids)
     return render(request, "jobs/job_detail.html", {
         "job": job, "instances": instances, "timeline": timeline.order_by("-time")[:50],
-        "can_operate": has_role(request.user, OPERATOR), "serialized": JobSerializer(job).data,
+        "can_operate": has_role(request.user, OPERATOR), "can_admin": has_role(request.user, ADMIN),
+        "serialized": JobSerializer(job).data,
         "gateway": job_snippet(job),
         "live": charts.page_config(job_charts(job), [f"job:{job.pk}"],
                                    stale_after_s=max(10.0, 3.0 * settings.CONSOLE_TELEMETRY_SCRAPE_INTERVAL_S)),
@@ -59,15 +74,115 @@ def job_create(request):
     return render(request, "jobs/job_form.html", {"form": form})
 
 
+def _copy_errors(form, errors) -> None:
+    for field, problems in errors.items():
+        form.add_error(field if field in form.fields else None, problems)
+
+
 @login_required
-@require_POST
-def job_action(request, pk, action):
-    if not has_role(request.user, OPERATOR):
-        raise PermissionDenied
-    actions = {"start": services.start_job, "stop": services.stop_job, "restart": services.restart_job}
-    if action not in actions:
-        raise PermissionDenied
+def job_edit(request, pk):
+    """Edit a job (admins): what ``PATCH jobs/{id}/`` accepts, validated by the same serializer.
+    Running instances keep their settings until a rolling restart replaces them."""
+    _require(request, ADMIN)
+    job = get_object_or_404(Job.objects.select_related("model_version__model"), pk=pk)
+    form = JobEditForm(request.POST or None, job=job)
+    if request.method == "POST" and form.is_valid():
+        serializer = JobSerializer(job, data=form.api_payload(), partial=True, context={"request": request})
+        if serializer.is_valid():
+            with transaction.atomic():
+                job = serializer.save()
+                audit.record("update", job, request=request, detail={"fields": sorted(form.changed_data)})
+            messages.success(request, _("Job %(name)s saved.") % {"name": job.name})
+            if job.desired_state == "running" and form.changed_data:
+                messages.info(request, _("Running instances keep their settings until a rolling restart "
+                                         "replaces them."))
+            return redirect("job-detail", pk=job.pk)
+        _copy_errors(form, serializer.errors)
+    return render(request, "jobs/job_form.html", {"form": form, "job": job})
+
+
+@login_required
+def job_scale(request, pk):
+    """Set the replica count (operators), as ``POST jobs/{id}/scale/``; a form with its errors when the
+    count is out of bounds."""
+    _require(request, OPERATOR)
     job = get_object_or_404(Job.objects.select_related("model_version"), pk=pk)
+    form = ScaleForm(request.POST or None, initial={"replicas": job.replicas})
+    if request.method == "POST" and form.is_valid():
+        old, new = job.replicas, form.cleaned_data["replicas"]
+        with conflict_message(request):
+            services.scale_job(job, new, request=request, reason=form.cleaned_data["reason"].strip())
+            messages.success(request, _("Job %(name)s scaled from %(old)d to %(new)d replicas.")
+                             % {"name": job.name, "old": old, "new": new})
+        return redirect("job-detail", pk=job.pk)
+    return render(request, "jobs/job_scale.html", {"form": form, "job": job})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def job_action(request, pk, action):
+    """Start and rolling restart (a POST); stop asks first (GET: the confirmation, POST: stop with the
+    optional reason)."""
+    _require(request, OPERATOR)
+    if action not in ("start", "stop", "restart"):
+        raise Http404
+    job = get_object_or_404(Job.objects.select_related("model_version"), pk=pk)
+    if action == "stop":
+        form = ReasonForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            with conflict_message(request):
+                services.stop_job(job, request=request, reason=form.cleaned_data["reason"])
+                messages.success(request, _("Stopping %(name)s: its instances are being stopped.") % {"name": job.name})
+            return redirect("job-detail", pk=pk)
+        return confirm_page(
+            request, form, title=_("Stop %(name)s?") % {"name": job.name},
+            question=_("Every instance of %(name)s is stopped and the job stops serving requests. Start it again "
+                       "at any time.") % {"name": job.name},
+            consequences=[_("%(n)d instance(s) running now.") % {"n": job.instances.active().count()}],
+            button=_("Stop the job"), cancel_url=reverse("job-detail", args=[pk]))
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    actions = {"start": services.start_job, "restart": services.restart_job}
     with conflict_message(request):
         actions[action](job, request=request)
+        if action == "start":
+            messages.success(request, _("Starting %(name)s.") % {"name": job.name})
+        else:
+            messages.success(request, _("Rolling restart of %(name)s started.") % {"name": job.name})
     return redirect("job-detail", pk=pk)
+
+
+@login_required
+def job_delete(request, pk):
+    """Delete a job (admins) after a confirmation; while it has live instances the refusal is shown
+    (the API's 409) and nothing is deleted."""
+    _require(request, ADMIN)
+    job = get_object_or_404(Job, pk=pk)
+    form = ReasonForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with conflict_message(request) as outcome:
+            services.delete_job(job, request=request, reason=form.cleaned_data["reason"])
+            messages.success(request, _("Job %(name)s deleted.") % {"name": job.name})
+        return redirect("job-detail", pk=pk) if outcome.refused else redirect("job-list")
+    live = job.instances.active().count()
+    return confirm_page(
+        request, form, title=_("Delete %(name)s?") % {"name": job.name},
+        question=_("The job, its instances' records and its settings are deleted; its events stay in the log."),
+        consequences=[_("It still has %(n)d live instance(s): stop it first.") % {"n": live}] if live else [],
+        button=_("Delete the job"), cancel_url=reverse("job-detail", args=[pk]))
+
+
+@login_required
+def instance_log(request, pk):
+    """An instance's log tail, or its previous run's (``?previous=1``), as ``GET instances/{id}/logs/``."""
+    _require(request, VIEWER)
+    instance = get_object_or_404(Instance.objects.select_related("job", "node"), pk=pk)
+    try:
+        lines = min(max(int(request.GET.get("tail", LOG_LINES)), 1), LOG_LINES_MAX)
+    except ValueError:
+        lines = LOG_LINES
+    previous = request.GET.get("previous") in ("1", "true", "yes")
+    return render(request, "jobs/instance_log.html", {
+        "instance": instance, "job": instance.job, "previous": previous, "lines": lines,
+        "log": services.instance_logs(instance, lines, previous),
+    })

@@ -63,3 +63,70 @@ class ImportForm(forms.Form):
 
 class PromoteForm(forms.Form):
     alias = forms.CharField(label=_("Alias"), max_length=64, widget=forms.TextInput(attrs={"list": "alias-names"}))
+
+
+class VersionEditForm(forms.Form):
+    """The fields of a version that ``PATCH model-versions/{id}/`` lets change (its model, source and node
+    do not: import other files instead)."""
+
+    version = forms.CharField(label=_("Version"), max_length=64)
+    quantization = forms.CharField(label=_("Quantization"), max_length=32, required=False,
+                                   widget=forms.TextInput(attrs={"list": "quantizations"}))
+    format = forms.ChoiceField(label=_("Format"), required=False,
+                               choices=[("", "—")] + list(WeightFormat.choices))
+    parameters = forms.IntegerField(label=_("Parameters"), required=False, min_value=1)
+    parent = forms.ModelChoiceField(label=_("Parent version"), required=False,
+                                    queryset=ModelVersion.objects.select_related("model").order_by("model__name",
+                                                                                                   "version"))
+    parent_relation = forms.ChoiceField(label=_("Relation to the parent"), required=False,
+                                        choices=[("", "—")] + list(ParentRelation.choices))
+    notes = forms.CharField(label=_("Notes"), required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+    @staticmethod
+    def initial_of(version: ModelVersion) -> dict:
+        return {"version": version.version, "quantization": version.quantization, "format": version.format,
+                "parameters": version.parameters, "parent": version.parent_id,
+                "parent_relation": version.parent_relation, "notes": version.notes}
+
+    def api_payload(self) -> dict:
+        data = self.cleaned_data
+        payload = {"version": data["version"], "quantization": data["quantization"] or "",
+                   "parent": data["parent"].pk if data.get("parent") else None,
+                   "parent_relation": data["parent_relation"] or "", "notes": data["notes"] or ""}
+        if data.get("format"):
+            payload["format"] = data["format"]
+        if data.get("parameters"):
+            payload["parameters"] = data["parameters"]
+        return payload
+
+
+class EvaluationForm(forms.Form):
+    """One score of a version on a benchmark; an empty row is ignored."""
+
+    benchmark = forms.CharField(label=_("Benchmark"), max_length=64, required=False)
+    score = forms.FloatField(label=_("Score"), required=False)
+    date = forms.DateField(label=_("Date"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    notes = forms.CharField(label=_("Notes"), required=False, max_length=2000)
+
+    def clean(self):
+        data = super().clean()
+        if self.cleaned_data.get("DELETE"):
+            return data
+        if data.get("benchmark") and data.get("score") is None and "score" not in self.errors:
+            self.add_error("score", _("A score is needed for a benchmark."))
+        if data.get("score") is not None and not data.get("benchmark"):
+            self.add_error("benchmark", _("Name the benchmark of this score."))
+        return data
+
+    def item(self) -> dict | None:
+        """The evaluation as the API takes it, or None for an empty or deleted row."""
+        data = self.cleaned_data
+        if data.get("DELETE") or not data.get("benchmark"):
+            return None
+        item = {"benchmark": data["benchmark"], "score": data["score"], "notes": data.get("notes") or ""}
+        if data.get("date"):
+            item["date"] = data["date"].isoformat()
+        return item
+
+
+EvaluationFormSet = forms.formset_factory(EvaluationForm, extra=3, can_delete=True, max_num=200)

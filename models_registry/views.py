@@ -8,10 +8,12 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from console.core import audit
+from console.core.confirm import ReasonForm, confirm_page
 from console.core.models import Event
 from console.core.pages import conflict_message
 from console.core.permissions import ADMIN, OPERATOR, has_role
@@ -23,7 +25,14 @@ from models_registry.api.serializers import (
     known_quantizations,
 )
 from models_registry.choices import VersionStatus
-from models_registry.forms import ImportForm, ModelCreateForm, PromoteForm, VersionCreateForm
+from models_registry.forms import (
+    EvaluationFormSet,
+    ImportForm,
+    ModelCreateForm,
+    PromoteForm,
+    VersionCreateForm,
+    VersionEditForm,
+)
 from models_registry.models import Alias, Model, ModelVersion
 from nodes.models import Node
 
@@ -188,3 +197,80 @@ def version_deprecate(request, pk):
     _require(request, ADMIN)
     _run(request, pk, lambda version: services.deprecate(version, request.POST.get("reason", ""), request=request))
     return redirect("model-version-detail", pk=pk)
+
+
+@login_required
+def version_edit(request, pk):
+    """Edit a version (admins): what ``PATCH model-versions/{id}/`` accepts, through its serializer."""
+    _require(request, ADMIN)
+    version = get_object_or_404(ModelVersion.objects.select_related("model", "parent"), pk=pk)
+    form = VersionEditForm(request.POST or None, initial=VersionEditForm.initial_of(version))
+    form.fields["parent"].queryset = form.fields["parent"].queryset.exclude(pk=version.pk)
+    if request.method == "POST" and form.is_valid():
+        serializer = ModelVersionSerializer(version, data=form.api_payload(), partial=True,
+                                            context={"request": request})
+        if serializer.is_valid():
+            with transaction.atomic():
+                version = serializer.save()
+                audit.record("update", version, request=request, detail={"fields": sorted(form.changed_data)})
+            messages.success(request, _("Version %(name)s saved.") % {"name": version})
+            return redirect("model-version-detail", pk=version.pk)
+        _copy_errors(form, serializer.errors)
+    return render(request, "models_registry/version_edit.html", {
+        "form": form, "version": version, "quantizations": known_quantizations()})
+
+
+@login_required
+def version_evaluations(request, pk):
+    """Add, change and remove a version's evaluations (admins): the list replaces the stored one, as a
+    ``PATCH`` of ``evaluations`` does, validated by the same serializer."""
+    _require(request, ADMIN)
+    version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
+    initial = [{"benchmark": e.benchmark, "score": e.score, "date": e.date, "notes": e.notes}
+               for e in version.evaluations.order_by("benchmark", "-date")]
+    formset = EvaluationFormSet(request.POST or None, initial=initial, prefix="evaluations")
+    if request.method == "POST" and formset.is_valid():
+        rows = [(form, form.item()) for form in formset.forms]
+        rows = [(form, item) for form, item in rows if item is not None]
+        serializer = ModelVersionSerializer(version, data={"evaluations": [item for _form, item in rows]},
+                                            partial=True, context={"request": request})
+        if serializer.is_valid():
+            with transaction.atomic():
+                serializer.save()
+                audit.record("update", version, request=request,
+                             detail={"fields": ["evaluations"], "evaluations": len(rows)})
+            messages.success(request, _("Evaluations of %(name)s saved.") % {"name": version})
+            return redirect("model-version-detail", pk=version.pk)
+        problems = serializer.errors.get("evaluations", [])
+        for index, problem in enumerate(problems):
+            if isinstance(problem, dict) and index < len(rows):
+                for field, messages_ in problem.items():
+                    rows[index][0].add_error(field if field in rows[index][0].fields else None, messages_)
+            elif isinstance(problem, str):
+                formset.forms[0].add_error(None, problem)
+        for field, messages_ in serializer.errors.items():
+            if field != "evaluations":
+                formset.forms[0].add_error(None, messages_)
+    return render(request, "models_registry/version_evaluations.html", {"formset": formset, "version": version})
+
+
+@login_required
+def version_delete(request, pk):
+    """Delete a version (admins) after a confirmation; refused (the API's 409) while a job uses it or an
+    alias points at it."""
+    _require(request, ADMIN)
+    version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
+    form = ReasonForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        name = str(version)
+        with conflict_message(request) as outcome:
+            services.delete_version(version, request=request, reason=form.cleaned_data["reason"])
+            messages.success(request, _("Version %(name)s deleted.") % {"name": name})
+        if outcome.refused:
+            return redirect("model-version-detail", pk=pk)
+        return redirect("model-list")
+    return confirm_page(
+        request, form, title=_("Delete %(name)s?") % {"name": version},
+        question=_("The version, its file list, checksums and evaluations are deleted from the registry; the "
+                   "weight files on the nodes are not touched."),
+        button=_("Delete the version"), cancel_url=reverse("model-version-detail", args=[pk]))

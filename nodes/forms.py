@@ -89,3 +89,39 @@ class CredentialForm(forms.Form):
             except InvalidPrivateKey as exc:
                 self.add_error("private_key", str(exc))
         return data
+
+
+class CredentialEditForm(forms.Form):
+    """Rename a credential, change its user, or replace its key (left empty: the key is kept)."""
+
+    name = forms.CharField(label=_("Name"), max_length=63)
+    username = forms.CharField(label=_("User name"), max_length=32)
+    private_key = forms.CharField(label=_("New private key"), widget=forms.Textarea, strip=False, required=False,
+                                  help_text=_("Leave empty to keep the stored key. Stored encrypted; never shown."))
+    passphrase = forms.CharField(label=_("Passphrase"), required=False, strip=False,
+                                 widget=forms.PasswordInput(render_value=False))
+
+    def api_payload(self) -> dict:
+        """The body of ``PATCH credentials/{id}/`` (the serializer validates names and the key)."""
+        data = self.cleaned_data
+        payload = {"name": data["name"], "username": data["username"]}
+        if data.get("private_key"):
+            payload["private_key"] = data["private_key"]
+            payload["passphrase"] = data.get("passphrase") or ""
+        return payload
+
+
+class GenerateKeyForm(forms.Form):
+    """A credential whose Ed25519 key pair the console generates."""
+
+    name = forms.CharField(label=_("Name"), max_length=63)
+    username = forms.CharField(label=_("User name"), max_length=32, initial="root")
+
+    def clean_name(self):
+        name = validators.validate_name(self.cleaned_data["name"])
+        if Credential.objects.filter(name=name).exists():
+            raise ValidationError(_("A credential with this name already exists."))
+        return name
+
+    def clean_username(self):
+        return validators.validate_username(self.cleaned_data["username"])

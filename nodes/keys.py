@@ -34,6 +34,7 @@ __all__ = [
     "PassphraseRequired",
     "WrongPassphrase",
     "fingerprint",
+    "generate_ed25519",
     "host_key_fingerprint",
     "load_private_key",
     "normalise_private_key",
@@ -209,6 +210,16 @@ def _sha256_fingerprint(blob: bytes) -> str:
 def fingerprint(pkey: paramiko.PKey) -> str:
     """The key's fingerprint as ``ssh-keygen -lf`` prints it: ``SHA256:<base64, unpadded>``."""
     return _sha256_fingerprint(pkey.asbytes())
+
+
+def generate_ed25519() -> str:
+    """A new Ed25519 private key in unencrypted OpenSSH format (the form the console encrypts at rest).
+
+    The caller stores it through ``nodes.services.create_credential`` and never shows, logs or returns it.
+    """
+    key = ed25519.Ed25519PrivateKey.generate()
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                             serialization.NoEncryption()).decode("ascii")
 
 
 def public_key_line(pkey: paramiko.PKey) -> str:

@@ -13,11 +13,19 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from console.core import audit, statemachine
+from console.core.confirm import with_reason
 from console.core.errors import Conflict
 from nodes import enqueue
 from nodes.choices import NODE_TRANSITIONS, Health, NodeStatus, Transport
 from nodes.crypto import default_box
-from nodes.keys import fingerprint, host_key_fingerprint, load_private_key, normalise_private_key, public_key_line
+from nodes.keys import (
+    fingerprint,
+    generate_ed25519,
+    host_key_fingerprint,
+    load_private_key,
+    normalise_private_key,
+    public_key_line,
+)
 from nodes.models import Accelerator, Credential, Node, NodeStatusChange
 from nodes.probes.runner import run_probe
 
@@ -165,6 +173,18 @@ def refuse_delete_while_serving(node: Node) -> None:
         raise Conflict(f"{node.name} runs instances of {', '.join(names)}: stop or move them first")
 
 
+def delete_node(node: Node, request=None, *, reason: str = "") -> None:
+    """Delete ``node`` (its accelerators and status history go with it) and record who did it and why;
+    Conflict (nothing deleted) while instances still run on it. The API's ``DELETE nodes/{id}/`` and the
+    node page's *Delete* both come here."""
+    refuse_delete_while_serving(node)
+    pk, text = node.pk, str(node)
+    with transaction.atomic():
+        node.delete()
+        audit.record("delete", None, request=request, object_type="node", object_id=pk,
+                     detail=with_reason({"name": text}, reason))
+
+
 def request_probe(node: Node, request=None, *, record: bool = False) -> Node:
     """Probe ``node`` soon, once the current transaction commits (after a create, an edit, a host key
     reset, or an operator's "probe now"). With ``record``, an audit event says who asked."""
@@ -252,12 +272,48 @@ def create_credential(*, name: str, username: str, private_key: str, passphrase:
     return credential
 
 
-def reset_host_key(node: Node, request=None) -> Node:
+def reset_host_key(node: Node, request=None, *, reason: str = "") -> Node:
     """Forget the pinned host key (a reinstalled machine); the next probe pins the new one."""
     old = node.host_key_fingerprint
     Node.objects.filter(pk=node.pk).update(host_key="", host_key_fingerprint="", next_probe_at=timezone.now())
     node.host_key, node.host_key_fingerprint = "", ""
-    audit.record("reset_host_key", node, request=request, detail={"old_fingerprint": old})
+    audit.record("reset_host_key", node, request=request, detail=with_reason({"old_fingerprint": old}, reason))
     return node
+
+
+def generate_credential(*, name: str, username: str, request=None) -> Credential:
+    """A new credential with a fresh Ed25519 key pair: the private key is encrypted at rest like a pasted
+    one and never leaves the console; its public half (``Credential.public_key``) goes into the nodes'
+    ``authorized_keys``."""
+    with transaction.atomic():
+        credential = create_credential(name=name, username=username, private_key=generate_ed25519(),
+                                       passphrase=None)
+        audit.record("create", credential, request=request,
+                     detail={"fingerprint": credential.fingerprint, "generated": True})
+    return credential
+
+
+def authorized_key_line(credential: Credential) -> str:
+    """The line to put in a node's ``~/.ssh/authorized_keys`` for ``credential``: its stored public key,
+    or (a credential stored before the console kept it) the public half derived from the decrypted
+    private key, which is never returned. A comment names the credential."""
+    line = credential.public_key
+    if not line:
+        line = public_key_line(load_private_key(credential.private_key(), None))
+    return f"{line} boom-console:{credential.name}"
+
+
+def delete_credential(credential: Credential, request=None, *, reason: str = "") -> None:
+    """Delete ``credential`` and record who did it and why; Conflict (nothing deleted) naming the nodes
+    that still log in with it."""
+    names = sorted(credential.nodes.values_list("name", flat=True)[:10])
+    if names:
+        raise Conflict(f"credential {credential.name} is used by node(s) {', '.join(names)}: give them another "
+                       "credential first")
+    pk, text = credential.pk, str(credential)
+    with transaction.atomic():
+        credential.delete()
+        audit.record("delete", None, request=request, object_type="credential", object_id=pk,
+                     detail=with_reason({"name": text}, reason))
 
 

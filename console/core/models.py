@@ -93,11 +93,10 @@ def token_digest(key: str) -> str:
 class ApiTokenManager(models.Manager):
     def create(self, user, key: str | None = None, **fields):
         """A new token for ``user``; the returned object carries the key in ``.key`` (not stored: only
-        its digest and first 8 characters are). A user has one token: an older one is replaced."""
+        its digest and first 8 characters are). A user may hold several tokens, each with a name."""
         import secrets
 
         key = key or secrets.token_hex(20)
-        self.filter(user=user).delete()
         token = super().create(user=user, digest=token_digest(key), prefix=key[:8], **fields)
         token.key = key
         return token
@@ -105,11 +104,13 @@ class ApiTokenManager(models.Manager):
 
 class ApiToken(models.Model):
     """An API token (``Authorization: Token <key>``), stored as the SHA-256 digest of its key and the key's
-    first 8 characters (shown to admins). The key is shown once, when the token is created
-    (``manage.py drf_create_token USER``). Replaces DRF's authtoken, which stored keys as given."""
+    first 8 characters (shown in the lists). The key is shown once, when the token is created (the
+    *API tokens* page, or ``manage.py drf_create_token USER``). Revoking deletes the row.
+    Replaces DRF's authtoken, which stored keys as given."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, related_name="api_token", on_delete=models.CASCADE,
-                                verbose_name=_("user"))
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="api_tokens", on_delete=models.CASCADE,
+                             verbose_name=_("user"))
+    name = models.CharField(_("name"), max_length=64, blank=True)
     digest = models.CharField(_("digest"), max_length=64, unique=True, editable=False)
     prefix = models.CharField(_("prefix"), max_length=8, editable=False)
     created = models.DateTimeField(_("created"), auto_now_add=True)
@@ -118,8 +119,9 @@ class ApiToken(models.Model):
 
     class Meta:
         app_label = "console"
+        ordering = ["user_id", "-created", "-id"]
         verbose_name = _("API token")
         verbose_name_plural = _("API tokens")
 
     def __str__(self):
-        return f"{self.prefix}… ({self.user})"
+        return f"{self.prefix}… ({self.user})" + (f" {self.name}" if self.name else "")

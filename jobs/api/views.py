@@ -31,8 +31,7 @@ class JobViewSet(AuditedModelViewSet):
         serializer.save()  # JobSerializer.create is services.create_job: create, audit, start
 
     def perform_destroy(self, instance):
-        services.refuse_delete_while_live(instance)
-        super().perform_destroy(instance)
+        services.delete_job(instance, request=self.request)
 
     def _accepted(self, job):
         job.refresh_from_db()

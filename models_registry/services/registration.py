@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from console.core import audit
+from console.core.confirm import with_reason
 from console.core.statemachine import TransitionNotAllowed
 from models_registry.choices import VersionStatus, WeightFormat
 from models_registry.models import Alias, Evaluation, Model, ModelVersion, Quantization
@@ -196,8 +197,9 @@ def refuse_delete_in_use(quantization: Quantization) -> None:
         raise Conflict(f"{used} model version(s) use {quantization.name}")
 
 
-def delete_version(version: ModelVersion, *, request=None) -> None:
-    """Delete a version; Conflict naming the jobs that use it or the aliases that point at it."""
+def delete_version(version: ModelVersion, *, request=None, reason: str = "") -> None:
+    """Delete a version; Conflict naming the jobs that use it or the aliases that point at it. ``reason``
+    (the page's confirmation) goes into the audit event."""
     jobs = list(version.jobs.order_by("name").values_list("name", flat=True)[:10])
     if jobs:
         raise Conflict(f"model version {version} is used by job(s) {', '.join(jobs)}: delete them or point them "
@@ -210,7 +212,7 @@ def delete_version(version: ModelVersion, *, request=None) -> None:
     with transaction.atomic():
         version.delete()
         audit.record("delete", None, request=request, object_type="modelversion", object_id=pk,
-                     detail={"name": text})
+                     detail=with_reason({"name": text}, reason))
 
 
 # --- evaluations and lineage --------------------------------------------------------------------

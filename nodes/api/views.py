@@ -27,6 +27,9 @@ class CredentialViewSet(AuditedModelViewSet):
     secret_fields = ("private_key", "passphrase")
     ordering_fields = ["name", "created_at"]
 
+    def perform_destroy(self, instance):
+        services.delete_credential(instance, request=self.request)
+
 
 class NodeViewSet(AuditedModelViewSet):
     """Nodes of the cluster. Operators may probe and set maintenance; admins manage them."""
@@ -46,8 +49,7 @@ class NodeViewSet(AuditedModelViewSet):
         services.request_probe(serializer.instance)
 
     def perform_destroy(self, instance):
-        services.refuse_delete_while_serving(instance)
-        super().perform_destroy(instance)
+        services.delete_node(instance, request=self.request)
 
     @extend_schema(request=None, responses={202: NodeSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
