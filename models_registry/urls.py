@@ -11,6 +11,7 @@ urlpatterns = [
     path("versions/<int:pk>/promote/", views.version_promote, name="model-version-promote"),
     path("versions/<int:pk>/import/", views.version_import, name="model-version-import"),
     path("versions/<int:pk>/deprecate/", views.version_deprecate, name="model-version-deprecate"),
+    path("versions/<int:pk>/reinstate/", views.version_reinstate, name="model-version-reinstate"),
     path("versions/<int:pk>/edit/", views.version_edit, name="model-version-edit"),
     path("versions/<int:pk>/evaluations/", views.version_evaluations, name="model-version-evaluations"),
     path("versions/<int:pk>/delete/", views.version_delete, name="model-version-delete"),

@@ -192,10 +192,34 @@ def version_import(request, pk):
 
 
 @login_required
-@require_POST
 def version_deprecate(request, pk):
+    """Deprecate after a confirmation (GET shows it); the reason is the status change's."""
     _require(request, ADMIN)
-    _run(request, pk, lambda version: services.deprecate(version, request.POST.get("reason", ""), request=request))
+    form = ReasonForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        _run(request, pk, lambda version: services.deprecate(version, form.cleaned_data["reason"], request=request))
+        return redirect("model-version-detail", pk=pk)
+    version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
+    return confirm_page(
+        request, form, title=_("Deprecate %(name)s?") % {"name": version},
+        question=_("The version stays in the registry for history, but new jobs refuse it and its aliases are "
+                   "removed. Jobs that run it now keep running."),
+        consequences=[_("Aliases removed: %(aliases)s") % {"aliases": ", ".join(a.name for a in version.aliases.all())}]
+        if version.aliases.exists() else [],
+        button=_("Deprecate"), cancel_url=reverse("model-version-detail", args=[pk]))
+
+
+@login_required
+@require_POST
+def version_reinstate(request, pk):
+    """Bring a deprecated version back to registered, as ``POST model-versions/{id}/reinstate/``."""
+    _require(request, ADMIN)
+
+    def work(version):
+        services.reinstate(version, request=request)
+        messages.success(request, _("%(name)s is registered again; verify it to trust its files.") % {"name": version})
+
+    _run(request, pk, work)
     return redirect("model-version-detail", pk=pk)
 
 

@@ -105,3 +105,22 @@ def test_operators_and_viewers_may_not_edit_delete_or_score_versions(make_user):
         assert client.post(f"/models/versions/{version.pk}/delete/").status_code == 403
         assert client.post(f"/models/versions/{version.pk}/evaluations/", management()).status_code == 403
     assert ModelVersion.objects.filter(pk=version.pk).exists()
+
+
+def test_deprecating_asks_first_keeps_the_reason_and_reinstating_brings_it_back(make_user):
+    version = jf.version()
+    client = browser(make_user, "admin")
+    assert f"/models/versions/{version.pk}/deprecate/" in client.get(f"/models/versions/{version.pk}/").content.decode()
+    assert client.get(f"/models/versions/{version.pk}/deprecate/").status_code == 200
+    version.refresh_from_db()
+    assert version.status == "verified"
+    client.post(f"/models/versions/{version.pk}/deprecate/", {"reason": "accuracy regression on CEval"})
+    version.refresh_from_db()
+    assert version.status == "deprecated"
+    assert version.status_history.first().reason == "accuracy regression on CEval"
+    assert 'id="reinstate-version"' in client.get(f"/models/versions/{version.pk}/").content.decode()
+    client.post(f"/models/versions/{version.pk}/reinstate/")
+    version.refresh_from_db()
+    assert version.status == "registered"
+    again = client.post(f"/models/versions/{version.pk}/reinstate/")
+    assert [str(m) for m in get_messages(again.wsgi_request)][-1] == f"{version} is not deprecated"
