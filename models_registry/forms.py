@@ -105,7 +105,9 @@ class EvaluationForm(forms.Form):
 
     benchmark = forms.CharField(label=_("Benchmark"), max_length=64, required=False)
     score = forms.FloatField(label=_("Score"), required=False)
-    date = forms.DateField(label=_("Date"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    # ISO dates whatever the language: what <input type="date"> sends and expects.
+    date = forms.DateField(label=_("Date"), required=False, input_formats=["%Y-%m-%d"],
+                           widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
     notes = forms.CharField(label=_("Notes"), required=False, max_length=2000)
 
     def clean(self):

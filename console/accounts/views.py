@@ -18,7 +18,7 @@ from console.context_processors import ROLE_LABELS
 from console.core.confirm import ReasonForm, confirm_page
 from console.core.models import ApiToken
 from console.core.pages import conflict_message
-from console.core.permissions import ADMIN, VIEWER, has_role, user_role
+from console.core.permissions import ADMIN, OPERATOR, VIEWER, has_role
 
 
 def _require(request, role):
@@ -33,7 +33,8 @@ def user_list(request):
                  .order_by("username"))
     rows = []
     for user in users:
-        role = user_role(user)
+        groups = {g.name for g in user.groups.all()}  # prefetched: no query per user
+        role = ADMIN if user.is_superuser else next((r for r in (ADMIN, OPERATOR, VIEWER) if r in groups), None)
         rows.append({"user": user, "role": role or "", "role_label": ROLE_LABELS.get(role, _("no role")),
                      "form": RoleForm(initial={"role": role or ""}, prefix=f"u{user.pk}")})
     return render(request, "accounts/user_list.html", {"rows": rows})

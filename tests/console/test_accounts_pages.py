@@ -5,7 +5,9 @@ Every change is in the audit log, never a password or a key."""
 import pytest
 from django.contrib.auth.models import User
 from django.contrib.messages import get_messages
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from console.core.models import ApiToken, Event
@@ -119,3 +121,18 @@ def test_a_user_may_not_revoke_someone_elses_token_but_an_admin_may(make_user):
     assert alice_token.prefix in admin.get("/tokens/").content.decode()
     admin.post(f"/tokens/{alice_token.pk}/revoke/", {"reason": "leaked in a log"})
     assert not ApiToken.objects.filter(pk=alice_token.pk).exists()
+
+
+def test_the_users_page_costs_the_same_queries_for_three_users_or_thirty(make_user):
+    admin = browser(make_user("admin"))
+    for n in range(2):
+        make_user("viewer", f"v{n}")
+    admin.get("/users/")  # warm the session and the content types
+    with CaptureQueriesContext(connection) as few:
+        assert admin.get("/users/").status_code == 200
+    for n in range(2, 30):
+        make_user("operator" if n % 2 else "viewer", f"v{n}")
+    with CaptureQueriesContext(connection) as many:
+        page = admin.get("/users/")
+    assert len(many.captured_queries) == len(few.captured_queries)
+    assert page.content.decode().count('<tr id="user-') == 31
