@@ -34,24 +34,33 @@ class JobForm(forms.Form):
     def api_payload(self) -> dict:
         """The JSON body the API serializer validates."""
         data = self.cleaned_data
-
-        def pairs(text):
-            out = {}
-            for line in (text or "").splitlines():
-                if line.strip():
-                    key, _sep, value = line.strip().partition("=")
-                    out[key.strip()] = value.strip()
-            return out
-
         return {
             "name": data["name"], "model_version": data["model_version"].pk, "engine": data["engine"],
             "replicas": data["replicas"], "accelerators_per_replica": data["accelerators_per_replica"],
             "nodes_per_replica": data["nodes_per_replica"], "placement": data["placement"],
-            "node_selector": pairs(data["node_selector"]),
+            "node_selector": _pairs(data["node_selector"]),
             "extra_args": [line for line in (data["extra_args"] or "").splitlines() if line.strip()],
-            "env": pairs(data["env"]), "max_model_len": data["max_model_len"], "options": data["options"] or {},
+            "env": _pairs(data["env"]), "max_model_len": data["max_model_len"], "options": data["options"] or {},
             "desired_state": "running" if data.get("start") else "stopped",
         }
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """``NAME=value`` lines as a dict (blank lines skipped)."""
+    out = {}
+    for line in (text or "").splitlines():
+        if line.strip():
+            key, _sep, value = line.strip().partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+class SecretTextarea(forms.Textarea):
+    """A textarea that never renders a value: a secret typed in is not echoed back in the page, even when
+    the form comes back with an error."""
+
+    def format_value(self, value):
+        return None
 
 
 def _lines(mapping: dict) -> str:
@@ -73,10 +82,24 @@ class JobEditForm(JobForm):
             }
         super().__init__(*args, **kwargs)
         del self.fields["start"]
+        names = job.secret_env_names if job is not None else []
+        if names:
+            self.fields["secret_env"].help_text = _("Now: %(names)s. %(rules)s") % {
+                "names": ", ".join(names), "rules": self.fields["secret_env"].help_text}
+
+    secret_env = forms.CharField(
+        label=_("Secret environment"), required=False, widget=SecretTextarea(attrs={"rows": 2, "autocomplete": "off"}),
+        help_text=_("NAME=value, one per line (HF_TOKEN...); stored encrypted and never shown. Filled in, it "
+                    "replaces the secret entries; left empty, they are kept."))
+    clear_secret_env = forms.BooleanField(label=_("Remove the secret entries"), required=False)
 
     def api_payload(self) -> dict:
         payload = super().api_payload()
         payload.pop("desired_state")
+        if self.cleaned_data.get("clear_secret_env"):
+            payload["secret_env"] = {}
+        elif self.cleaned_data.get("secret_env"):
+            payload["secret_env"] = _pairs(self.cleaned_data["secret_env"])
         return payload
 
 

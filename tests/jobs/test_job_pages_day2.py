@@ -158,3 +158,27 @@ def test_the_previous_runs_log_is_shown_from_the_copy_the_console_kept(make_user
     assert "CUDA out of memory" in text and "exited with status 1" in text
     current = client.get(f"/jobs/instances/{instance.pk}/log/").content.decode()
     assert "not placed on a node" in current  # the current run is read on the node, which it has none of
+
+
+def test_secret_entries_are_replaced_in_the_edit_page_and_never_shown_again(make_user):
+    job = jf.job(name="qwen-chat", engine="simulator", accelerators_per_replica=0)
+    client = browser(make_user, "admin")
+    fields = {"name": "qwen-chat", "model_version": job.model_version_id, "engine": "simulator", "replicas": 1,
+              "accelerators_per_replica": 0, "nodes_per_replica": 1, "placement": "binpack", "node_selector": "",
+              "extra_args": "", "env": "", "max_model_len": "", "options": "{}"}
+    secret = "hf_s3cr3t_value_123"
+    bad = client.post(f"/jobs/{job.pk}/edit/", {**fields, "name": "Bad Name!", "secret_env": f"HF_TOKEN={secret}"})
+    assert bad.status_code == 200 and secret not in bad.content.decode()
+    response = client.post(f"/jobs/{job.pk}/edit/", {**fields, "secret_env": f"HF_TOKEN={secret}"})
+    assert response.status_code == 302
+    job.refresh_from_db()
+    assert job.secret_env() == {"HF_TOKEN": secret}
+    page = client.get(f"/jobs/{job.pk}/edit/").content.decode()
+    assert "HF_TOKEN" in page and secret not in page
+    assert secret not in repr(list(Event.objects.values_list("detail", flat=True)))
+    client.post(f"/jobs/{job.pk}/edit/", fields)  # left empty: kept
+    job.refresh_from_db()
+    assert job.secret_env() == {"HF_TOKEN": secret}
+    client.post(f"/jobs/{job.pk}/edit/", {**fields, "clear_secret_env": "on"})
+    job.refresh_from_db()
+    assert job.secret_env() == {}
