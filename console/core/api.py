@@ -5,12 +5,13 @@ import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.db.models import ProtectedError
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from console.core import audit
+from console.core.confirm import REASON_MAX
 from console.core.errors import Conflict
 from console.core.models import Event
 
@@ -35,6 +36,31 @@ def exception_handler(exc, context):
     if isinstance(exc, IntegrityError):
         return Response({"detail": "Conflicts with an existing object."}, status=status.HTTP_409_CONFLICT)
     return drf_exception_handler(exc, context)
+
+
+class ActionReasonSerializer(serializers.Serializer):
+    """The optional reason of a destructive action (stop, reset a host key), kept in its audit event."""
+
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=REASON_MAX,
+                                   help_text="Why; kept in the audit event's detail.")
+
+
+#: The ``?reason=`` of a ``DELETE`` (a body is not expected there), documented on each destroy.
+REASON_PARAMETER = OpenApiParameter("reason", str, description="Why; kept in the audit event's detail.")
+
+
+def body_reason(request) -> str:
+    """The validated ``reason`` of the request body ("" without one); 400 when it is too long."""
+    body = ActionReasonSerializer(data=request.data if isinstance(request.data, dict) else {})
+    body.is_valid(raise_exception=True)
+    return body.validated_data.get("reason", "").strip()
+
+
+def query_reason(request) -> str:
+    """The validated ``?reason=`` of a DELETE ("" without one); 400 when it is too long."""
+    body = ActionReasonSerializer(data={"reason": request.query_params.get("reason", "")})
+    body.is_valid(raise_exception=True)
+    return body.validated_data.get("reason", "").strip()
 
 
 class AuditedModelViewSet(viewsets.ModelViewSet):

@@ -1,12 +1,19 @@
 """Jobs API views: thin; the work is in jobs.services and jobs.reconciler."""
 
 import django_filters
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from console.core.api import ERRORS, AuditedModelViewSet
+from console.core.api import (
+    ERRORS,
+    REASON_PARAMETER,
+    ActionReasonSerializer,
+    AuditedModelViewSet,
+    body_reason,
+    query_reason,
+)
 from jobs import services
 from jobs.api.serializers import InstanceSerializer, JobSerializer, ScaleSerializer
 from jobs.models import Instance, Job
@@ -18,6 +25,7 @@ class JobFilter(django_filters.FilterSet):
         fields = ["engine", "state", "desired_state", "model_version"]
 
 
+@extend_schema_view(destroy=extend_schema(parameters=[REASON_PARAMETER], responses={204: None, **ERRORS}))
 class JobViewSet(AuditedModelViewSet):
     """Serving jobs. Operators start, stop, restart and scale; admins create, edit and delete."""
 
@@ -31,7 +39,7 @@ class JobViewSet(AuditedModelViewSet):
         serializer.save()  # JobSerializer.create is services.create_job: create, audit, start
 
     def perform_destroy(self, instance):
-        services.delete_job(instance, request=self.request)
+        services.delete_job(instance, request=self.request, reason=query_reason(self.request))
 
     def _accepted(self, job):
         job.refresh_from_db()
@@ -44,10 +52,12 @@ class JobViewSet(AuditedModelViewSet):
         when no node has room for a replica now."""
         return self._accepted(services.start_job(self.get_object(), request=request))
 
-    @extend_schema(request=None, responses={202: JobSerializer, **ERRORS})
+    @extend_schema(request=ActionReasonSerializer, responses={202: JobSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
-        return self._accepted(services.stop_job(self.get_object(), request=request))
+        """Desired state stopped; an optional ``reason`` is kept in the audit event."""
+        job = self.get_object()
+        return self._accepted(services.stop_job(job, request=request, reason=body_reason(request)))
 
     @extend_schema(request=None, responses={202: JobSerializer, **ERRORS})
     @action(detail=True, methods=["post"])

@@ -11,7 +11,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from console.core import audit
-from console.core.api import ERRORS, AuditedModelViewSet
+from console.core.api import ERRORS, REASON_PARAMETER, AuditedModelViewSet, query_reason
 from models_registry import services
 from models_registry.api.filtersets import ModelFilter, ModelVersionFilter
 from models_registry.api.serializers import (
@@ -95,11 +95,13 @@ class ModelVersionViewSet(AuditedModelViewSet):
             super().update(request, *args, **kwargs)
         return self._fresh(kwargs["pk"])
 
-    @extend_schema(responses={204: None, **ERRORS})
+    @extend_schema(parameters=[REASON_PARAMETER], responses={204: None, **ERRORS})
     def destroy(self, request, *args, **kwargs):
-        """Delete a version: 409 while a job uses it or an alias points at it."""
+        """Delete a version: 409 while a job uses it or an alias points at it. ``?reason=`` is kept in the
+        audit event."""
+        version = self.get_object()
         with service_errors():
-            services.delete_version(self.get_object(), request=request)
+            services.delete_version(version, request=request, reason=query_reason(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses={202: ModelVersionSerializer, **ERRORS})

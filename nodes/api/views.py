@@ -1,12 +1,19 @@
 """Inventory API views: thin; the work is in nodes.services."""
 
 from django.db.models import Count
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from console.core.api import ERRORS, AuditedModelViewSet
+from console.core.api import (
+    ERRORS,
+    REASON_PARAMETER,
+    ActionReasonSerializer,
+    AuditedModelViewSet,
+    body_reason,
+    query_reason,
+)
 from nodes import services
 from nodes.api.filtersets import AcceleratorFilter, NodeFilter
 from nodes.api.serializers import (
@@ -19,6 +26,7 @@ from nodes.api.serializers import (
 from nodes.models import Accelerator, Credential, Node
 
 
+@extend_schema_view(destroy=extend_schema(parameters=[REASON_PARAMETER], responses={204: None, **ERRORS}))
 class CredentialViewSet(AuditedModelViewSet):
     """SSH credentials (admin only for writes). ``private_key`` is write-only."""
 
@@ -28,9 +36,10 @@ class CredentialViewSet(AuditedModelViewSet):
     ordering_fields = ["name", "created_at"]
 
     def perform_destroy(self, instance):
-        services.delete_credential(instance, request=self.request)
+        services.delete_credential(instance, request=self.request, reason=query_reason(self.request))
 
 
+@extend_schema_view(destroy=extend_schema(parameters=[REASON_PARAMETER], responses={204: None, **ERRORS}))
 class NodeViewSet(AuditedModelViewSet):
     """Nodes of the cluster. Operators may probe and set maintenance; admins manage them."""
 
@@ -49,7 +58,7 @@ class NodeViewSet(AuditedModelViewSet):
         services.request_probe(serializer.instance)
 
     def perform_destroy(self, instance):
-        services.delete_node(instance, request=self.request)
+        services.delete_node(instance, request=self.request, reason=query_reason(self.request))
 
     @extend_schema(request=None, responses={202: NodeSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
@@ -69,11 +78,13 @@ class NodeViewSet(AuditedModelViewSet):
                                  reason=body.validated_data.get("reason", ""))
         return Response(self.get_serializer(node).data)
 
-    @extend_schema(request=None, responses={200: NodeSerializer, **ERRORS})
+    @extend_schema(request=ActionReasonSerializer, responses={200: NodeSerializer, **ERRORS})
     @action(detail=True, methods=["post"], url_path="reset-host-key")
     def reset_host_key(self, request, pk=None):
-        """Forget the pinned SSH host key (after a reinstall); the next probe pins the new one."""
-        node = services.request_probe(services.reset_host_key(self.get_object(), request=request))
+        """Forget the pinned SSH host key (after a reinstall); the next probe pins the new one. An optional
+        ``reason`` is kept in the audit event."""
+        node = self.get_object()
+        node = services.request_probe(services.reset_host_key(node, request=request, reason=body_reason(request)))
         return Response(self.get_serializer(node).data)
 
     @extend_schema(responses={200: NodeStatusChangeSerializer(many=True), **ERRORS})

@@ -182,3 +182,18 @@ def test_secret_entries_are_replaced_in_the_edit_page_and_never_shown_again(make
     client.post(f"/jobs/{job.pk}/edit/", {**fields, "clear_secret_env": "on"})
     job.refresh_from_db()
     assert job.secret_env() == {}
+
+
+def test_the_api_takes_the_same_reasons_for_stop_and_delete(operator_api, admin_api):
+    job = jf.job(name="api-chat", desired_state="running")
+    assert operator_api.post(f"/api/v1/jobs/{job.pk}/stop/", {"reason": "x" * 501}, format="json").status_code == 400
+    job.refresh_from_db()
+    assert job.desired_state == "running"
+    response = operator_api.post(f"/api/v1/jobs/{job.pk}/stop/", {"reason": "drain for upgrade"}, format="json")
+    assert response.status_code == 202
+    assert operator_api.post(f"/api/v1/jobs/{job.pk}/stop/").status_code == 202  # the body stays optional
+    stops = Event.objects.filter(verb="stop", object_id=str(job.pk)).order_by("id")
+    assert [e.detail for e in stops] == [{"reason": "drain for upgrade"}, {}]
+    assert admin_api.delete(f"/api/v1/jobs/{job.pk}/?reason=" + "y" * 501).status_code == 400
+    assert admin_api.delete(f"/api/v1/jobs/{job.pk}/?reason=retired").status_code == 204
+    assert Event.objects.get(verb="delete", object_type="job").detail == {"name": "api-chat", "reason": "retired"}

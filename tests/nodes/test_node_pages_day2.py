@@ -163,3 +163,16 @@ def test_deleting_a_credential_in_use_is_refused_with_a_message_and_an_unused_on
     assert Event.objects.get(verb="delete", object_type="credential").detail == {"name": "ops-key",
                                                                                  "reason": "rotated"}
     assert browser(make_user, "operator").get("/nodes/credentials/").status_code == 403
+
+
+def test_the_api_keeps_the_reason_of_a_host_key_reset_and_of_deletes(admin_api):
+    node = factories.node(name="api-box", host_key="ssh-ed25519 AAAA", host_key_fingerprint="SHA256:old")
+    response = admin_api.post(f"/api/v1/nodes/{node.pk}/reset-host-key/", {"reason": "reimaged"}, format="json")
+    assert response.status_code == 200
+    assert Event.objects.get(verb="reset_host_key").detail == {"old_fingerprint": "SHA256:old", "reason": "reimaged"}
+    assert admin_api.delete(f"/api/v1/nodes/{node.pk}/?reason=gone").status_code == 204
+    assert Event.objects.get(verb="delete", object_type="node").detail == {"name": "api-box", "reason": "gone"}
+    credential = services.create_credential(name="k1", username="root", private_key=ed25519_openssh(),
+                                            passphrase=None)
+    assert admin_api.delete(f"/api/v1/credentials/{credential.pk}/?reason=rotated").status_code == 204
+    assert Event.objects.get(verb="delete", object_type="credential").detail == {"name": "k1", "reason": "rotated"}
