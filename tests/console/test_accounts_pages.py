@@ -2,9 +2,14 @@
 deactivate users; everyone creates (shown once), lists and revokes their own tokens; admins revoke anyone's.
 Every change is in the audit log, never a password or a key."""
 
+import importlib
+from io import StringIO
+
 import pytest
+from django.apps import apps as django_apps
 from django.contrib.auth.models import User
 from django.contrib.messages import get_messages
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -136,3 +141,17 @@ def test_the_users_page_costs_the_same_queries_for_three_users_or_thirty(make_us
         page = admin.get("/users/")
     assert len(many.captured_queries) == len(few.captured_queries)
     assert page.content.decode().count('<tr id="user-') == 31
+
+
+def test_tokens_from_before_names_become_the_commands_token_and_page_tokens_are_left_to_their_owner(make_user):
+    bot = make_user("admin", "deploy-bot")
+    old = ApiToken.objects.create(user=bot)  # as 0004 or the old command left it: no name
+    mine = ApiToken.objects.create(user=bot, name="grafana")
+    importlib.import_module("console.migrations.0005_api_tokens_named").name_existing_tokens(django_apps, None)
+    assert ApiToken.objects.get(pk=old.pk).name == "drf_create_token"
+    with pytest.raises(CommandError, match="-r"):
+        call_command("drf_create_token", "deploy-bot", stdout=StringIO())
+    call_command("drf_create_token", "-r", "deploy-bot", stdout=StringIO())
+    assert not ApiToken.objects.filter(pk=old.pk).exists()
+    assert ApiToken.objects.filter(pk=mine.pk).exists()
+    assert api(mine.key).get("/api/v1/nodes/").status_code == 200
