@@ -109,3 +109,63 @@ def test_the_throughput_tile_is_the_newest_raw_rate_of_each_job_whatever_the_cha
     t, value = config["throughput_jobs"][str(job.pk)]
     assert value == 900.0 and now - 2000 <= t <= now
     assert config["strings"]["periodic"] and "%(s)s" in config["strings"]["lagging"]
+
+
+def guide_steps(page: str) -> dict[str, bool]:
+    guide = re.search(r'<div class="card first-run" id="first-run-guide">(.*?)</ol>', page, re.S)
+    if guide is None:
+        return {}
+    return {m.group(1): m.group(2) == "done" for m in re.finditer(r'<li data-step="(\w+)" class="(\w*)">',
+                                                                  guide.group(1))}
+
+
+def test_the_first_run_guide_leads_an_empty_console_to_a_node_a_model_and_a_job(client, make_user):
+    client.force_login(make_user("admin"))
+    page = client.get("/").content.decode()
+    assert guide_steps(page) == {"node": False, "model": False, "job": False}
+    assert 'href="/nodes/add/"' in page and 'href="/models/versions/add/"' in page
+    assert 'action="/models/catalog/load/"' in page
+    assert 'href="/jobs/add/?engine=simulator&amp;accelerators_per_replica=0"' in page
+    # The simulator link opens the job form with the simulator and no accelerator chosen.
+    form = client.get("/jobs/add/?engine=simulator&accelerators_per_replica=0").content.decode()
+    assert re.search(r'<option value="simulator" selected>', form)
+    assert re.search(r'name="accelerators_per_replica" value="0"', form)
+
+
+def test_the_guide_ticks_the_node_step_once_a_node_exists_and_goes_away_after_the_first_job(client, make_user):
+    client.force_login(make_user("admin"))
+    factories.node(name="first")
+    page = client.get("/").content.decode()
+    steps = guide_steps(page)
+    assert steps == {"node": True, "model": False, "job": False}
+    assert 'href="/nodes/add/"' not in page.split('id="first-run-guide"')[1].split("</ol>")[0]
+    jf.job(name="first-job", engine="simulator")  # a job needs a model version: both steps are done
+    page = client.get("/").content.decode()
+    assert 'id="first-run-guide"' not in page and guide_steps(page) == {}
+
+
+def test_a_viewer_sees_the_guide_without_the_admin_buttons(viewer_client):
+    page = viewer_client.get("/").content.decode()
+    assert guide_steps(page) == {"node": False, "model": False, "job": False}
+    assert "These steps need an administrator." in page and 'href="/nodes/add/"' not in page
+
+
+@pytest.mark.parametrize("url, says, link", [
+    ("/nodes/", "No nodes yet. Add the machines that run engines", "/nodes/add/"),
+    ("/jobs/", "No jobs yet. A job serves one model version", "/jobs/add/"),
+    ("/jobs/benchmarks/", "No benchmarks yet. A benchmark sweeps concurrency levels", "/jobs/benchmarks/add/"),
+    ("/models/", "No models yet.", "/models/versions/add/"),
+    ("/alerts/channels/", "Add an e-mail, webhook or chat channel", "/alerts/channels/add/"),
+])
+def test_empty_list_pages_say_what_to_do_and_link_to_it(client, make_user, url, says, link):
+    client.force_login(make_user("admin"))
+    page = client.get(url).content.decode()
+    assert says in page and f'href="{link}"' in page
+
+
+def test_the_empty_states_and_the_guide_speak_chinese(client, make_user):
+    client.force_login(make_user("admin"))
+    client.cookies["django_language"] = "zh-hans"
+    page = client.get("/").content.decode()
+    assert "快速上手" in page and "部署模拟器" in page and "Getting started" not in page
+    assert "暂无节点。添加运行推理引擎的机器" in client.get("/nodes/").content.decode()
