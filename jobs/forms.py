@@ -30,6 +30,9 @@ class JobForm(forms.Form):
                               widget=forms.Textarea(attrs={"rows": 2}),
                               help_text=_('JSON, for example {"python": "/opt/venv/bin/python3", "ttft_ms": 80}'))
     start = forms.BooleanField(label=_("Start now"), required=False, initial=True)
+    # Shown only after the placement preview called the job unplaceable (jobs.views.job_create).
+    confirm_unplaceable = forms.BooleanField(
+        label=_("Create it anyway: it waits, pending, until a node has room"), required=False)
 
     def api_payload(self) -> dict:
         """The JSON body the API serializer validates."""

@@ -16,7 +16,7 @@ from jobs import enqueue
 from jobs.choices import ACTIVE_STATES, INSTANCE_TRANSITIONS, DesiredState, InstanceState, JobState
 from jobs.engines.registry import ENGINES, get_engine
 from jobs.models import Allocation, Instance, InstanceStateChange, Job
-from jobs.placement import NoRoom, memory_per_accelerator, plan_replica
+from jobs.placement import NoRoom, plan_replica
 from jobs.runtime import executor_for
 from nodes.transports import NodeCommandError
 
@@ -234,28 +234,6 @@ def placement_problem(job: Job) -> str | None:
     except NoRoom as exc:
         return str(exc)
     return None
-
-
-def preview_placement(data: dict) -> dict:
-    """Where a job described by validated serializer ``data`` would go now."""
-    job = Job(**{k: v for k, v in data.items() if k not in ("desired_state",)})
-    engine = get_engine(job.engine)
-    replicas, reserved = [], set()
-    reason = None
-    for _replica in range(job.replicas):
-        try:
-            plan = plan_replica(job, engine, reserved=reserved)
-        except NoRoom as exc:
-            reason = str(exc)
-            break
-        for member in plan:
-            reserved.update(a.pk for a in member.accelerators)
-        replicas.append([{"node": m.node.pk, "node_name": m.node.name,
-                          "accelerators": [{"id": a.pk, "vendor": a.vendor, "index": a.index, "model": a.model}
-                                           for a in m.accelerators]} for m in plan])
-    need = memory_per_accelerator(job)
-    return {"placeable_replicas": len(replicas), "replicas": replicas, "reason": reason,
-            "memory_per_accelerator_bytes": need}
 
 
 def instance_logs(instance: Instance, lines: int, previous: bool) -> dict:

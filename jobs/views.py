@@ -24,6 +24,7 @@ from jobs.charts import job_charts
 from jobs.forms import JobEditForm, JobForm, ScaleForm
 from jobs.gateway.views import job_snippet
 from jobs.models import Instance, Job
+from jobs.preview import preview_placement
 
 #: Lines of an instance's log shown on its log page (the API's ``tail`` bounds: 1..5000).
 LOG_LINES, LOG_LINES_MAX = 300, 5000
@@ -62,16 +63,26 @@ def job_detail(request, pk):
 def job_create(request):
     if not has_role(request.user, ADMIN):
         raise PermissionDenied
-    form = JobForm(request.POST or None)
+    # The first-run guide links here with the simulator chosen; other fields keep their defaults.
+    initial = {key: request.GET[key] for key in ("engine", "model_version", "accelerators_per_replica")
+               if request.GET.get(key)}
+    form = JobForm(request.POST or None, initial=initial)
+    unplaceable = None
     if request.method == "POST" and form.is_valid():
         serializer = JobSerializer(data=form.api_payload(), context={"request": request})
         if serializer.is_valid():
-            job = serializer.save()  # services.create_job: create, audit, start
-            messages.success(request, _("Job %(name)s created.") % {"name": job.name})
-            return redirect("job-detail", pk=job.pk)
-        for field, errors in serializer.errors.items():
-            form.add_error(field if field in form.fields else None, errors)
-    return render(request, "jobs/job_form.html", {"form": form})
+            # A job to start now that its own preview cannot place is created only when the user says so.
+            preview = preview_placement(serializer.validated_data) if form.cleaned_data["start"] else None
+            if preview is not None and not preview["placeable"] and not form.cleaned_data["confirm_unplaceable"]:
+                unplaceable = preview
+            else:
+                job = serializer.save()  # services.create_job: create, audit, start
+                messages.success(request, _("Job %(name)s created.") % {"name": job.name})
+                return redirect("job-detail", pk=job.pk)
+        else:
+            for field, errors in serializer.errors.items():
+                form.add_error(field if field in form.fields else None, errors)
+    return render(request, "jobs/job_form.html", {"form": form, "unplaceable": unplaceable})
 
 
 def _copy_errors(form, errors) -> None:

@@ -9,13 +9,20 @@ from nodes.models import Node
 
 
 class ModelCreateForm(forms.Form):
+    """Only the name is asked: what the inspection of a version reads from the files (parameters,
+    architecture) is filled in by the first import (models_registry.services.imports), and the rest
+    is optional."""
+
     name = forms.CharField(label=_("Name"), max_length=128)
     family = forms.CharField(label=_("Family"), max_length=64, required=False)
     publisher = forms.CharField(label=_("Publisher"), max_length=64, required=False)
-    parameters = forms.IntegerField(label=_("Parameters"), required=False, min_value=1)
+    parameters = forms.IntegerField(label=_("Parameters"), required=False, min_value=1,
+                                    help_text=_("Leave empty: the first version inspected fills it in."))
     architecture = forms.CharField(label=_("Architecture"), max_length=128, required=False,
-                                   help_text=_("As in config.json, e.g. Qwen2ForCausalLM."))
-    modality = forms.ChoiceField(label=_("Modality"), choices=Modality.choices)
+                                   help_text=_("As in config.json, e.g. Qwen2ForCausalLM. Leave empty: the first "
+                                               "version inspected fills it in."))
+    modality = forms.ChoiceField(label=_("Modality"), choices=Modality.choices, required=False,
+                                 initial=Modality.TEXT)
     license = forms.CharField(label=_("License"), max_length=64, required=False)
     description = forms.CharField(label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 3}))
 
@@ -24,7 +31,10 @@ class ModelCreateForm(forms.Form):
 
 
 class VersionCreateForm(forms.Form):
-    model = forms.ModelChoiceField(label=_("Model"), queryset=Model.objects.order_by("name"))
+    model = forms.ModelChoiceField(label=_("Model"), queryset=Model.objects.order_by("name"), required=False)
+    new_model = forms.CharField(label=_("Or a new model"), max_length=128, required=False,
+                                help_text=_("Name a model to add with this version (e.g. Qwen2.5-7B-Instruct); "
+                                            "its parameters and architecture come from the inspection."))
     version = forms.CharField(label=_("Version"), max_length=64, help_text=_("e.g. bf16, w8a8, 0324-w4a16"))
     source_uri = forms.CharField(label=_("Source"), max_length=1024,
                                  help_text=_("A directory on the node (/data/models/...), file:///..., "
@@ -43,9 +53,18 @@ class VersionCreateForm(forms.Form):
                                         choices=[("", "—")] + list(ParentRelation.choices))
     notes = forms.CharField(label=_("Notes"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
-    def api_payload(self) -> dict:
+    def clean(self):
+        data = super().clean()
+        if data.get("model") is None and not (data.get("new_model") or "").strip():
+            self.add_error("model", _("Choose a model, or name a new one below."))
+        elif data.get("model") is not None and (data.get("new_model") or "").strip():
+            self.add_error("new_model", _("Either choose a model or name a new one, not both."))
+        return data
+
+    def api_payload(self, model=None) -> dict:
+        """The version's API body; ``model`` is the new model made from ``new_model`` (else the chosen one)."""
         data = self.cleaned_data
-        payload = {"model": data["model"].pk, "version": data["version"], "source_uri": data["source_uri"],
+        payload = {"model": (model or data["model"]).pk, "version": data["version"], "source_uri": data["source_uri"],
                    "quantization": data["quantization"] or "", "notes": data["notes"] or "",
                    "parent_relation": data["parent_relation"] or ""}
         for name in ("node", "parent"):

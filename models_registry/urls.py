@@ -5,6 +5,7 @@ from models_registry import views
 urlpatterns = [
     path("", views.model_list, name="model-list"),
     path("add/", views.model_create, name="model-add"),
+    path("catalog/load/", views.catalog_load, name="model-catalog-load"),
     path("versions/add/", views.version_create, name="model-version-add"),
     path("versions/<int:pk>/", views.version_detail, name="model-version-detail"),
     path("versions/<int:pk>/verify/", views.version_verify, name="model-version-verify"),

@@ -64,6 +64,18 @@ def model_list(request):
 
 
 @login_required
+@require_POST
+def catalog_load(request):
+    """The starter catalog into the registry (the empty model list and the first-run guide offer it)."""
+    _require(request, ADMIN)
+    done = services.load_catalog(request=request)
+    messages.success(request, _("Starter catalog loaded: %(models)d model(s) and %(versions)d version(s) added, "
+                                "%(already)d version(s) were there already.")
+                     % {"models": done.models, "versions": done.versions, "already": done.already})
+    return redirect("model-list")
+
+
+@login_required
 def model_create(request):
     _require(request, ADMIN)
     form = ModelCreateForm(request.POST or None)
@@ -74,6 +86,8 @@ def model_create(request):
                 model = serializer.save()
                 audit.record("create", model, request=request)
             messages.success(request, _("Model %(name)s added.") % {"name": model.name})
+            if request.GET.get("then") == "version":  # back to the version form, the new model chosen
+                return redirect(f"{reverse('model-version-add')}?model={model.pk}")
             return redirect("model-list")
         _copy_errors(form, serializer.errors)
     return render(request, "models_registry/model_form.html", {"form": form})
@@ -85,16 +99,35 @@ def version_create(request):
     initial = {"model": request.GET.get("model")} if request.GET.get("model") else None
     form = VersionCreateForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        serializer = ModelVersionSerializer(data=form.api_payload(), context={"request": request})
-        if serializer.is_valid():
-            with transaction.atomic():
-                version = serializer.save()
-                audit.record("create", version, request=request)
+        version = _register_version(request, form)
+        if version is not None:
             messages.success(request, _("Version %(name)s registered.") % {"name": version})
             return redirect("model-version-detail", pk=version.pk)
-        _copy_errors(form, serializer.errors)
     return render(request, "models_registry/version_form.html", {
-        "form": form, "quantizations": known_quantizations()})
+        "form": form, "quantizations": known_quantizations(), "no_models": not Model.objects.exists()})
+
+
+def _register_version(request, form):
+    """The version of a valid form, with its new model when the form names one (both or neither:
+    a refused version leaves no model behind). None with the errors on the form."""
+    with transaction.atomic():
+        model = None
+        name = (form.cleaned_data.get("new_model") or "").strip()
+        if name:
+            model_serializer = ModelSerializer(data={"name": name})
+            if not model_serializer.is_valid():
+                _copy_errors(form, {"new_model" if k == "name" else k: v for k, v in model_serializer.errors.items()})
+                return None
+            model = model_serializer.save()
+            audit.record("create", model, request=request)
+        serializer = ModelVersionSerializer(data=form.api_payload(model), context={"request": request})
+        if not serializer.is_valid():
+            transaction.set_rollback(True)
+            _copy_errors(form, serializer.errors)
+            return None
+        version = serializer.save()
+        audit.record("create", version, request=request)
+        return version
 
 
 @login_required

@@ -125,6 +125,7 @@ def page_config(charts: list[Chart], topics: list[str], *, range_key: str = DEFA
             "reloading": _("reloading…"), "load_failed": _("could not load the series"),
             "unhealthy": _("unhealthy"), "utilization": _("utilisation"), "health": _("health"),
             "no_new_data": _("no new data for %(s)s s"),
+            "periodic": _("updated every minute"), "lagging": _("data lags %(s)s s behind"),
         },
         **(extra or {}),
     }

@@ -8,7 +8,7 @@ from django.utils.translation import gettext as _
 
 from console.core.charts import Chart, page_config  # noqa: F401  (page_config: the overview view uses it from here)
 from console.telemetry import series as telemetry
-from nodes.choices import Health
+from nodes.choices import Health, Vendor
 from nodes.models import Accelerator
 
 
@@ -20,30 +20,46 @@ def throughput_chart(jobs) -> Chart:
 
 
 def heatmap(window_s: float = 120.0) -> dict:
-    """All accelerators: rows are nodes, columns accelerator indexes, colour the latest utilisation,
-    and each cell's health. Four queries whatever the size of the cluster."""
-    rows = list(Accelerator.objects.filter(present=True).order_by("node__name", "index")
-                .values("pk", "index", "vendor", "health", "utilization_percent", "node_id", "node__name"))
+    """All accelerators: one row per node and vendor (a node with GPUs and NPUs has two rows, so its
+    GPU 0 and NPU 0 do not land on one cell), columns accelerator indexes, colour the latest
+    utilisation, and each cell's health. Cells are keyed ``"<node id>/<vendor>/<index>"``; ``ids`` maps
+    an accelerator's id (what the stream sends) to its cell. Four queries whatever the size of the cluster."""
+    rows = list(Accelerator.objects.filter(present=True).order_by("node__name", "node_id", "vendor", "index")
+                .values("pk", "index", "vendor", "kind", "health", "utilization_percent", "node_id", "node__name"))
     latest_util = {v.labels["accelerator"]: v.value
                    for v in telemetry.latest("accelerator.utilization_percent", window_s)}
     latest_health = {v.labels["accelerator"]: int(v.value) for v in telemetry.latest("accelerator.health", window_s)}
-    nodes: dict[int, str] = {}
+    vendors_of: dict[int, set[str]] = {}
     for row in rows:
-        nodes.setdefault(row["node_id"], row["node__name"])
-    order = {node_id: i for i, node_id in enumerate(nodes)}
+        vendors_of.setdefault(row["node_id"], set()).add(row["vendor"])
+    groups: dict[tuple[int, str], dict] = {}
+    for row in rows:
+        key = (row["node_id"], row["vendor"])
+        if key not in groups:
+            label = Vendor(row["vendor"]).label if row["vendor"] in Vendor.values else row["vendor"]
+            name = row["node__name"] if len(vendors_of[row["node_id"]]) == 1 else f"{row['node__name']} · {label}"
+            groups[key] = {"id": row["node_id"], "vendor": row["vendor"], "name": name, "node_name": row["node__name"]}
+    order = {key: i for i, key in enumerate(groups)}
     columns = max((row["index"] for row in rows), default=-1) + 1
-    cells = {}
+    cells, ids = {}, {}
     for row in rows:
         health = latest_health.get(row["pk"], telemetry.HEALTH_CODES.get(row["health"]))
         util = latest_util.get(row["pk"], row["utilization_percent"])
-        cells[str(row["pk"])] = [order[row["node_id"]], row["index"], util, health, f"{row['vendor']} {row['index']}"]
-    return {"nodes": [{"id": pk, "name": name} for pk, name in nodes.items()], "columns": columns, "cells": cells,
+        key = f"{row['node_id']}/{row['vendor']}/{row['index']}"
+        cells[key] = [order[(row["node_id"], row["vendor"])], row["index"], util, health,
+                      f"{str(row['kind']).upper()} {row['index']}", row["pk"]]
+        ids[str(row["pk"])] = key
+    return {"nodes": [{"id": g["id"], "vendor": g["vendor"], "name": g["name"]} for g in groups.values()],
+            "columns": columns, "cells": cells, "ids": ids,
             "health_names": {str(code): str(Health(name).label) for code, name in telemetry.HEALTH_NAMES.items()}}
 
 
-def latest_throughput(window_s: float = 120.0) -> float:
-    """Output tokens/s summed over jobs, from each job's newest sample."""
-    return round(sum(v.value for v in telemetry.latest("job.output_tokens_per_s", window_s)), 1)
+def latest_throughput(window_s: float = 120.0) -> dict:
+    """The current output tokens/s: each job's newest raw sample within ``window_s`` (whatever range
+    the charts show), as ``{"total": sum, "jobs": {job id: [time ms, value]}}``; one query."""
+    values = telemetry.latest("job.output_tokens_per_s", window_s)
+    return {"total": round(sum(v.value for v in values), 1),
+            "jobs": {str(v.labels["job"]): [int(v.time.timestamp() * 1000), v.value] for v in values}}
 
 
 def stale_after_s(nodes) -> float:

@@ -6,8 +6,10 @@ from django.db.models import Count, Q, Sum
 from django.shortcuts import render
 
 from console.core.models import Event
+from console.core.permissions import ADMIN, has_role
 from console.dashboards import charts
 from jobs.models import Job
+from models_registry.models import ModelVersion
 from nodes.models import Accelerator, Node
 
 
@@ -21,8 +23,11 @@ def dashboard(request):
         unhealthy=Count("id", filter=Q(health__in=["warning", "critical"])),
     ).order_by("vendor"))
     attention = Node.objects.exclude(status="online").order_by("name")[:20]
+    throughput = charts.latest_throughput()
+    node_total = sum(node_counts.values())
     return render(request, "console/dashboard.html", {
-        "node_total": sum(node_counts.values()),
+        "guide": first_run_guide(node_total > 0), "can_admin": has_role(request.user, ADMIN),
+        "node_total": node_total,
         "node_counts": node_counts,
         "by_vendor": by_vendor,
         "accelerator_total": sum(row["n"] for row in by_vendor),
@@ -31,9 +36,17 @@ def dashboard(request):
         "recent_events": Event.objects.all()[:15],
         "live": charts.page_config(
             [charts.throughput_chart(Job.objects.only("pk", "name"))], ["cluster"],
-            extra={"heatmap": charts.heatmap(), "throughput": charts.latest_throughput()},
+            extra={"heatmap": charts.heatmap(), "throughput": throughput["total"],
+                   "throughput_jobs": throughput["jobs"]},
             stale_after_s=charts.stale_after_s(Node.objects.all())),
     })
+
+
+def first_run_guide(has_node: bool) -> dict | None:
+    """The overview's first steps, each done or not: add a node, register a model version (or load the
+    starter catalog), deploy a job. None once all three are done (two queries at most)."""
+    steps = {"node": has_node, "model": ModelVersion.objects.exists(), "job": Job.objects.exists()}
+    return None if all(steps.values()) else steps
 
 
 @login_required

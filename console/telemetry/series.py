@@ -16,7 +16,9 @@ Stable interface (the REST API, the pages, the Prometheus exposition and alertin
     :data:`AUTO_POINTS` points per entity; short recent ranges come back as sampled (no bucketing).
     Ranges within the raw retention (default 24 h) and at most ``CONSOLE_TELEMETRY_RAW_QUERY_MAX_S``
     long (default 6 h) read the raw samples; others read the one-minute rollups (a step of at least
-    60 s). ``query_with_plan()`` returns the :class:`QueryPlan` (step, resolution) as well.
+    60 s) up to the rollup watermark, joined with the raw samples after it, averaged per minute (the
+    rollups lag a few minutes: without the join a 24 h chart would end minutes ago).
+    ``query_with_plan()`` returns the :class:`QueryPlan` (step, resolution) as well.
     Filters that do not apply to the series' scope, inverted or too long ranges, too many points and
     unknown series raise :class:`SeriesError`, whose ``errors`` is ``{field: [message]}`` (a 400).
 
@@ -52,7 +54,7 @@ from typing import Any, NamedTuple
 
 from django.apps import apps
 from django.conf import settings
-from django.db.models import Avg, ExpressionWrapper, F, Max, OuterRef, Subquery, Sum, Value
+from django.db.models import Avg, Count, ExpressionWrapper, F, Max, OuterRef, Subquery, Sum, Value
 from django.db.models import BigIntegerField as BigIntegerOutput
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -369,7 +371,12 @@ def query_with_plan(series: str, *, node: Any = None, accelerator: Any = None, j
         lookup = "pk" if column == scope.entity_field else column
         entities = entities.filter(**{lookup: value})
     plan = plan_query(definition, start=start, end=end, step=step, now=now, entity_count=entities.count())
-    table = _model(scope.raw["raw" if plan.resolution == "raw" else "minute"])
+    if plan.resolution == "1m":
+        by_entity = _joined_rollup_query(definition, plan, filters)
+        labels = _labels(definition.scope, list(by_entity))
+        return plan, [SeriesPoints(labels.get(pk, _orphan_labels(definition.scope, pk)), points)
+                      for pk, points in by_entity.items()]
+    table = _model(scope.raw["raw"])
     column = definition.column
     rows = table.objects.filter(ts__gte=plan.start_ms, ts__lt=plan.end_ms, **filters,
                                 **{f"{column}__isnull": False})
@@ -389,6 +396,60 @@ def query_with_plan(series: str, *, node: Any = None, accelerator: Any = None, j
     labels = _labels(definition.scope, list(by_entity))
     return plan, [SeriesPoints(labels.get(pk, _orphan_labels(definition.scope, pk)), points)
                   for pk, points in by_entity.items()]
+
+
+def _rolled_up_to(raw_table: str) -> int:
+    """How far (epoch ms, exclusive) ``raw_table`` is rolled up; 0 when it never was."""
+    mark = (_model("console.RollupWatermark").objects.filter(table=raw_table)
+            .values_list("rolled_up_to", flat=True).first())
+    return int(mark or 0)
+
+
+def _joined_rollup_query(definition: SeriesDef, plan: QueryPlan, filters: dict[str, int]
+                         ) -> dict[int, list[tuple[float, float]]]:
+    """A long range: the one-minute rollups up to the rollup watermark, then the raw samples after it
+    (the rollups run minutes behind; without the raw tail a 24 h chart ends minutes ago and its newest
+    value reads 0). Both are bucketed at the plan's step; the raw tail is first averaged per minute, so
+    a bucket that straddles the watermark weighs each minute once, as the rollups do."""
+    scope = _SCOPES[definition.scope]
+    column, entity = definition.column, scope.entity_field
+    step_ms = int((plan.step_s or ROLLUP_STEP_S) * 1000)
+    is_max = definition.aggregate == "max"
+    aggregate = Max if is_max else Avg
+    # Raw samples are read only where they are kept and not yet rolled up.
+    raw_kept_from = now_ms() - settings.CONSOLE_TELEMETRY_RAW_RETENTION_S * 1000
+    raw_from = min(max(plan.start_ms, _rolled_up_to(scope.raw["raw"]), raw_kept_from), plan.end_ms)
+    # bucket -> [sum of minute values (or the max), number of minutes]
+    buckets: dict[int, dict[int, list[float]]] = {}
+
+    def add(entity_id: int, bucket: int, value: float, minutes: int) -> None:
+        slot = buckets.setdefault(entity_id, {}).setdefault(bucket, [0.0, 0])
+        if is_max:
+            slot[0] = value if slot[1] == 0 else max(slot[0], value)
+        else:
+            slot[0] += value * minutes
+        slot[1] += minutes
+
+    def bucketed(table: str, start_ms: int, end_ms: int, width_ms: int):
+        rows = _model(table).objects.filter(ts__gte=start_ms, ts__lt=end_ms, **filters,
+                                            **{f"{column}__isnull": False})
+        bucket = ExpressionWrapper(F("ts") / Value(width_ms) * Value(width_ms), output_field=BigIntegerOutput())
+        return (rows.annotate(bucket=bucket).values(entity, "bucket")
+                .annotate(v=aggregate(column), n=Count("pk")).order_by(entity, "bucket")
+                .values_list(entity, "bucket", "v", "n"))
+
+    if raw_from > plan.start_ms:
+        for entity_id, bucket, value, minutes in bucketed(scope.raw["minute"], plan.start_ms, raw_from, step_ms):
+            add(entity_id, int(bucket), float(value), int(minutes))
+    if raw_from < plan.end_ms:
+        minute_ms = ROLLUP_STEP_S * 1000
+        for entity_id, minute, value, _n in bucketed(scope.raw["raw"], raw_from, plan.end_ms, minute_ms):
+            add(entity_id, int(minute) // step_ms * step_ms, float(value), 1)
+    out: dict[int, list[tuple[float, float]]] = {}
+    for entity_id, by_bucket in buckets.items():
+        out[entity_id] = [(ts / 1000, total if is_max else total / minutes)
+                          for ts, (total, minutes) in sorted(by_bucket.items())]
+    return out
 
 
 def query(series: str, *, node: Any = None, accelerator: Any = None, job: Any = None, instance: Any = None,

@@ -17,6 +17,7 @@ from console.core.api import (
 from jobs import services
 from jobs.api.serializers import InstanceSerializer, JobSerializer, ScaleSerializer
 from jobs.models import Instance, Job
+from jobs.preview import preview_placement
 
 
 class JobFilter(django_filters.FilterSet):
@@ -78,7 +79,7 @@ class JobViewSet(AuditedModelViewSet):
         """Where a job with this body would be placed now, without creating it."""
         serializer = JobSerializer(data=request.data, context={"request": request, "preview": True})
         serializer.is_valid(raise_exception=True)
-        return Response(services.preview_placement(serializer.validated_data))
+        return Response(preview_placement(serializer.validated_data))
 
 
 class InstanceFilter(django_filters.FilterSet):

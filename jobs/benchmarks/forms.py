@@ -39,6 +39,20 @@ class BenchmarkForm(forms.Form):
         self.fields["job"].queryset = Job.objects.filter(
             state__in=[JobState.RUNNING, JobState.DEGRADED]).select_related("model_version__model").order_by("name")
 
+    @staticmethod
+    def initial_from(run) -> dict:
+        """The form's values for "Run again": every setting of ``run`` (its job, if still running, is
+        chosen in the job list; otherwise the target falls back to the endpoint the run used)."""
+        initial = {key: getattr(run, key) for key in ("model", "label", "prompt_source", "input_tokens",
+                                                       "output_tokens", "dataset_path", "api", "request_timeout_s",
+                                                       "requests_per_level", "duration_s")}
+        initial["concurrency"] = ", ".join(str(c) for c in run.concurrency or [])
+        if run.job_id is not None:
+            initial.update(target="job", job=run.job_id)
+        else:
+            initial.update(target="endpoint", endpoint_url=run.endpoint_url)
+        return initial
+
     def api_payload(self) -> dict:
         data = self.cleaned_data
         payload = {key: data[key] for key in ("model", "label", "prompt_source", "input_tokens", "output_tokens",

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from console.core import audit, statemachine
 from console.core.errors import Conflict
@@ -19,6 +20,27 @@ S = BenchmarkStatus
 # A running run whose heartbeat (written every runner.PROGRESS_WRITE_S) is older than this lost its
 # worker: cancelling it ends it at once, and a redelivered task fails it instead of waiting forever.
 STALE_HEARTBEAT = timedelta(seconds=60)
+
+
+def prompt_shape(run: BenchmarkRun) -> str:
+    """What a run sent, in words: the dataset file, or the synthetic input and output lengths; and the API."""
+    if run.prompt_source == "dataset":
+        shape = gettext("dataset %(path)s") % {"path": run.dataset_path}
+    else:
+        shape = gettext("%(input)d input / %(output)d output tokens") % {
+            "input": run.input_tokens, "output": run.output_tokens}
+    return f"{shape}, {run.get_api_display()}"
+
+
+def prompt_shape_warnings(runs: list[BenchmarkRun]) -> list[str]:
+    """One line per run when the compared runs sent prompts of different shapes (lengths, dataset or
+    API): tokens/s of 2048-token prompts and of 128-token ones do not compare. Empty when they agree."""
+    shapes = [prompt_shape(run) for run in runs]
+    if len(set(shapes)) <= 1:
+        return []
+    return [gettext("#%(pk)d %(label)s: %(shape)s") % {"pk": run.pk, "label": run.label or run.job_name,
+                                                        "shape": shape}
+            for run, shape in zip(runs, shapes, strict=True)]
 
 
 def transition_benchmark(run: BenchmarkRun, to_status: str, reason: str = "", *, actor: str = "",

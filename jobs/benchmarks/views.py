@@ -44,7 +44,9 @@ def benchmark_create(request):
     if not has_role(request.user, OPERATOR):
         raise PermissionDenied
     initial = {}
-    if request.GET.get("job", "").isdigit():
+    if request.GET.get("from", "").isdigit():  # "Run again": the earlier run's settings
+        initial = BenchmarkForm.initial_from(get_object_or_404(BenchmarkRun, pk=int(request.GET["from"])))
+    elif request.GET.get("job", "").isdigit():
         initial = {"job": int(request.GET["job"]), "target": "job"}
     form = BenchmarkForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -91,7 +93,8 @@ def benchmark_compare(request):
     table = [{"concurrency": c, "cells": [next((lv for lv in run.results or [] if lv["concurrency"] == c), None)
                                           for run in runs]} for c in levels]
     return render(request, "jobs/benchmark_compare.html", {
-        "runs": runs, "table": table, "figures": charts.compare_figures(runs)})
+        "runs": runs, "table": table, "figures": charts.compare_figures(runs),
+        "shape_warnings": services.prompt_shape_warnings(runs)})
 
 
 @login_required

@@ -7,7 +7,8 @@ transactions and never run on a node while a transaction is open.
 
 One module per seam: ``common`` (errors, limits, checks, the state machine binding, the memory estimate),
 ``registration`` (versions, evaluations, lineage, aliases, deprecation, deletion), ``imports`` (inspecting
-a directory on a node), ``verification`` (hashing the files on the node). Callers use the names below:
+a directory on a node), ``verification`` (hashing the files on the node), ``starter`` (loading the
+starter catalog). Callers use the names below:
 ``from models_registry import services; services.register_version(...)``.
 """
 
@@ -43,13 +44,14 @@ from models_registry.services.registration import (
     set_evaluations,
     update_version,
 )
+from models_registry.services.starter import CatalogLoad, load_catalog
 from models_registry.services.verification import manifest_digest, request_verify, verify_version
 
 __all__ = [
-    "ALIAS_RE", "DETAIL_MAX", "UNDEPLOYABLE", "architecture_of", "check_parent", "check_quantization", "Conflict",
-    "delete_version", "deprecate", "directory_of", "EvaluationInput", "extra_quantizations", "import_version",
-    "InvalidInput", "latest_scores", "lineage", "manifest_digest", "memory_estimate", "NodeUnavailable",
-    "parse_source", "promote", "refuse_delete_in_use", "refuse_delete_with_versions", "register_version",
-    "RegistryError", "reinstate", "request_import",
+    "ALIAS_RE", "CatalogLoad", "DETAIL_MAX", "UNDEPLOYABLE", "architecture_of", "check_parent", "check_quantization",
+    "Conflict", "delete_version", "deprecate", "directory_of", "EvaluationInput", "extra_quantizations",
+    "import_version", "InvalidInput", "latest_scores", "lineage", "load_catalog", "manifest_digest",
+    "memory_estimate", "NodeUnavailable", "parse_source", "promote", "refuse_delete_in_use",
+    "refuse_delete_with_versions", "register_version", "RegistryError", "reinstate", "request_import",
     "request_verify", "set_evaluations", "transition_version", "update_version", "verify_version",
 ]

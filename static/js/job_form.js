@@ -38,20 +38,37 @@
     return node;
   }
 
+  function percent(value) {
+    return value === null || value === undefined ? "—" : Math.round(value) + " %";
+  }
+
+  // One line per chosen accelerator: its memory, current load and who holds it (server words).
+  function accelerator(nodeName, a) {
+    var line = el("li", nodeName + " · " + a.label + (a.model ? " (" + a.model + ")" : "") + ": " +
+      (a.memory_text ? a.memory_text + ", " : "") + t.load + " " + percent(a.utilization_percent));
+    if (a.holders.length) {
+      line.appendChild(el("div", t.heldBy + " " + a.holders.map(function (h) { return h.text; }).join("; "), "small"));
+    }
+    if (a.saturated) { line.className = "warning-text"; }
+    return line;
+  }
+
   function render(result) {
     var nodes = [];
-    var first = el("p");
-    first.appendChild(el("b", String(result.placeable_replicas)));
-    first.appendChild(document.createTextNode(" " + t.placeable));
-    nodes.push(first);
-    if (result.memory_per_accelerator_bytes) {
-      nodes.push(el("p", t.perAcc + ": " + (result.memory_per_accelerator_bytes / 1073741824).toFixed(1) + " GiB"));
+    nodes.push(el("p", result.summary, result.placeable ? "" : "errorlist"));
+    if (result.memory_per_accelerator) {
+      nodes.push(el("p", t.perAcc + ": " + result.memory_per_accelerator));
     }
     result.replicas.forEach(function (members, r) {
-      nodes.push(el("div", "r" + r + ": " + members.map(function (m) {
-        return m.node_name + " [" + (m.accelerators.length ? m.accelerators.map(function (a) { return a.vendor + a.index; }).join(", ") : "CPU") + "]";
-      }).join(" + ")));
+      nodes.push(el("div", t.replica + " " + r));
+      var list = el("ul");
+      members.forEach(function (m) {
+        if (!m.accelerators.length) { list.appendChild(el("li", m.node_name + " · CPU")); }
+        m.accelerators.forEach(function (a) { list.appendChild(accelerator(m.node_name, a)); });
+      });
+      nodes.push(list);
     });
+    (result.warnings || []).forEach(function (w) { nodes.push(el("p", w, "errorlist")); });
     if (result.reason) nodes.push(el("p", t.none + ": " + result.reason, "errorlist"));
     body.replaceChildren.apply(body, nodes);
   }

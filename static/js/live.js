@@ -14,7 +14,7 @@
   var RECONNECT_MS = [1000, 2000, 5000, 10000];
   var state = {
     cursor: config.cursor, range: config.range, socket: null, open: false, attempts: 0,
-    reconnectDelayMs: null, lastMessage: 0, messages: 0, reloadTimer: null,
+    reconnectDelayMs: null, lastMessage: 0, messages: 0, reloadTimer: null, step: 0,
   };
   var charts = {};
   var hooks = [];
@@ -116,6 +116,22 @@
       if (rangeOf(state.range).live) { trim(chart); }
       draw(chart);
     });
+    freshness();
+  }
+
+  // The badge claims "live" only while the newest point is recent: a long range (reloaded each
+  // minute, in buckets of state.step seconds) says so, and data older than that allows says it lags.
+  function freshness() {
+    if (!state.open) { return; }  // "stale" or "connecting": the socket's own state
+    var range = rangeOf(state.range), latest = 0;
+    Object.keys(charts).forEach(function (id) { latest = Math.max(latest, newest(charts[id])); });
+    var allowedMs = config.stale_after_s * 1000 + (range.live ? 0 : (state.step + 60) * 1000);
+    var lagMs = latest ? Date.now() - latest : 0;
+    if (latest && lagMs > allowedMs) {
+      setStatus("lagging", S.lagging.replace("%(s)s", Math.round(lagMs / 1000)));
+    } else {
+      setStatus(range.live ? "live" : "periodic");
+    }
   }
 
   function scheduleDraw() {
@@ -157,12 +173,14 @@
     Object.keys(charts).forEach(function (id) {
       var chart = charts[id];
       chart.traces.forEach(function (t) { t.x = []; t.y = []; });
+      state.step = 0;
       chart.spec.queries.forEach(function (q) {
         var params = new URLSearchParams({series: q.series, start: start.toFixed(3), end: end.toFixed(3)});
         Object.keys(q.filter).forEach(function (k) { params.set(k, q.filter[k]); });
         requests.push(fetch(config.query_url + "?" + params.toString(), {credentials: "same-origin"})
           .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
           .then(function (body) {
+            state.step = Math.max(state.step, body.step || 0);
             body.results.forEach(function (item) {
               var trace = findTrace(chart, q.series, item.labels);
               if (trace) { insertPoints(trace, item.points); }
@@ -194,12 +212,13 @@
     if (el) { el.textContent = text; }
   }
 
-  function setStatus(name) {
+  function setStatus(name, text) {
     var el = document.getElementById("stream-status");
     document.body.classList.toggle("stream-down", name === "stale");
     if (!el) { return; }
     el.setAttribute("data-state", name);
-    el.textContent = name === "live" ? S.live : name === "stale" ? S.stale : S.connecting;
+    el.textContent = text || (name === "live" ? S.live : name === "stale" ? S.stale
+      : name === "periodic" ? S.periodic : S.connecting);
   }
 
   function connect() {
@@ -212,6 +231,7 @@
       state.attempts = 0;
       socket.send(JSON.stringify({type: "subscribe", topics: config.topics, cursor: state.cursor}));
       setStatus("live");
+      freshness();
     };
     socket.onmessage = function (event) {
       var message;

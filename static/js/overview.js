@@ -18,7 +18,7 @@
     for (var r = 0; r < rows; r++) { z.push(new Array(cols).fill(null)); text.push(new Array(cols).fill("")); }
     var marks = {x: [], y: [], color: [], text: []};
     Object.keys(map.cells).forEach(function (id) {
-      var c = map.cells[id];  // [row, column, utilisation, health code, name]
+      var c = map.cells[id];  // key "node/vendor/index": [row, column, utilisation, health code, name, id]
       if (c[0] >= rows || c[1] >= cols) { return; }
       var health = map.health_names[String(c[3])] || "?";
       z[c[0]][c[1]] = c[2];
@@ -61,29 +61,46 @@
     setTile("accelerators.unhealthy", (accelerators.warning || 0) + (accelerators.critical || 0));
   }
 
+  // The tile is the current rate whatever the range: the newest raw sample of each job (from the page,
+  // then from the stream), not the charts' last points (a 24 h chart ends in buckets of minutes).
+  var TILE_WINDOW_MS = 120000;
+  var latestByJob = {};  // job id -> [time ms, tokens/s]
+  Object.keys(live.config.throughput_jobs || {}).forEach(function (job) {
+    latestByJob[job] = live.config.throughput_jobs[job];
+  });
+
   function updateThroughput() {
-    var chart = live.charts["cluster-throughput"];
-    if (!chart) { return; }
-    var cutoff = Date.now() - 120000, sum = 0;
-    chart.traces.forEach(function (t) {
-      var n = t.x.length;
-      if (n && t.x[n - 1] >= cutoff && t.y[n - 1] !== null) { sum += t.y[n - 1]; }
+    var cutoff = Date.now() - TILE_WINDOW_MS, sum = 0;
+    Object.keys(latestByJob).forEach(function (job) {
+      var point = latestByJob[job];
+      if (point[0] >= cutoff && point[1] !== null) { sum += point[1]; }
     });
     setTile("throughput", sum.toFixed(1));
+  }
+
+  function followThroughput(data) {
+    live.seriesOf(data).forEach(function (item) {
+      if (item.series !== "job.output_tokens_per_s" || !item.points.length) { return; }
+      var last = item.points[item.points.length - 1], job = String(item.labels.job);
+      var t = Math.round(last[0] * 1000);
+      if (!latestByJob[job] || latestByJob[job][0] <= t) { latestByJob[job] = [t, last[1]]; }
+    });
   }
 
   live.on(function (message) {
     if (message.topic !== "cluster") { return; }
     var st = message.data.state || {};
     Object.keys(st.accelerators || {}).forEach(function (id) {
-      var cell = map.cells[id], update = st.accelerators[id];  // [node id, utilisation, health, t]
+      var cell = map.cells[map.ids[id]], update = st.accelerators[id];  // [node id, utilisation, health, t]
       if (!cell) { return; }  // an accelerator new since the page was drawn: shown after a reload
       cell[2] = update[1];
       cell[3] = update[2];
     });
     if (st.totals) { updateTiles(st.totals); }
+    followThroughput(message.data);
     updateThroughput();
     if (!pending) { pending = true; window.requestAnimationFrame(drawHeatmap); }
   });
   drawHeatmap();
+  setInterval(updateThroughput, 5000);  // a job that stopped sending leaves the sum
 }());

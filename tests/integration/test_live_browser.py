@@ -163,3 +163,84 @@ def test_the_job_page_streams_tokens_per_second_and_resumes_without_missing_poin
                     json={"desired_state": "stopped"}, timeout=10)
         httpx.post(f"{base}/api/v1/jobs/{job_id}/stop/", headers={"Authorization": f"Token {token}"}, timeout=10)
         time.sleep(3)  # the reconciler stops the simulator before the console goes down
+
+
+def test_the_overview_tile_shows_the_current_rate_on_the_24h_range_and_the_badge_stops_claiming_live(console):
+    """Issue 17, item 5: on the 24 h range the chart reads the rollups (minutes behind), so the tile used
+    to read 0.0 while the simulator served; it is now the newest raw rate of each job, the 24 h chart
+    ends with the raw samples after the rollups, and the badge says the range is refreshed each minute.
+    The job form's preview then speaks in words (one replica, no "0.0 GiB")."""
+    require(os.path.exists(CHROMIUM), "Debian's chromium at /usr/bin/chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    require(sync_playwright is not None, "the playwright Python package")
+    base, token, manage = console
+    job_id, endpoint = start_simulator_job(base, token, manage)
+    stop_load = threading.Event()
+
+    def load():
+        with httpx.Client(timeout=30) as client:
+            while not stop_load.is_set():
+                try:
+                    client.post(f"{endpoint}/completions", json={"model": "live-chat", "prompt": "hi " * 30,
+                                                                 "max_tokens": 48, "ignore_eos": True})
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+
+    workers = [threading.Thread(target=load, daemon=True) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{base}/login/")
+            page.fill("input[name=username]", "admin")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(re.compile(r".*/$"))
+
+            def tile():
+                return float(page.text_content('[data-total="throughput"]') or 0)
+
+            page.wait_for_selector('#stream-status[data-state="live"]', timeout=20_000)
+            wait_until(lambda: tile() > 0, 30, what="the tile to show the rate on the live range")
+            page.click('[data-range="24h"]')
+            page.wait_for_selector('#stream-status[data-state="periodic"]', timeout=20_000)
+            # The tile does not hang on the chart's points: with the chart emptied (as a chart whose rollups
+            # lag far behind would be), it stays at the current rate through the next stream messages.
+            page.evaluate("window.boomLive.charts['cluster-throughput'].traces"
+                          ".forEach(function (t) { t.x = []; t.y = []; })")
+            messages = page.evaluate("window.boomLive.state.messages")
+            wait_until(lambda: page.evaluate("window.boomLive.state.messages") >= messages + 3, 30,
+                       what="three more stream messages")
+            assert tile() > 0, "the tile dropped to 0 on the 24 h range"
+            page.click('[data-range="24h"]')  # reload the chart from the series API
+            wait_until(lambda: page.evaluate("window.boomLive.charts['cluster-throughput'].traces"
+                                             ".some(function (t) { return t.x.length > 0; })"), 30,
+                       what="the 24 h chart to reload")
+            newest = page.evaluate("Math.max.apply(null, window.boomLive.charts['cluster-throughput'].traces"
+                                   ".map(function (t) { return t.x.length ? t.x[t.x.length - 1] : 0; }))")
+            now = page.evaluate("Date.now()")
+            # Buckets of 2 minutes: the newest starts at most 2 minutes (and a reload) ago, not at the rollups' lag.
+            assert now - newest <= 185_000, f"the 24 h chart ends {(now - newest) / 1000:.0f} s ago"
+
+            page.goto(f"{base}/jobs/add/")
+            page.select_option("#id_model_version", index=1)
+            page.select_option("#id_engine", "simulator")
+            page.fill("#id_accelerators_per_replica", "0")
+            page.dispatch_event("#id_accelerators_per_replica", "change")
+            text = wait_until(lambda: "replica" in (page.text_content("#preview-body") or "")
+                              and page.text_content("#preview-body"), 20, what="the placement preview")
+            assert "1 of 1 replica can be placed now." in text and "GiB" not in text, text
+            assert not errors, errors
+            browser.close()
+    finally:
+        stop_load.set()
+        httpx.post(f"{base}/api/v1/jobs/{job_id}/stop/", headers={"Authorization": f"Token {token}"}, timeout=10)
+        time.sleep(3)  # the reconciler stops the simulator before the console goes down
