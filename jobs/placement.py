@@ -30,6 +30,17 @@ class MemberPlan:
     accelerators: list[Accelerator] = field(default_factory=list)
 
 
+def format_bytes(count: int | None) -> str:
+    """A size in the unit that reads: ``12.0 MiB``, ``200.0 GiB`` (binary units, as accelerator memory is
+    counted; a fixed GiB wrote a small model's need as "0.0 GiB")."""
+    value = float(count or 0)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024:
+            return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
 def _fits_selector(node: Node, selector: dict) -> bool:
     return all(str(node.labels.get(key)) == str(value) for key, value in (selector or {}).items())
 
@@ -94,8 +105,8 @@ def plan_replica(job, engine, exclude_nodes=(), reserved: set[int] | None = None
             "%(nodes)d node(s); nodes with enough: %(fitting)d"
         ) % {"per_acc": per_acc, "vendor": vendor_text, "nodes": job.nodes_per_replica, "fitting": len(fitting)}
         if too_small:
-            reason += _("; %(count)d free accelerator(s) lack the %(gib)s GiB each needs") % {
-                "count": too_small, "gib": f"{need_mem / 2**30:.1f}"}
+            reason += _("; %(count)d free accelerator(s) lack the %(size)s each needs") % {
+                "count": too_small, "size": format_bytes(need_mem)}
         raise NoRoom(reason)
     # binpack: fewest free accelerators first; spread: most first.
     fitting.sort(key=lambda n: (len(by_node[n.pk]), n.name), reverse=job.placement == "spread")

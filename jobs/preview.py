@@ -8,12 +8,11 @@ from __future__ import annotations
 import time
 
 from django.db.models import OuterRef, Subquery
-from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext, ngettext
 
 from jobs.engines.registry import get_engine
 from jobs.models import Instance, Job
-from jobs.placement import NoRoom, memory_per_accelerator, plan_replica
+from jobs.placement import NoRoom, format_bytes, memory_per_accelerator, plan_replica
 from nodes.models import Accelerator, AcceleratorSample
 
 #: Utilisation at or above which the preview says a chosen accelerator is busy (the probe rounds).
@@ -64,7 +63,7 @@ def preview_placement(data: dict) -> dict:
     return {"placeable_replicas": len(replicas), "replicas": replicas, "reason": reason,
             "placeable": reason is None, "summary": summary, "warnings": warnings,
             "memory_per_accelerator_bytes": need,
-            "memory_per_accelerator": filesizeformat(need) if need else None}
+            "memory_per_accelerator": format_bytes(need) if need else None}
 
 
 def _accelerator_details(ids: set[int]) -> dict[int, dict]:
@@ -106,7 +105,7 @@ def _accelerator_details(ids: set[int]) -> dict[int, dict]:
             "memory_total_bytes": total, "memory_used_bytes": used,
             "memory_free_bytes": (total - (used or 0)) if total is not None else None,
             "memory_text": gettext("%(used)s of %(total)s used") % {
-                "used": filesizeformat(used or 0), "total": filesizeformat(total)} if total else "",
+                "used": format_bytes(used or 0), "total": format_bytes(total)} if total else "",
             "utilization_percent": util,
             "saturated": util is not None and util >= SATURATED_PERCENT,
             "holders": holders,

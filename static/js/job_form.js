@@ -55,7 +55,7 @@
 
   function render(result) {
     var nodes = [];
-    nodes.push(el("p", result.summary, result.placeable ? "" : "errorlist"));
+    nodes.push(el("p", result.summary, result.placeable ? "" : "warning-text"));
     if (result.memory_per_accelerator) {
       nodes.push(el("p", t.perAcc + ": " + result.memory_per_accelerator));
     }

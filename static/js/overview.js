@@ -38,8 +38,11 @@
        marker: {symbol: "x-thin-open", size: 12, line: {width: 3}, color: marks.color}, showlegend: false},
     ];
     var height = Math.min(Math.max(140, rows * 18 + 70), 2400);
+    // Row names are "node" or "node · vendor" (a node with GPUs and NPUs): room for the longest.
+    var longest = names.reduce(function (n, name) { return Math.max(n, name.length); }, 0);
     Plotly.react(div, data, {
-      height: height, margin: {l: 120, r: 20, t: 10, b: 30}, paper_bgcolor: "rgba(0,0,0,0)",
+      height: height, margin: {l: Math.min(280, Math.max(80, longest * 7 + 16)), r: 20, t: 10, b: 30},
+      paper_bgcolor: "rgba(0,0,0,0)",
       xaxis: {dtick: 1, fixedrange: true, showticklabels: cols <= 32},
       yaxis: {autorange: "reversed", fixedrange: true, type: "category"},
     }, {displaylogo: false, responsive: true});

@@ -9,6 +9,7 @@ import time
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import translation
 
 from console.models import RollupWatermark
 from console.telemetry import series
@@ -166,6 +167,9 @@ def test_empty_list_pages_say_what_to_do_and_link_to_it(client, make_user, url, 
 def test_the_empty_states_and_the_guide_speak_chinese(client, make_user):
     client.force_login(make_user("admin"))
     client.cookies["django_language"] = "zh-hans"
-    page = client.get("/").content.decode()
-    assert "快速上手" in page and "部署模拟器" in page and "Getting started" not in page
-    assert "暂无节点。添加运行推理引擎的机器" in client.get("/nodes/").content.decode()
+    try:
+        page = client.get("/").content.decode()
+        assert "快速上手" in page and "部署模拟器" in page and "Getting started" not in page
+        assert "暂无节点。添加运行推理引擎的机器" in client.get("/nodes/").content.decode()
+    finally:
+        translation.deactivate()  # LocaleMiddleware leaves zh-hans active in this thread

@@ -128,6 +128,7 @@ def test_the_simulator_starts_on_any_version_because_it_loads_no_weights(operato
 
 
 def test_the_create_page_creates_audits_and_starts_through_the_same_service_as_the_api(page_as):
+    factories.accelerators(factories.node(), 1)  # room for it: an unplaceable job is asked about first
     response = page_as("admin").post("/jobs/add/", page_form(jf.version(), start="on"))
     job = Job.objects.get()
     assert response.status_code == 302 and job.desired_state == "running" and job.created_by is not None

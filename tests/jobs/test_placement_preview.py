@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import translation
 
 from jobs.models import Instance, Job
+from jobs.placement import format_bytes
 from nodes.models import Accelerator, AcceleratorSample
 from tests import factories
 from tests.jobs import factories as jf
@@ -31,14 +32,14 @@ def test_the_preview_gives_each_chosen_accelerator_its_memory_load_and_a_readabl
     result = admin_api.post("/api/v1/jobs/preview-placement/", body(version, placement="spread"),
                             format="json").json()
     assert result["placeable"] is True and result["memory_per_accelerator_bytes"] == 12 << 20
-    assert result["memory_per_accelerator"] == "12.0\xa0MB"
+    assert result["memory_per_accelerator"] == "12.0 MiB"
     assert result["summary"] == "1 of 1 replica can be placed now."
     chosen = result["replicas"][0][0]["accelerators"][0]
     assert chosen["id"] == gpus[0].pk and chosen["label"] == "GPU 0" and chosen["model"] == "H100"
     # The streamed sample is the current load; the accelerator row (the last probe) is the fallback.
     assert chosen["utilization_percent"] == 37.0 and chosen["memory_used_bytes"] == 3 << 30
     assert chosen["memory_total_bytes"] == 80 << 30 and chosen["memory_free_bytes"] == 77 << 30
-    assert chosen["memory_text"] == "3.0\xa0GB of 80.0\xa0GB used" and chosen["saturated"] is False
+    assert chosen["memory_text"] == "3.0 GiB of 80.0 GiB used" and chosen["saturated"] is False
     assert result["warnings"] == []
 
 
@@ -122,3 +123,19 @@ def test_the_job_form_creates_a_placeable_job_or_one_not_started_without_asking(
     del stopped["start"]
     assert admin_client.post("/jobs/add/", stopped).status_code == 302
     assert set(Job.objects.values_list("name", flat=True)) == {"big-one", "later"}
+
+
+def test_the_no_room_reason_gives_a_small_models_need_in_a_unit_that_reads(admin_api):
+    node = factories.node(name="full")
+    gpu = factories.accelerators(node, 1, "nvidia")[0]
+    Accelerator.objects.filter(pk=gpu.pk).update(memory_used_bytes=(80 << 30) - (1 << 20))  # 1 MiB free
+    result = admin_api.post("/api/v1/jobs/preview-placement/", body(jf.version(memory=12 << 20)),
+                            format="json").json()
+    assert result["placeable"] is False
+    assert result["reason"].endswith("; 1 free accelerator(s) lack the 12.0 MiB each needs"), result["reason"]
+
+
+@pytest.mark.parametrize("count, text", [(None, "0 B"), (512, "512 B"), (12 << 20, "12.0 MiB"),
+                                         (int(1.5 * 2**30), "1.5 GiB"), (640 << 30, "640.0 GiB"), (3 << 40, "3.0 TiB")])
+def test_sizes_are_written_in_the_binary_unit_that_reads(count, text):
+    assert format_bytes(count) == text
