@@ -23,7 +23,8 @@ from jobs.models import Job
 @login_required
 def job_list(request):
     jobs = Job.objects.select_related("model_version__model").prefetch_related("instances").order_by("name")
-    return render(request, "jobs/job_list.html", {"jobs": jobs, "can_admin": has_role(request.user, ADMIN)})
+    return render(request, "jobs/job_list.html", {"jobs": jobs, "can_admin": has_role(request.user, ADMIN),
+                                                  "live": charts.stream_config(["cluster"])})
 
 
 @login_required
@@ -38,8 +39,10 @@ def job_detail(request, pk):
         "job": job, "instances": instances, "timeline": timeline.order_by("-time")[:50],
         "can_operate": has_role(request.user, OPERATOR), "serialized": JobSerializer(job).data,
         "gateway": job_snippet(job),
+        "rolling": services.rolling_restart_progress(job, instances),
         "live": charts.page_config(job_charts(job), [f"job:{job.pk}"],
-                                   stale_after_s=max(10.0, 3.0 * settings.CONSOLE_TELEMETRY_SCRAPE_INTERVAL_S)),
+                                   stale_after_s=max(10.0, 3.0 * settings.CONSOLE_TELEMETRY_SCRAPE_INTERVAL_S),
+                                   points=not charts.region_refresh(request)),
     })
 
 
@@ -68,6 +71,17 @@ def job_action(request, pk, action):
     if action not in actions:
         raise PermissionDenied
     job = get_object_or_404(Job.objects.select_related("model_version"), pk=pk)
-    with conflict_message(request):
-        actions[action](job, request=request)
+    with conflict_message(request) as outcome:
+        job = actions[action](job, request=request)
+    if not outcome.refused:
+        messages.success(request, ACTION_MESSAGES[action]() % {"name": job.name, "generation": job.generation})
     return redirect("job-detail", pk=pk)
+
+
+# What each action set in motion; the page's live regions show it happen (static/js/live_regions.js).
+ACTION_MESSAGES = {
+    "start": lambda: _("Starting %(name)s: its instances are placed and started; their states below follow it."),
+    "stop": lambda: _("Stopping %(name)s: its instances stop; their states below follow it."),
+    "restart": lambda: _("Rolling restart of %(name)s to generation %(generation)s: one replica at a time, so "
+                         "the job keeps serving; the progress below follows it."),
+}

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from console.core import audit, charts
 from console.core.permissions import ADMIN, OPERATOR, has_role
 from nodes import services
-from nodes.charts import node_charts
+from nodes.charts import accelerator_names, node_charts
 from nodes.forms import CredentialForm, NodeForm
 from nodes.models import Credential, Node
 
@@ -34,7 +34,8 @@ def node_list(request):
     if status:
         nodes = nodes.filter(status=status)
     return render(request, "nodes/node_list.html", {"nodes": nodes, "status": status,
-                                                    "can_admin": has_role(request.user, ADMIN)})
+                                                    "can_admin": has_role(request.user, ADMIN),
+                                                    "live": charts.stream_config(["cluster"])})
 
 
 @login_required
@@ -45,7 +46,9 @@ def node_detail(request, pk):
         "node": node,
         "accelerators": accelerators,
         "live": charts.page_config(node_charts(node, accelerators),
-                                   [f"node:{node.pk}"], stale_after_s=max(10.0, 3.0 * node.telemetry_interval_s)),
+                                   [f"node:{node.pk}"], stale_after_s=max(10.0, 3.0 * node.telemetry_interval_s),
+                                   points=not charts.region_refresh(request)),
+        "accelerator_names": accelerator_names(accelerators),
         "history": node.status_history.all()[:20],
         "can_operate": has_role(request.user, OPERATOR),
         "can_admin": has_role(request.user, ADMIN),
@@ -82,7 +85,14 @@ def node_probe(request, pk):
 def node_maintenance(request, pk):
     _require(request, OPERATOR)
     node = get_object_or_404(Node, pk=pk)
-    services.set_maintenance(node, request.POST.get("enabled") == "1", request=request)
+    enabled = request.POST.get("enabled") == "1"
+    services.set_maintenance(node, enabled, request=request)
+    if enabled:
+        messages.success(request, _("%(name)s is in maintenance: probes no longer change its status.")
+                         % {"name": node.name})
+    else:
+        messages.success(request, _("Maintenance of %(name)s ended: probing it now; its status below follows.")
+                         % {"name": node.name})
     return redirect("node-detail", pk=node.pk)
 
 

@@ -24,7 +24,7 @@ The rules, the same for every machine:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
@@ -33,7 +33,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models, transaction
 from django.utils import timezone
 
-from console.core import audit
+from console.core import audit, broadcast
 from console.core.errors import Conflict
 
 #: The audit verb of every state transition (docs/api.md shows it on a node's event).
@@ -42,6 +42,9 @@ VERB = "status"
 DETAIL_MAX = 4000
 HISTORY_REASON_MAX = 2000
 EVENT_REASON_MAX = 500
+
+#: Fields a same-status write may change without a page showing anything new (no live-stream notice).
+QUIET_FIELDS = frozenset({"updated_at", "last_check_at", "heartbeat_at", "next_probe_at"})
 
 Table = Mapping[str, set[str] | frozenset[str]]
 
@@ -77,7 +80,7 @@ def transition(obj: models.Model, to: str, reason: str = "", *, table: Table, fi
                collect: list | None = None, verb: str | None = VERB, detail: Mapping[str, Any] | None = None,
                actor: str | None = None, request=None, now: datetime | None = None,
                on_change: Mapping[str, Any] | None = None, after: Callable[[], None] | None = None,
-               **fields: Any) -> bool:
+               topics: Iterable[str] = (), **fields: Any) -> bool:
     """Move ``obj`` to status ``to`` if it still has the status it was read with (see the module rules).
 
     ``field``: the state field (``status`` or ``state``); a ``<field>_detail`` field, when the model has one,
@@ -87,7 +90,9 @@ def transition(obj: models.Model, to: str, reason: str = "", *, table: Table, fi
     ``history_fields`` added to its row; ``collect``: a list that receives the unsaved row instead, for a
     caller that bulk-creates its rows in the same transaction. ``verb=None``: no audit event (a machine
     whose history table is its own log). ``detail``: more keys of the event's detail. ``after``: called
-    inside the transaction after a real change (a broadcast, a follow-up write).
+    inside the transaction after a real change (a broadcast, a follow-up write). ``topics``: live-stream
+    topics told of the change (console.core.broadcast.changed, kind: the model's name), on a real change
+    and on a same-status write that changes what a page shows (the reason or a field).
 
     Returns True when the row was written, False when a concurrent change won; the instance is updated.
     """
@@ -100,9 +105,13 @@ def transition(obj: models.Model, to: str, reason: str = "", *, table: Table, fi
         updates[f"{field}_detail"] = clip(reason)
     rows = model._default_manager.filter(pk=obj.pk, **{field: from_status}, **(guard or {}))
     if to == from_status:
+        shown = [k for k in updates if k not in QUIET_FIELDS]
+        news = any(getattr(obj, k, None) != updates[k] for k in shown)
         if updates and not rows.update(**updates):
             return False
         _assign(obj, updates)
+        if news and topics:
+            broadcast.changed(model._meta.model_name, *topics)
         return True
     check(table, from_status, to, what=what)
     updates.update(on_change or {})
@@ -127,6 +136,8 @@ def transition(obj: models.Model, to: str, reason: str = "", *, table: Table, fi
                                  "reason": reason[:EVENT_REASON_MAX]})
         if after is not None:
             after()
+        if topics:
+            broadcast.changed(model._meta.model_name, *topics)
     _assign(obj, updates)
     return True
 

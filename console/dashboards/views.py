@@ -5,6 +5,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q, Sum
 from django.shortcuts import render
 
+from console.core.charts import region_refresh, stream_config
 from console.core.models import Event
 from console.dashboards import charts
 from jobs.models import Job
@@ -32,7 +33,7 @@ def dashboard(request):
         "live": charts.page_config(
             [charts.throughput_chart(Job.objects.only("pk", "name"))], ["cluster"],
             extra={"heatmap": charts.heatmap(), "throughput": charts.latest_throughput()},
-            stale_after_s=charts.stale_after_s(Node.objects.all())),
+            stale_after_s=charts.stale_after_s(Node.objects.all()), points=not region_refresh(request)),
     })
 
 
@@ -44,4 +45,6 @@ def events(request):
         if request.GET.get(key):
             queryset = queryset.filter(**{key: request.GET[key]})
     page = Paginator(queryset, 50).get_page(request.GET.get("page"))
-    return render(request, "console/events.html", {"page": page})
+    # Only the first page follows the stream: newer events would shift an older page under the reader.
+    live = stream_config(["cluster"] if page.number == 1 else [])
+    return render(request, "console/events.html", {"page": page, "live": live})
