@@ -91,8 +91,9 @@ def transition(obj: models.Model, to: str, reason: str = "", *, table: Table, fi
     caller that bulk-creates its rows in the same transaction. ``verb=None``: no audit event (a machine
     whose history table is its own log). ``detail``: more keys of the event's detail. ``after``: called
     inside the transaction after a real change (a broadcast, a follow-up write). ``topics``: live-stream
-    topics told of the change (console.core.broadcast.changed, kind: the model's name), on a real change
-    and on a same-status write that changes what a page shows (the reason or a field).
+    topics told of the change (console.core.broadcast.changed, kind: the model's name), the object's own
+    first: all of them on a real change or a new reason, the first alone when a same-status write changes
+    only other fields that a page shows (not ``QUIET_FIELDS``).
 
     Returns True when the row was written, False when a concurrent change won; the instance is updated.
     """
@@ -105,13 +106,16 @@ def transition(obj: models.Model, to: str, reason: str = "", *, table: Table, fi
         updates[f"{field}_detail"] = clip(reason)
     rows = model._default_manager.filter(pk=obj.pk, **{field: from_status}, **(guard or {}))
     if to == from_status:
-        shown = [k for k in updates if k not in QUIET_FIELDS]
-        news = any(getattr(obj, k, None) != updates[k] for k in shown)
+        topics = list(topics)
+        reason_changed = f"{field}_detail" in updates and getattr(obj, f"{field}_detail") != updates[f"{field}_detail"]
+        shown = any(getattr(obj, k, None) != v for k, v in updates.items() if k not in QUIET_FIELDS)
         if updates and not rows.update(**updates):
             return False
         _assign(obj, updates)
-        if news and topics:
-            broadcast.changed(model._meta.model_name, *topics)
+        if topics and (reason_changed or shown):
+            # A new reason is news for every topic; other fields (a probe's facts, a pid) only for the
+            # object's own page, the first topic: lists need not re-read at every probe.
+            broadcast.changed(model._meta.model_name, *(topics if reason_changed else topics[:1]))
         return True
     check(table, from_status, to, what=what)
     updates.update(on_change or {})

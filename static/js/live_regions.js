@@ -46,6 +46,7 @@
         });
         var names = doc.getElementById("live-names");
         if (names) { document.dispatchEvent(new CustomEvent("live-names", {detail: JSON.parse(names.textContent)})); }
+        document.dispatchEvent(new CustomEvent("live-regions"));
         refreshes++;
         document.body.setAttribute("data-live-refreshes", String(refreshes));
         live.markUpdated();
