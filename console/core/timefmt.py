@@ -85,6 +85,14 @@ def full_title(value: dt.datetime) -> str:
     return f"{local.strftime(FORMATS['seconds'])} {local.strftime('%Z') or offset_label(value)} ({zone_name()})"
 
 
+def wall_time(value) -> str:
+    """``2026-12-05 20:18:03``: a moment (a datetime, or an ISO 8601 string with its offset) as the active
+    zone's wall time, for a chart that draws date strings as they are (plotly.js)."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return timezone.localtime(_aware(value)).strftime(FORMATS["seconds"])
+
+
 @register.filter(is_safe=True)
 def when(value, precision: str = "seconds"):
     """A ``<time>`` element: the moment in the user's zone, its UTC ISO form and a titled full form."""

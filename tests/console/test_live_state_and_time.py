@@ -235,3 +235,12 @@ def test_the_api_answers_in_utc_whatever_the_users_zone(client, make_user):
     body = client.get("/api/v1/events/").json()
     times = [row["time"] for row in body["results"]]
     assert times and all(t.endswith("Z") or t.endswith("+00:00") for t in times), times
+
+
+def test_the_gateway_usage_charts_draw_their_times_in_the_users_zone_and_name_it():
+    from jobs.gateway.views import _figure
+
+    with timezone.override(SHANGHAI):
+        figure = _figure([{"name": "key-1", "points": [{"t": "2026-12-05T12:18:03Z", "requests": 3}]}], "requests", "R")
+    assert figure["data"][0]["x"] == ["2026-12-05 20:18:03"]
+    assert figure["layout"]["xaxis"]["title"]["text"] == "Asia/Shanghai (UTC+08:00)"
