@@ -261,6 +261,12 @@ def test_one_time_zone_across_the_job_and_events_pages_and_the_chart_axis(consol
 
             page.goto(f"{base}/events/")
             check(times())
+            # The other pages that follow state: live, and their times in the same zone.
+            for path in ("/", "/jobs/", "/nodes/", "/alerts/?state=all", "/jobs/benchmarks/"):
+                page.goto(base + path)
+                page.wait_for_selector('#stream-status[data-state="live"]', timeout=30_000)
+                for stamp in times():
+                    assert stamp["title"].endswith("(Asia/Shanghai)"), (path, stamp)
             assert not errors, errors
             browser.close()
     finally:
