@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from console.core import audit, charts
 from console.core.permissions import ADMIN, OPERATOR, has_role
 from nodes import services
-from nodes.charts import accelerator_names, node_charts
+from nodes.charts import node_charts
 from nodes.forms import CredentialForm, NodeForm
 from nodes.models import Credential, Node
 
@@ -48,7 +48,6 @@ def node_detail(request, pk):
         "live": charts.page_config(node_charts(node, accelerators),
                                    [f"node:{node.pk}"], stale_after_s=max(10.0, 3.0 * node.telemetry_interval_s),
                                    points=not charts.region_refresh(request)),
-        "accelerator_names": accelerator_names(accelerators),
         "history": node.status_history.all()[:20],
         "can_operate": has_role(request.user, OPERATOR),
         "can_admin": has_role(request.user, ADMIN),

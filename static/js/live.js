@@ -338,14 +338,15 @@
   document.querySelectorAll("[data-range]").forEach(function (button) {
     button.addEventListener("click", function () { setRange(button.getAttribute("data-range")); });
   });
-  // New names for dynamic traces ("GPU 3" for accelerator 17), sent by live_regions.js after a re-read.
+  // New names for dynamic traces ("GPU 3" for accelerator 17), by chart id, sent by live_regions.js
+  // after a re-read of the page.
   document.addEventListener("live-names", function (event) {
     Object.keys(charts).forEach(function (id) {
-      var chart = charts[id];
-      if (!chart.spec.dynamic) { return; }
-      Object.assign(chart.spec.names, event.detail);
+      var chart = charts[id], names = event.detail[id];
+      if (!chart.spec.dynamic || !names) { return; }
+      Object.assign(chart.spec.names, names);
       chart.traces.forEach(function (t) {
-        var name = event.detail[String(t.labels[chart.spec.name_label])];
+        var name = names[String(t.labels[chart.spec.name_label])];
         if (name) { t.name = name; }
       });
     });

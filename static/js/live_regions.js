@@ -44,8 +44,13 @@
           keepTicks(old, fresh);
           if (old.outerHTML !== fresh.outerHTML) { old.replaceWith(document.importNode(fresh, true)); }
         });
-        var names = doc.getElementById("live-names");
-        if (names) { document.dispatchEvent(new CustomEvent("live-names", {detail: JSON.parse(names.textContent)})); }
+        // Names of the entities of dynamic charts ("GPU 3", a new job's name), by chart, for live.js.
+        var fresh = doc.getElementById("live-config");
+        if (fresh) {
+          var names = {};
+          (JSON.parse(fresh.textContent).charts || []).forEach(function (c) { names[c.id] = c.names || {}; });
+          document.dispatchEvent(new CustomEvent("live-names", {detail: names}));
+        }
         document.dispatchEvent(new CustomEvent("live-regions"));
         refreshes++;
         document.body.setAttribute("data-live-refreshes", String(refreshes));

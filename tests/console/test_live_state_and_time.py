@@ -146,11 +146,14 @@ def test_the_node_page_names_accelerators_by_kind_and_index_for_the_legends(view
     node = factories.node()
     gpus = factories.accelerators(node, count=2)
     npus = factories.accelerators(factories.node(), count=1, vendor="huawei")
-    page = viewer_client.get(reverse("node-detail", args=[node.pk])).content.decode()
-    names = json.loads(re.search(r'<script id="live-names" type="application/json">(.*?)</script>', page).group(1))
-    assert names == {str(gpus[0].pk): "GPU 0", str(gpus[1].pk): "GPU 1"}
-    other = viewer_client.get(reverse("node-detail", args=[npus[0].node_id])).content.decode()
-    assert f'"{npus[0].pk}": "NPU 0"' in other
+    config = live_config(viewer_client.get(reverse("node-detail", args=[node.pk]), headers={"X-Live-Regions": "1"})
+                         .content.decode())
+    for chart in config["charts"]:
+        if chart["dynamic"]:
+            assert chart["names"] == {str(gpus[0].pk): "GPU 0", str(gpus[1].pk): "GPU 1"}
+            assert [t["name"] for t in chart["traces"]] == ["GPU 0", "GPU 1"]
+    other = live_config(viewer_client.get(reverse("node-detail", args=[npus[0].node_id])).content.decode())
+    assert other["charts"][1]["names"] == {str(npus[0].pk): "NPU 0"}
 
 
 def test_a_rolling_restart_says_what_it_set_in_motion_and_the_page_shows_its_progress(operator_client):

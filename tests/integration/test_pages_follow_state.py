@@ -3,7 +3,8 @@ against the console that `make run` starts (``python -m console.launcher``).
 
 * a job page follows a ``kill -9`` of its engine: the instance's state, pid, restart count and exit
   cause change on the page, which is never reloaded;
-* a node page follows a fixed SSH port: "unreachable" and the connection error give way to "online";
+* a node page follows a fixed SSH port: "unreachable" and the connection error give way to "online",
+  and the accelerators then found appear in its table and in its chart legends as "GPU 0", "NPU 0";
 * in a browser in Asia/Shanghai with a Chinese locale, every timestamp of the job and events pages
   and the chart axis are in that zone, and each says so in its title.
 """
@@ -19,7 +20,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import require
+from tests.conftest import FAKE_BIN, require
 from tests.integration.procs import ROOT, free_port, wait_until
 from tests.sshd import SshdNode, require_sshd
 
@@ -185,7 +186,8 @@ def test_a_node_page_follows_a_fixed_port_from_unreachable_to_online(console):
 
     require_sshd()
     base, api, _manage = console
-    with SshdNode() as sshd:
+    # Fake nvidia-smi and npu-smi on the node's PATH: it has GPUs and NPUs once it is reached.
+    with SshdNode(env={"PATH": f"{FAKE_BIN}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}) as sshd:
         credential = api.post("/credentials/", json={"name": "follow-key", "username": sshd.username,
                                                      "private_key": sshd.client_key_pem})
         assert credential.status_code == 201, credential.text
@@ -213,6 +215,16 @@ def test_a_node_page_follows_a_fixed_port_from_unreachable_to_online(console):
             assert "unreachable" not in page.inner_text("#node-head").lower()
             # The history table below shows the change too.
             assert "online" in page.inner_text("#node-history").lower()
+            # The accelerators found by that probe: in the table, and streamed into the charts, whose
+            # legends name them by kind and index ("GPU 0", "NPU 3"), not by database id.
+            page.wait_for_selector("#accelerators td[data-acc]", timeout=30_000)
+
+            def legend():
+                return page.evaluate("window.boomLive.charts['acc-utilization_percent'].traces.map(t => t.name)")
+
+            names = wait_until(lambda: (n := legend()) and all(re.fullmatch(r"(GPU|NPU) \d+", x) for x in n) and n,
+                               60, interval=0.5, what=f"the accelerator legends to be named (now {legend()})")
+            assert len(set(names)) == len(names), names
             assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
             assert not errors, errors
             browser.close()
