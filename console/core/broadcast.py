@@ -74,8 +74,8 @@ def publish_many(entries: Iterable[tuple[str, dict]]) -> list:
 
 
 def changed(kind: str, *topics: str) -> None:
-    """Tell the pages that show ``topics`` that what they show of ``kind`` (``job``, ``instance``, ``node``,
-    ``benchmark``, ``event``) changed: ``{"state": {"changed": {kind: <unix time>}}}``. A page re-reads
+    """Tell the pages that show ``topics`` that what they show of ``kind`` (a model name: ``job``,
+    ``instance``, ``node``, ``benchmarkrun``) changed: ``{"state": {"changed": {kind: <unix time>}}}``. A page re-reads
     its live regions that follow ``kind`` (static/js/live_regions.js), at most about once a second.
 
     Call it where the change is written (same transaction), only for a real change: a state machine's

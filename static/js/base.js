@@ -7,7 +7,8 @@
   });
 
   // The browser's time zone, for the server (console.timezones): times are rendered in it unless the
-  // user chose another in the user menu. The first page rendered without it is loaded once more.
+  // user chose another in the user menu. A first page that shows times in another zone is loaded once
+  // more (the login page, which shows none, is not).
   var zone;
   try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) { zone = null; }
   if (!zone) { return; }
@@ -15,9 +16,9 @@
   var had = match ? decodeURIComponent(match[1]) : null;
   if (had === zone) { return; }
   document.cookie = "boom_tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; samesite=lax";
-  var html = document.body;
-  if (html.getAttribute("data-tz-source") !== "user" && html.getAttribute("data-tz") !== zone &&
-      document.readyState !== "loading" && !window.sessionStorage.getItem("boom-tz-reloaded")) {
+  var body = document.body;
+  if (body.getAttribute("data-tz-source") !== "user" && body.getAttribute("data-tz") !== zone &&
+      document.querySelector("time[datetime], #live-config") && !window.sessionStorage.getItem("boom-tz-reloaded")) {
     window.sessionStorage.setItem("boom-tz-reloaded", "1");
     window.location.reload();
   }

@@ -352,6 +352,7 @@
     });
     scheduleDraw();
   });
+  markUpdated();  // what the page shows is as of now
   drawAll();
   setInterval(scheduleDraw, 1000);  // moves the time axis and the "no new data" notes along
   if (config.topics.length) { connect(); }
