@@ -19,3 +19,6 @@ class ConsoleConfig(AppConfig):
         from console.core.security import audit_lockout
 
         user_locked_out.connect(audit_lockout, dispatch_uid="console-audit-lockout")
+
+        # The user's chosen time zone is copied into the session at login.
+        from console import timezones  # noqa: F401

@@ -96,6 +96,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "console.timezones.TimezoneMiddleware",
     "console.core.middleware.RoleRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -121,6 +122,8 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "console.context_processors.console",
             ],
+            # {{ t|when }}, {{ t|ago }}: every timestamp in the user's zone (console.core.timefmt).
+            "builtins": ["console.core.timefmt"],
         },
     },
 ]

@@ -8,7 +8,7 @@ from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from console import exposition, health
+from console import exposition, health, timezones
 from console.alerting.api.urls import router as alerting_router
 from console.core.api import EventViewSet
 from console.core.oidc import ConsoleOIDCCallbackView, ConsoleOIDCRequestView
@@ -28,6 +28,7 @@ for app_router in (nodes_router, jobs_router, models_router, telemetry_router, a
 urlpatterns = [
     path("", dashboard_views.dashboard, name="dashboard"),
     path("events/", dashboard_views.events, name="event-list"),
+    path("settings/time-zone/", timezones.set_time_zone, name="set-time-zone"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", exposition.metrics, name="prometheus-metrics"),

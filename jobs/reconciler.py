@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from console.core import audit, locks
+from console.core import audit, broadcast, locks
 from jobs import services
 from jobs.choices import ACTIVE_STATES, PROCESS_STATES, DesiredState, InstanceState
 from jobs.engines.registry import get_engine
@@ -286,6 +286,7 @@ def _start(job, engine, instance: Instance, members) -> None:
                                          port=planned_port)
     Instance.objects.filter(pk=instance.pk).update(pid=handle.pid, node_run=handle.generation)
     instance.pid, instance.node_run = handle.pid, handle.generation
+    broadcast.changed("instance", f"job:{instance.job_id}")
 
 
 def _candidate_ports(instance: Instance) -> list[int]:
@@ -323,6 +324,7 @@ def _check(job, engine, instance: Instance) -> None:
         # A worker killed between starting the process and recording its pid: the node knows it.
         Instance.objects.filter(pk=instance.pk).update(pid=status.pid)
         instance.pid = status.pid
+        broadcast.changed("instance", f"job:{instance.job_id}")
     if instance.member > 0:
         ready, why = True, ""
     else:

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from console.core import audit, statemachine
+from console.core import audit, broadcast, statemachine
 from console.core.confirm import with_reason
 from console.core.errors import Conflict
 from jobs import enqueue
@@ -35,7 +35,8 @@ def transition_instance(instance: Instance, to_state: str, reason: str = "", **f
     reconciler got there first."""
     return statemachine.transition(instance, to_state, reason, table=INSTANCE_TRANSITIONS, field="state",
                                    what="an instance", guard={"run": instance.run}, history=InstanceStateChange,
-                                   detail={"job": instance.job_id}, updated_at=timezone.now(), **fields)
+                                   detail={"job": instance.job_id}, updated_at=timezone.now(),
+                                   topics=[f"job:{instance.job_id}", "cluster"], **fields)
 
 
 def derive_job_state(job: Job, instances: list[Instance]) -> tuple[str, str]:
@@ -82,6 +83,7 @@ def refresh_job_state(job: Job, pending_reason: str | None = None) -> Job:
         Job.objects.filter(pk=job.pk).update(state=state, state_detail=detail[:2000])
         if old != state:
             audit.record(statemachine.VERB, job, detail={"from": old, "to": state, "reason": detail[:500]})
+        broadcast.changed("job", f"job:{job.pk}", "cluster")
         job.state, job.state_detail = state, detail
     return job
 
@@ -234,6 +236,20 @@ def placement_problem(job: Job) -> str | None:
     except NoRoom as exc:
         return str(exc)
     return None
+
+
+def rolling_restart_progress(job: Job, instances: list[Instance]) -> dict | None:
+    """While a rolling restart is under way (an active instance of an older generation remains): the
+    generation it moves to, how many replicas already serve on it, and how many there are."""
+    active = [i for i in instances if i.state in ACTIVE_STATES and i.replica < job.replicas]
+    if not any(i.generation < job.generation for i in active):
+        return None
+    by_replica: dict[int, list[Instance]] = {}
+    for instance in active:
+        by_replica.setdefault(instance.replica, []).append(instance)
+    done = sum(1 for members in by_replica.values()
+               if all(m.generation >= job.generation and m.state == S.RUNNING for m in members))
+    return {"generation": job.generation, "done": done, "total": job.replicas}
 
 
 def instance_logs(instance: Instance, lines: int, previous: bool) -> dict:

@@ -38,7 +38,8 @@ def _require(request, role):
 @login_required
 def job_list(request):
     jobs = Job.objects.select_related("model_version__model").prefetch_related("instances").order_by("name")
-    return render(request, "jobs/job_list.html", {"jobs": jobs, "can_admin": has_role(request.user, ADMIN)})
+    return render(request, "jobs/job_list.html", {"jobs": jobs, "can_admin": has_role(request.user, ADMIN),
+                                                  "live": charts.stream_config(["cluster"])})
 
 
 @login_required
@@ -54,8 +55,10 @@ def job_detail(request, pk):
         "can_operate": has_role(request.user, OPERATOR), "can_admin": has_role(request.user, ADMIN),
         "serialized": JobSerializer(job).data,
         "gateway": job_snippet(job),
+        "rolling": services.rolling_restart_progress(job, instances),
         "live": charts.page_config(job_charts(job), [f"job:{job.pk}"],
-                                   stale_after_s=max(10.0, 3.0 * settings.CONSOLE_TELEMETRY_SCRAPE_INTERVAL_S)),
+                                   stale_after_s=max(10.0, 3.0 * settings.CONSOLE_TELEMETRY_SCRAPE_INTERVAL_S),
+                                   points=not charts.region_refresh(request)),
     })
 
 
@@ -142,8 +145,8 @@ def job_action(request, pk, action):
         form = ReasonForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             with conflict_message(request):
-                services.stop_job(job, request=request, reason=form.cleaned_data["reason"])
-                messages.success(request, _("Stopping %(name)s: its instances are being stopped.") % {"name": job.name})
+                job = services.stop_job(job, request=request, reason=form.cleaned_data["reason"])
+                messages.success(request, ACTION_MESSAGES["stop"]() % {"name": job.name, "generation": job.generation})
             return redirect("job-detail", pk=pk)
         return confirm_page(
             request, form, title=_("Stop %(name)s?") % {"name": job.name},
@@ -154,12 +157,10 @@ def job_action(request, pk, action):
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     actions = {"start": services.start_job, "restart": services.restart_job}
-    with conflict_message(request):
-        actions[action](job, request=request)
-        if action == "start":
-            messages.success(request, _("Starting %(name)s.") % {"name": job.name})
-        else:
-            messages.success(request, _("Rolling restart of %(name)s started.") % {"name": job.name})
+    with conflict_message(request) as outcome:
+        job = actions[action](job, request=request)
+    if not outcome.refused:
+        messages.success(request, ACTION_MESSAGES[action]() % {"name": job.name, "generation": job.generation})
     return redirect("job-detail", pk=pk)
 
 
@@ -197,3 +198,12 @@ def instance_log(request, pk):
         "instance": instance, "job": instance.job, "previous": previous, "lines": lines,
         "log": services.instance_logs(instance, lines, previous),
     })
+
+
+# What each action set in motion; the page's live regions show it happen (static/js/live_regions.js).
+ACTION_MESSAGES = {
+    "start": lambda: _("Starting %(name)s: its instances are placed and started; their states below follow it."),
+    "stop": lambda: _("Stopping %(name)s: its instances stop; their states below follow it."),
+    "restart": lambda: _("Rolling restart of %(name)s to generation %(generation)s: one replica at a time, so "
+                         "the job keeps serving; the progress below follows it."),
+}

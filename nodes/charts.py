@@ -7,11 +7,16 @@ from django.utils.translation import gettext as _
 from console.core.charts import Chart, Trace
 
 
+def accelerator_names(accelerators) -> dict[str, str]:
+    """Legend names by accelerator id: ``{"17": "GPU 0", "25": "NPU 3"}`` (kind and index on its node)."""
+    return {str(a.pk): f"{a.get_kind_display()} {a.index}" for a in accelerators}
+
+
 def node_charts(node, accelerators) -> list[Chart]:
     """The node page: its CPU and memory, and one trace per present accelerator for each accelerator
     series (``accelerators``: all of the node's, so that one that comes back is named)."""
     flt = {"node": node.pk}
-    names = {str(a.pk): f"{a.get_kind_display()} {a.index}" for a in accelerators}
+    names = accelerator_names(accelerators)
     charts = [Chart("node-cpu", _("CPU and memory"), "%",
                     [Trace("node.cpu_percent", flt, _("CPU")), Trace("node.memory_percent", flt, _("memory"))],
                     [("node.cpu_percent", flt), ("node.memory_percent", flt)], y_max=100)]

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from console.core import audit, statemachine
+from console.core import audit, broadcast, statemachine
 from console.core.confirm import with_reason
 from console.core.errors import Conflict
 from nodes import enqueue
@@ -42,7 +42,8 @@ def transition_node(node: Node, to_status: str, reason: str = "", actor: str | N
     now = timezone.now()
     return statemachine.transition(node, to_status, reason, table=NODE_TRANSITIONS, what="a node",
                                    history=NodeStatusChange, actor=actor, request=request, now=now,
-                                   on_change={"status_changed_at": now}, **fields)
+                                   on_change={"status_changed_at": now}, topics=[f"node:{node.pk}", "cluster"],
+                                   **fields)
 
 
 def set_maintenance(node: Node, enabled: bool, *, request=None, reason: str = "") -> Node:
@@ -98,6 +99,7 @@ def apply_probe_outcome(node: Node, outcome) -> Node:
 def _set_probe_status(node: Node, status: str, reason: str, fields: dict) -> None:
     if node.status == NodeStatus.MAINTENANCE:
         Node.objects.filter(pk=node.pk).update(**fields)
+        broadcast.changed("node", f"node:{node.pk}")
         for key, value in fields.items():
             setattr(node, key, value)
         return
@@ -105,6 +107,7 @@ def _set_probe_status(node: Node, status: str, reason: str, fields: dict) -> Non
         # Someone changed the status while we probed (an operator set maintenance): keep theirs.
         node.refresh_from_db()
         Node.objects.filter(pk=node.pk).update(**fields)
+        broadcast.changed("node", f"node:{node.pk}")
 
 
 def _sync_accelerators(node: Node, readings, now) -> tuple[int, list[str]]:

@@ -43,7 +43,8 @@ def node_list(request):
     if status:
         nodes = nodes.filter(status=status)
     return render(request, "nodes/node_list.html", {"nodes": nodes, "status": status,
-                                                    "can_admin": has_role(request.user, ADMIN)})
+                                                    "can_admin": has_role(request.user, ADMIN),
+                                                    "live": charts.stream_config(["cluster"])})
 
 
 @login_required
@@ -54,7 +55,8 @@ def node_detail(request, pk):
         "node": node,
         "accelerators": accelerators,
         "live": charts.page_config(node_charts(node, accelerators),
-                                   [f"node:{node.pk}"], stale_after_s=max(10.0, 3.0 * node.telemetry_interval_s)),
+                                   [f"node:{node.pk}"], stale_after_s=max(10.0, 3.0 * node.telemetry_interval_s),
+                                   points=not charts.region_refresh(request)),
         "history": node.status_history.all()[:20],
         "can_operate": has_role(request.user, OPERATOR),
         "can_admin": has_role(request.user, ADMIN),
@@ -94,12 +96,14 @@ def node_maintenance(request, pk):
     node = get_object_or_404(Node, pk=pk)
     if request.method == "POST" and request.POST.get("enabled") == "0":
         services.set_maintenance(node, False, request=request)
-        messages.success(request, _("Maintenance of %(name)s ended; probing it again.") % {"name": node.name})
+        messages.success(request, _("Maintenance of %(name)s ended: probing it now; its status below follows.")
+                         % {"name": node.name})
         return redirect("node-detail", pk=node.pk)
     form = ReasonForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         services.set_maintenance(node, True, request=request, reason=form.cleaned_data["reason"])
-        messages.success(request, _("%(name)s is in maintenance.") % {"name": node.name})
+        messages.success(request, _("%(name)s is in maintenance: probes no longer change its status.")
+                         % {"name": node.name})
         return redirect("node-detail", pk=node.pk)
     serving = node.instances.active().count()
     return confirm_page(

@@ -21,6 +21,7 @@ from console.alerting.forms import ChannelForm, RuleForm, SilenceForm
 from console.alerting.labels import matchers_text
 from console.alerting.models import Alert, AlertRule, Notification, NotificationChannel, Silence
 from console.core import audit
+from console.core.charts import stream_config
 from console.core.pages import conflict_message
 from console.core.permissions import ADMIN, OPERATOR, VIEWER, has_role
 
@@ -75,6 +76,7 @@ def alert_list(request):
         "page": page, "tab": tab, "tabs": TABS, "filters": filters, "counts": counts,
         "rules": AlertRule.objects.order_by("name").values_list("pk", "name"), "severities": Severity.choices,
         "query": query.urlencode(), "can_operate": has_role(request.user, OPERATOR),
+        "live": stream_config(["alerts"]),
     })
 
 
@@ -88,7 +90,7 @@ def alert_detail(request, pk):
                          .order_by("-created_at")[:20])
     return render(request, "alerting/alert_detail.html", {
         "alert": alert, "transitions": alert.transitions.all()[:100], "notifications": notifications,
-        "can_operate": has_role(request.user, OPERATOR),
+        "can_operate": has_role(request.user, OPERATOR), "live": stream_config(["alerts"]),
     })
 
 

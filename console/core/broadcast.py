@@ -44,7 +44,7 @@ from console.core.models import StreamEntry
 
 log = logging.getLogger(__name__)
 
-__all__ = ["entry_message", "group_for", "merge_payloads", "publish", "publish_many"]
+__all__ = ["changed", "entry_message", "group_for", "merge_payloads", "publish", "publish_many"]
 
 
 def group_for(topic: str) -> str:
@@ -71,6 +71,25 @@ def publish_many(entries: Iterable[tuple[str, dict]]) -> list:
         messages = [(group_for(row.topic), {"type": "stream.entry", "entry": entry_message(row)}) for row in rows]
         transaction.on_commit(lambda: _PUSHER.send(messages))
     return rows
+
+
+def changed(kind: str, *topics: str) -> None:
+    """Tell the pages that show ``topics`` that what they show of ``kind`` (a model name: ``job``,
+    ``instance``, ``node``, ``benchmarkrun``) changed: ``{"state": {"changed": {kind: <unix time>}}}``. A page re-reads
+    its live regions that follow ``kind`` (static/js/live_regions.js), at most about once a second.
+
+    Call it where the change is written (same transaction), only for a real change: a state machine's
+    transition, a new pid, a probe's facts. Never raises: a stream hiccup must not fail the change.
+    """
+    topics = tuple(dict.fromkeys(t for t in topics if t))
+    if not topics:
+        return
+    stamp = {"state": {"changed": {kind: round(timezone.now().timestamp(), 3)}}}
+    try:
+        with transaction.atomic():
+            publish_many([(topic, stamp) for topic in topics])
+    except Exception:  # noqa: BLE001 - the page still shows it on its next load
+        log.warning("could not publish a %s change to %s", kind, topics, exc_info=True)
 
 
 class _Pusher:

@@ -26,6 +26,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from console.core import timefmt
 from console.core.broadcast import current_cursor
 
 # Range selector: key -> (seconds, whether live points are appended; longer ranges reload each minute).
@@ -91,27 +92,40 @@ def _match(traces: list[dict], series_name: str, labels: dict) -> dict | None:
     return None
 
 
+def region_refresh(request) -> bool:
+    """True when static/js/live_regions.js re-reads the page for its live regions (it draws no chart
+    from the answer, so the view may skip the points: ``page_config(..., points=False)``)."""
+    return request.headers.get("X-Live-Regions") == "1"
+
+
+def stream_config(topics: list[str]) -> dict:
+    """The live config of a page without charts (a list): the stream, its live regions, "updated"."""
+    return page_config([], topics, points=False)
+
+
 def page_config(charts: list[Chart], topics: list[str], *, range_key: str = DEFAULT_RANGE, extra: dict | None = None,
-                stale_after_s: float = 15.0) -> dict:
+                stale_after_s: float = 15.0, points: bool = True) -> dict:
     """Everything live.js needs: figures with their first points, topics, cursor, ranges, strings.
 
     The cursor is read before the points, so that the socket resumes at or before what was drawn
     (points it sends again are dropped by time in the browser): no gap between page and stream.
+    ``points=False``: the figures without points (a re-read of the page's live regions).
     """
     cursor = current_cursor()
     seconds, _live = RANGES[range_key]
     end = timezone.now().timestamp()
-    points: dict[str, list] = {}
-    for chart in charts:
+    fetched: dict[str, list] = {}
+    for chart in charts if points else ():
         for series_name, filters in chart.queries:
             key = _key(series_name, filters)
-            if key not in points:
+            if key not in fetched:
                 results = _reader[0](series_name, start=end - seconds, end=end + 1, **filters)
-                points[key] = [(labels, values) for labels, values in results]
+                fetched[key] = [(labels, values) for labels, values in results]
     return {
         "cursor": cursor,
         "topics": topics,
-        "charts": [chart.as_dict(points) for chart in charts],
+        "charts": [chart.as_dict(fetched) for chart in charts],
+        "zone_label": timefmt.zone_label(),
         "range": range_key,
         "ranges": [{"key": key, "seconds": s, "live": live, "label": _range_label(key)}
                    for key, (s, live) in RANGES.items()],

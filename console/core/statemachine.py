@@ -24,7 +24,7 @@ The rules, the same for every machine:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
@@ -33,7 +33,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models, transaction
 from django.utils import timezone
 
-from console.core import audit
+from console.core import audit, broadcast
 from console.core.errors import Conflict
 
 #: The audit verb of every state transition (docs/api.md shows it on a node's event).
@@ -42,6 +42,9 @@ VERB = "status"
 DETAIL_MAX = 4000
 HISTORY_REASON_MAX = 2000
 EVENT_REASON_MAX = 500
+
+#: Fields a same-status write may change without a page showing anything new (no live-stream notice).
+QUIET_FIELDS = frozenset({"updated_at", "last_check_at", "heartbeat_at", "next_probe_at"})
 
 Table = Mapping[str, set[str] | frozenset[str]]
 
@@ -77,7 +80,7 @@ def transition(obj: models.Model, to: str, reason: str = "", *, table: Table, fi
                collect: list | None = None, verb: str | None = VERB, detail: Mapping[str, Any] | None = None,
                actor: str | None = None, request=None, now: datetime | None = None,
                on_change: Mapping[str, Any] | None = None, after: Callable[[], None] | None = None,
-               **fields: Any) -> bool:
+               topics: Iterable[str] = (), **fields: Any) -> bool:
     """Move ``obj`` to status ``to`` if it still has the status it was read with (see the module rules).
 
     ``field``: the state field (``status`` or ``state``); a ``<field>_detail`` field, when the model has one,
@@ -87,7 +90,10 @@ def transition(obj: models.Model, to: str, reason: str = "", *, table: Table, fi
     ``history_fields`` added to its row; ``collect``: a list that receives the unsaved row instead, for a
     caller that bulk-creates its rows in the same transaction. ``verb=None``: no audit event (a machine
     whose history table is its own log). ``detail``: more keys of the event's detail. ``after``: called
-    inside the transaction after a real change (a broadcast, a follow-up write).
+    inside the transaction after a real change (a broadcast, a follow-up write). ``topics``: live-stream
+    topics told of the change (console.core.broadcast.changed, kind: the model's name), the object's own
+    first: all of them on a real change or a new reason, the first alone when a same-status write changes
+    only other fields that a page shows (not ``QUIET_FIELDS``).
 
     Returns True when the row was written, False when a concurrent change won; the instance is updated.
     """
@@ -100,9 +106,16 @@ def transition(obj: models.Model, to: str, reason: str = "", *, table: Table, fi
         updates[f"{field}_detail"] = clip(reason)
     rows = model._default_manager.filter(pk=obj.pk, **{field: from_status}, **(guard or {}))
     if to == from_status:
+        topics = list(topics)
+        reason_changed = f"{field}_detail" in updates and getattr(obj, f"{field}_detail") != updates[f"{field}_detail"]
+        shown = any(getattr(obj, k, None) != v for k, v in updates.items() if k not in QUIET_FIELDS)
         if updates and not rows.update(**updates):
             return False
         _assign(obj, updates)
+        if topics and (reason_changed or shown):
+            # A new reason is news for every topic; other fields (a probe's facts, a pid) only for the
+            # object's own page, the first topic: lists need not re-read at every probe.
+            broadcast.changed(model._meta.model_name, *(topics if reason_changed else topics[:1]))
         return True
     check(table, from_status, to, what=what)
     updates.update(on_change or {})
@@ -127,6 +140,8 @@ def transition(obj: models.Model, to: str, reason: str = "", *, table: Table, fi
                                  "reason": reason[:EVENT_REASON_MAX]})
         if after is not None:
             after()
+        if topics:
+            broadcast.changed(model._meta.model_name, *topics)
     _assign(obj, updates)
     return True
 

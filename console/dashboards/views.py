@@ -5,6 +5,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q, Sum
 from django.shortcuts import render
 
+from console.core.charts import region_refresh, stream_config
 from console.core.models import Event
 from console.core.permissions import ADMIN, has_role
 from console.dashboards import charts
@@ -38,7 +39,7 @@ def dashboard(request):
             [charts.throughput_chart(Job.objects.only("pk", "name"))], ["cluster"],
             extra={"heatmap": charts.heatmap(), "throughput": throughput["total"],
                    "throughput_jobs": throughput["jobs"]},
-            stale_after_s=charts.stale_after_s(Node.objects.all())),
+            stale_after_s=charts.stale_after_s(Node.objects.all()), points=not region_refresh(request)),
     })
 
 
@@ -57,4 +58,6 @@ def events(request):
         if request.GET.get(key):
             queryset = queryset.filter(**{key: request.GET[key]})
     page = Paginator(queryset, 50).get_page(request.GET.get("page"))
-    return render(request, "console/events.html", {"page": page})
+    # Only the first page follows the stream: newer events would shift an older page under the reader.
+    live = stream_config(["cluster"] if page.number == 1 else [])
+    return render(request, "console/events.html", {"page": page, "live": live})

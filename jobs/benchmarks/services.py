@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from console.core import audit, statemachine
+from console.core import audit, broadcast, statemachine
 from console.core.errors import Conflict
 from jobs import enqueue
 from jobs.benchmarks import runner
@@ -58,7 +58,8 @@ def transition_benchmark(run: BenchmarkRun, to_status: str, reason: str = "", *,
         stamps["progress"] = 1.0
     return statemachine.transition(run, to_status, reason, table=BENCHMARK_TRANSITIONS, what="a benchmark",
                                    history=BenchmarkTransition, actor=actor, request=request, now=now,
-                                   on_change={k: v for k, v in stamps.items() if k not in fields}, **fields)
+                                   on_change={k: v for k, v in stamps.items() if k not in fields},
+                                   topics=[f"benchmark:{run.pk}", "cluster"], **fields)
 
 
 def job_endpoints(job: Job) -> list[str]:
@@ -146,6 +147,7 @@ def run_benchmark(run_id: int) -> BenchmarkRun | None:
     def save_progress(progress: float, concurrency: int | None, results: list[dict[str, Any]]) -> None:
         BenchmarkRun.objects.filter(pk=run.pk, status=S.RUNNING).update(
             progress=progress, current_concurrency=concurrency, results=results, heartbeat_at=timezone.now())
+        broadcast.changed("benchmarkrun", f"benchmark:{run.pk}")
 
     outcome = runner.execute(run, still_wanted=still_wanted, save_progress=save_progress)
     run.refresh_from_db()

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from console.core.charts import stream_config
 from console.core.pages import conflict_message
 from console.core.permissions import OPERATOR, has_role
 from jobs.benchmarks import charts, export, services
@@ -36,7 +37,8 @@ def benchmark_list(request):
     if job and job.isdigit():
         runs = runs.filter(job_id=int(job))
     return render(request, "jobs/benchmark_list.html", {
-        "runs": runs[:200], "can_operate": has_role(request.user, OPERATOR), "max_compared": MAX_COMPARED})
+        "runs": runs[:200], "can_operate": has_role(request.user, OPERATOR), "max_compared": MAX_COMPARED,
+        "live": stream_config(["cluster"])})
 
 
 @login_required
@@ -69,7 +71,7 @@ def benchmark_detail(request, pk):
     return render(request, "jobs/benchmark_detail.html", {
         "run": run, "active": run.status in BENCHMARK_ACTIVE, "can_operate": has_role(request.user, OPERATOR),
         "figures": charts.run_figures(run), "transitions": run.transitions.all(),
-        "progress_percent": round(run.progress * 100)})
+        "progress_percent": round(run.progress * 100), "live": stream_config([f"benchmark:{run.pk}"])})
 
 
 @login_required

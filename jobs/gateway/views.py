@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from console.core import timefmt
 from console.core.permissions import ADMIN, OPERATOR, VIEWER, has_role
 from jobs.gateway import services
 from jobs.gateway.models import Route
@@ -160,10 +161,15 @@ def route_delete(request, pk):
 
 
 def _figure(series: list[dict], metric: str, title: str) -> dict:
+    """A usage chart; its times are the user's wall time (plotly.js draws a date string as it is), and its
+    axis names the zone, as every other time on the page (console.core.timefmt)."""
     return {"data": [{"type": "scatter", "mode": "lines", "name": s["name"],
-                      "x": [p["t"] for p in s["points"]], "y": [p[metric] for p in s["points"]]} for s in series],
-            "layout": {"title": {"text": title}, "margin": {"l": 50, "r": 20, "t": 40, "b": 40}, "height": 280,
-                       "legend": {"orientation": "h"}}}
+                      "x": [timefmt.wall_time(p["t"]) for p in s["points"]], "y": [p[metric] for p in s["points"]]}
+                     for s in series],
+            "layout": {"title": {"text": title}, "margin": {"l": 50, "r": 20, "t": 40, "b": 48}, "height": 290,
+                       "legend": {"orientation": "h"},
+                       "xaxis": {"type": "date", "title": {"text": timefmt.zone_label(), "font": {"size": 10}},
+                                 "hoverformat": "%Y-%m-%d %H:%M:%S"}}}
 
 
 def _tokens(series: list[dict]) -> list[dict]:

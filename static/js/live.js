@@ -4,12 +4,21 @@
 // with the last cursor the server sent, so the server first sends what was missed; points are kept
 // in time order and a point already drawn is never drawn twice.
 //
-// Page scripts hook in through window.boomLive.on(function (message) {...}).
+// Page scripts hook in through window.boomLive.on(function (message) {...}); live_regions.js re-reads
+// the page's live regions when the stream says that what they show changed. A page without charts
+// (a list) has the stream without plotly.js.
+//
+// Times: the server renders every timestamp in the user's time zone (<body data-tz>, chosen in the user
+// menu, the browser's by default); the charts use the same zone. plotly.js shows millisecond x values as
+// the browser's wall time, so the points are shifted when drawn (trace.x stays epoch milliseconds).
 (function () {
   "use strict";
   var holder = document.getElementById("live-config");
-  if (!holder || !window.Plotly) { return; }
+  if (!holder) { return; }
+  var Plotly = window.Plotly;
   var config = JSON.parse(holder.textContent);
+  var TZ = document.body.getAttribute("data-tz") || "UTC";
+  var LANG = document.documentElement.getAttribute("lang") || "en";
   var S = config.strings;
   var RECONNECT_MS = [1000, 2000, 5000, 10000];
   var state = {
@@ -41,7 +50,10 @@
     var wanted = chart.spec.queries.some(function (q) { return q.series === series && labelsMatch(q.filter, labels); });
     if (!wanted || labels[chart.spec.name_label] === undefined) { return null; }
     var id = labels[chart.spec.name_label];
-    var trace = {series: series, labels: {}, name: chart.spec.names[String(id)] || String(id), x: [], y: []};
+    var known = chart.spec.names[String(id)];
+    // An entity the page did not know when drawn (an accelerator found since): re-read the page's names.
+    if (!known && window.boomLive && window.boomLive.refreshRegions) { window.boomLive.refreshRegions(); }
+    var trace = {series: series, labels: {}, name: known || String(id), x: [], y: []};
     trace.labels[chart.spec.name_label] = id;
     chart.traces.push(trace);
     return trace;
@@ -78,6 +90,60 @@
     return latest;
   }
 
+  // -- time zone: the offset of TZ at a moment (cached per hour), and times formatted in TZ
+
+  var offsets = {}, partsFormat = null, clockFormat = null;
+  function zoneFormat(options) {
+    try { return new Intl.DateTimeFormat("en-US", Object.assign({timeZone: TZ}, options)); } catch (e) {
+      return new Intl.DateTimeFormat("en-US", Object.assign({timeZone: "UTC"}, options));
+    }
+  }
+  function zoneOffsetMs(ms) {
+    var hour = Math.floor(ms / 3600000);
+    if (offsets[hour] === undefined) {
+      partsFormat = partsFormat || zoneFormat({hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+                                               hour: "2-digit", minute: "2-digit", second: "2-digit"});
+      var p = {};
+      partsFormat.formatToParts(new Date(hour * 3600000)).forEach(function (x) { p[x.type] = x.value; });
+      offsets[hour] = Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour % 24, +p.minute, +p.second) - hour * 3600000;
+    }
+    return offsets[hour];
+  }
+  // plotly.js shows a millisecond x as the browser's wall time: move it by the difference between the
+  // chosen zone's offset and the browser's, so the axis reads the chosen zone's wall time.
+  function shifted(xs) {
+    return xs.map(function (x) { return x + zoneOffsetMs(x) + new Date(x).getTimezoneOffset() * 60000; });
+  }
+  function clock(ms) {
+    if (!clockFormat) {
+      try {
+        clockFormat = new Intl.DateTimeFormat(LANG, {timeZone: TZ, hour: "2-digit", minute: "2-digit", second: "2-digit",
+                                                     hourCycle: "h23"});
+      } catch (e) { clockFormat = zoneFormat({hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23"}); }
+    }
+    return clockFormat.format(new Date(ms));
+  }
+
+  function full(ms) {
+    partsFormat = partsFormat || zoneFormat({hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+                                             hour: "2-digit", minute: "2-digit", second: "2-digit"});
+    var p = {};
+    partsFormat.formatToParts(new Date(ms)).forEach(function (x) { p[x.type] = x.value; });
+    return p.year + "-" + p.month + "-" + p.day + " " + (+p.hour % 24 < 10 ? "0" : "") + (+p.hour % 24) + ":" +
+      p.minute + ":" + p.second + " (" + TZ + ")";
+  }
+
+  // "updated 20:18:03": the moment the page last received something (points, or a re-read of its regions).
+  function markUpdated(ms) {
+    state.updatedAt = ms || Date.now();
+    var el = document.getElementById("live-updated");
+    if (!el) { return; }
+    el.hidden = false;
+    el.textContent = S.updated + " " + clock(state.updatedAt);
+    el.setAttribute("data-updated-at", String(state.updatedAt));
+    el.setAttribute("title", full(state.updatedAt));
+  }
+
   function layout(chart) {
     var range = rangeOf(state.range), now = Date.now();
     var empty = chart.traces.every(function (t) { return t.x.length === 0; });
@@ -87,9 +153,14 @@
       title += " · " + S.no_new_data.replace("%(s)s", Math.round((now - latest) / 1000));
     }
     return {
-      title: {text: title, font: {size: 13}, x: 0.01, y: 0.97}, height: 260, margin: {l: 56, r: 12, t: 48, b: 36},
+      title: {text: title, font: {size: 13}, x: 0.01, y: 0.97}, height: 270, margin: {l: 56, r: 12, t: 48, b: 48},
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#fff",
-      xaxis: {type: "date", range: [now - range.seconds * 1000, now], gridcolor: "#eef0f4"},
+      xaxis: {type: "date", range: shifted([now - range.seconds * 1000, now]), gridcolor: "#eef0f4",
+              title: {text: config.zone_label || TZ, font: {size: 10, color: "#6b7385"}, standoff: 4},
+              hoverformat: "%Y-%m-%d %H:%M:%S",
+              tickformatstops: [{dtickrange: [null, 60000], value: "%H:%M:%S"},
+                                {dtickrange: [60000, 86400000], value: "%H:%M"},
+                                {dtickrange: [86400000, null], value: "%m-%d"}]},
       yaxis: {title: {text: chart.spec.unit, font: {size: 11}}, rangemode: "tozero", gridcolor: "#eef0f4",
               range: chart.spec.y_max ? [0, chart.spec.y_max] : undefined, autorange: chart.spec.y_max ? false : true},
       showlegend: chart.traces.length > 1,
@@ -101,8 +172,9 @@
   }
 
   function draw(chart) {
+    if (!Plotly) { return; }
     var data = chart.traces.map(function (t) {
-      return {x: t.x, y: t.y, name: t.name, type: "scatter", mode: t.x.length < 3 ? "lines+markers" : "lines",
+      return {x: shifted(t.x), y: t.y, name: t.name, type: "scatter", mode: t.x.length < 3 ? "lines+markers" : "lines",
               line: {width: 1.5}, hovertemplate: "%{y:.4~g} " + chart.spec.unit + "<extra>" + t.name + "</extra>"};
     });
     Plotly.react(chart.div, data, layout(chart), {displaylogo: false, responsive: true});
@@ -264,6 +336,7 @@
           if (trace) { insertPoints(trace, item.points); }
         });
       });
+      if (message.data && (message.data.series || message.data.frames)) { markUpdated(); }
       hooks.forEach(function (hook) { hook(message); });
       scheduleDraw();
     } else if (message.type === "subscribed") {
@@ -285,9 +358,24 @@
   document.querySelectorAll("[data-range]").forEach(function (button) {
     button.addEventListener("click", function () { setRange(button.getAttribute("data-range")); });
   });
+  // New names for dynamic traces ("GPU 3" for accelerator 17), by chart id, sent by live_regions.js
+  // after a re-read of the page.
+  document.addEventListener("live-names", function (event) {
+    Object.keys(charts).forEach(function (id) {
+      var chart = charts[id], names = event.detail[id];
+      if (!chart.spec.dynamic || !names) { return; }
+      Object.assign(chart.spec.names, names);
+      chart.traces.forEach(function (t) {
+        var name = names[String(t.labels[chart.spec.name_label])];
+        if (name) { t.name = name; }
+      });
+    });
+    scheduleDraw();
+  });
+  markUpdated();  // what the page shows is as of now
   drawAll();
   setInterval(scheduleDraw, 1000);  // moves the time axis and the "no new data" notes along
-  connect();
+  if (config.topics.length) { connect(); }
 
   window.boomLive = {
     config: config, state: state, charts: charts,
@@ -296,6 +384,9 @@
     redraw: scheduleDraw,
     // How long to wait before reconnecting after the socket drops (null: 1, 2, 5, 10 s back-off).
     setReconnectDelay: function (ms) { state.reconnectDelayMs = ms; },
+    markUpdated: markUpdated,
+    clock: clock,
+    zoneOffsetMs: zoneOffsetMs,
     seriesOf: seriesOf,
     points: function (chartId, traceIndex) {
       var chart = charts[chartId];
