@@ -158,11 +158,13 @@ def test_a_job_page_follows_a_kill_of_its_engine_without_a_reload(console):
             # enough for the page to show the instance restarting, with its cause.
             pid = before["pid"]
             for restarts in ("1", "2"):
+                killed_at = time.monotonic()
                 os.kill(int(pid), signal.SIGKILL)
                 after = wait_until(lambda: (row := instance_row(page)) and row["restarts"] == restarts  # noqa: B023
                                    and row["state"] == "running" and row["pid"] not in ("", pid) and row,  # noqa: B023
                                    120, interval=0.3, what=f"the page to show restart {restarts}")
                 assert "SIGKILL" in after["cause"], after
+                print(f"kill -9 #{restarts}: the page showed the new pid {time.monotonic() - killed_at:.1f} s later")
                 pid = after["pid"]
             states = page.evaluate("window.__states")
             assert states[0] == "running" and states[-1] == "running"
@@ -207,10 +209,12 @@ def test_a_node_page_follows_a_fixed_port_from_unreachable_to_online(console):
             error = page.inner_text("#node-status-detail")
             assert error.strip(), "the page shows no connection error"
 
+            fixed_at = time.monotonic()
             fixed = api.patch(f"/nodes/{node_id}/", json={"ssh_port": sshd.port})
             assert fixed.status_code == 200, fixed.text
 
             page.wait_for_selector('#node-status[data-status="online"]', timeout=60_000)
+            print(f"fixed port: the page showed online {time.monotonic() - fixed_at:.1f} s later")
             assert page.query_selector("#node-status-detail") is None, page.inner_text("#node-status-detail")
             assert "unreachable" not in page.inner_text("#node-head").lower()
             # The history table below shows the change too.
