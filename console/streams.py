@@ -2,7 +2,8 @@
 
 Topics (shared/API.md "Live streams"): ``cluster`` (overview tiles, the accelerator heatmap, job
 throughput), ``node:<id>`` (the node's and its accelerators' series), ``job:<id>`` (the job's and its
-instances' series), ``benchmark:<id>`` (a benchmark run's progress), ``alerts``. Besides points, a topic
+instances' series), ``benchmark:<id>`` (a benchmark run's progress), ``modelversion:<id>`` (a model
+version's status and verification progress), ``alerts``. Besides points, a topic
 carries ``{"state": {"changed": {kind: time}}}`` when an object its pages show changed
 (console.core.broadcast.changed): pages re-read their live regions. A user needs the viewer role for
 any topic, and the node, job or benchmark must exist. Sync functions: consumers call them through
@@ -24,9 +25,11 @@ from console.core.broadcast import (
 from console.core.models import StreamEntry
 from console.core.permissions import VIEWER, has_role
 from jobs.models import BenchmarkRun, Job
+from models_registry.models import ModelVersion
 from nodes.models import Node
 
-TOPIC_RE = re.compile(r"^(?:(?P<bare>cluster|alerts)|(?P<kind>node|job|benchmark):(?P<id>[1-9][0-9]{0,17}))$")
+TOPIC_RE = re.compile(r"^(?:(?P<bare>cluster|alerts)|"
+                      r"(?P<kind>node|job|benchmark|modelversion):(?P<id>[1-9][0-9]{0,17}))$")
 MAX_TOPICS = 200  # per connection
 
 
@@ -38,8 +41,8 @@ def parse_topic(topic) -> tuple[str, int | None]:
     """``("node", 3)`` for ``"node:3"``, ``("cluster", None)``...; TopicError when malformed."""
     match = TOPIC_RE.match(topic) if isinstance(topic, str) else None
     if match is None:
-        raise TopicError(f"unknown topic {str(topic)[:80]!r}: use cluster, alerts, node:<id>, job:<id> "
-                         "or benchmark:<id>")
+        raise TopicError(f"unknown topic {str(topic)[:80]!r}: use cluster, alerts, node:<id>, job:<id>, "
+                         "benchmark:<id> or modelversion:<id>")
     if match["bare"]:
         return match["bare"], None
     return match["kind"], int(match["id"])
@@ -56,6 +59,8 @@ def check_topic(user, topic: str) -> None:
         raise TopicError(f"no job {pk}")
     if kind == "benchmark" and not BenchmarkRun.objects.filter(pk=pk).exists():
         raise TopicError(f"no benchmark {pk}")
+    if kind == "modelversion" and not ModelVersion.objects.filter(pk=pk).exists():
+        raise TopicError(f"no model version {pk}")
 
 
 def entries_after(cursor: int, topics: list[str], limit: int = 5000) -> tuple[list[dict], bool]:

@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from console.core import audit
+from console.core.charts import stream_config
 from console.core.confirm import ReasonForm, confirm_page
 from console.core.models import Event
 from console.core.pages import conflict_message
@@ -160,11 +161,10 @@ def version_detail(request, pk):
         "import_form": ImportForm(initial={"node": version.node_id or Node.objects.filter(name="local").first(),
                                            "source_uri": services.directory_of(version) or ""}),
         "promote_form": PromoteForm(),
-        "live": version.status == "verifying" or version.import_pending,
-        "i18n_live": {"verifying": _("Computing checksums on the node…"),
-                      "importing": _("Inspecting the directory on the node…"),
-                      "done": _("Finished; reloading…"), "lost": _("Lost contact with the console; retrying…"),
-                      "statuses": {code: str(label) for code, label in VersionStatus.choices}},
+        # The page follows the version on its topic: transitions and an import's files re-read the live
+        # regions, a verification's progress moves the bar (static/js/model_version.js).
+        "working": version.status == VersionStatus.VERIFYING or version.import_pending,
+        "live": stream_config([services.version_topic(version.pk)]),
     })
 
 

@@ -27,6 +27,7 @@ from models_registry.services.common import (
     memory_estimate,
     parse_source,
     transition_version,
+    version_topic,
 )
 from models_registry.services.imports import import_version, request_import
 from models_registry.services.registration import (
@@ -54,4 +55,5 @@ __all__ = [
     "memory_estimate", "NodeUnavailable", "parse_source", "promote", "refuse_delete_in_use",
     "refuse_delete_with_versions", "register_version", "RegistryError", "reinstate", "request_import",
     "request_verify", "set_evaluations", "transition_version", "update_version", "verify_version",
+    "version_topic",
 ]

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from console.core import audit, statemachine
+from console.core import audit, broadcast, statemachine
 from console.core.errors import Conflict as CoreConflict
 from models_registry import enqueue
 from models_registry.choices import VERSION_TRANSITIONS, VersionStatus
@@ -111,7 +111,25 @@ def transition_version(version: ModelVersion, to_status: str, reason: str = "", 
     someone else changed the status first."""
     return statemachine.transition(version, to_status, reason, table=VERSION_TRANSITIONS, what="a version",
                                    history=VersionStatusChange, actor=actor, request=request,
-                                   updated_at=timezone.now(), **fields)
+                                   topics=(version_topic(version.pk),), updated_at=timezone.now(), **fields)
+
+
+def version_topic(version_id: int) -> str:
+    """The live-stream topic of a version's page (console.streams): its status, files and progress."""
+    return f"modelversion:{version_id}"
+
+
+def tell_version_page(version_id: int) -> None:
+    """Tell the version's page that what it shows changed outside a transition (an import's files)."""
+    broadcast.changed("modelversion", version_topic(version_id))
+
+
+def publish_progress(version_id: int, progress: float) -> None:
+    """The verification's progress to the version's page, which moves its bar without a re-read."""
+    try:
+        broadcast.publish(version_topic(version_id), {"state": {"progress": {"modelversion": progress}}})
+    except Exception:  # noqa: BLE001 - the page still shows it at the next transition
+        log.warning("could not publish the progress of version %s", version_id, exc_info=True)
 
 
 # --- memory estimate --------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from models_registry.services.common import (
     extra_quantizations,
     memory_estimate,
     parse_source,
+    tell_version_page,
     transition_version,
 )
 from nodes.transports import NodeCommandError, transport_for
@@ -152,6 +153,7 @@ def _store_inspection(version: ModelVersion, inspection: DirectoryInspection) ->
         audit.record("imported", version, detail={
             "files": len(inspection.files), "size_bytes": inspection.size_bytes, "format": detected_format,
             "parameters": parameters, "quantization": quantization})
+        tell_version_page(version.pk)
     for key, value in values.items():
         setattr(version, key, value)
     return True

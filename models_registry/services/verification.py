@@ -22,11 +22,12 @@ from models_registry.services.common import (
     Conflict,
     _enqueue_verify,
     directory_of,
+    publish_progress,
     transition_version,
 )
 from nodes.transports import NodeCommandError, transport_for
 
-#: Seconds between two progress writes while a verification runs (the API and page poll every second).
+#: Seconds between two progress writes while a verification runs (each also published to the version's page).
 PROGRESS_INTERVAL_S = 0.5
 
 
@@ -115,6 +116,7 @@ def verify_version(version_id: int, *, on_event: Callable[[str], None] | None = 
             if not ModelVersion.objects.filter(pk=version.pk, status=VersionStatus.VERIFYING).update(
                     progress=round(tracker.progress, 4), updated_at=timezone.now()):
                 raise _Abandoned
+            publish_progress(version.pk, round(tracker.progress, 4))
 
     try:
         argv = hash_command(directory, sorted(files), settings.CONSOLE_VERIFY_HASH_METHOD)

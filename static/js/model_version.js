@@ -1,41 +1,22 @@
-// Model version page: while the version is being imported or verified, poll the API every second
-// and move the progress bar; reload the page when the work ends (to show files and checksums).
+// Model version page: follows the version on its stream topic (modelversion:<id>). Transitions and an
+// import's files re-read the page's live regions (live_regions.js: status, detail, actions, facts, files,
+// history); while a verification runs, its progress ({"state": {"progress": {"modelversion": p}}})
+// moves the bar here, without a re-read. No polling and no reload.
 (function () {
-  var live = document.getElementById("live");
-  if (!live || live.getAttribute("data-live") !== "1") { return; }
-  var url = live.getAttribute("data-url");
-  var text = JSON.parse(document.getElementById("live-i18n").textContent);
-  var bar = document.getElementById("live-bar");
-  var percent = document.getElementById("live-percent");
-  var label = document.getElementById("live-label");
-  var badge = document.getElementById("version-status");
-  var detail = document.getElementById("status-detail");
-
-  function show(version) {
-    var working = version.status === "verifying" || version.importing;
-    if (version.status === "verifying") {
-      var p = Math.max(0, Math.min(1, version.progress || 0));
-      bar.style.width = (p * 100).toFixed(1) + "%";
-      percent.textContent = Math.round(p * 100) + "%";
-      label.textContent = text.verifying;
-    } else if (version.importing) {
-      label.textContent = text.importing;
-    }
-    badge.className = "badge mv-" + version.status;
-    badge.textContent = (text.statuses || {})[version.status] || version.status;
-    if (version.status_detail) { detail.hidden = false; detail.textContent = version.status_detail; }
-    return working;
-  }
-
-  function poll() {
-    fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
-      .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
-      .then(function (version) {
-        if (show(version)) { setTimeout(poll, 1000); return; }
-        label.textContent = text.done;
-        setTimeout(function () { window.location.reload(); }, 500);
-      })
-      .catch(function () { label.textContent = text.lost; setTimeout(poll, 3000); });
-  }
-  setTimeout(poll, 1000);
-})();
+  "use strict";
+  var live = window.boomLive;
+  if (!live) { return; }
+  live.on(function (message) {
+    var st = message.data && message.data.state;
+    var p = st && st.progress && st.progress.modelversion;
+    if (typeof p !== "number") { return; }
+    var card = document.getElementById("live");
+    if (!card || card.getAttribute("data-working") !== "1") { return; }  // a re-read says it ended
+    p = Math.max(0, Math.min(1, p));
+    var bar = document.getElementById("live-bar"), percent = document.getElementById("live-percent");
+    if (bar) { bar.style.width = (p * 100).toFixed(1) + "%"; }
+    if (percent) { percent.textContent = Math.round(p * 100) + "%"; }
+    card.setAttribute("data-progress", String(p));
+    live.markUpdated();
+  });
+}());

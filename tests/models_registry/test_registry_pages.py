@@ -56,10 +56,10 @@ def test_the_version_page_shows_files_with_their_checksum_state_and_a_verify_but
     version.refresh_from_db()
     assert version.status == "verifying"
     text = client.get(f"/models/versions/{version.pk}/").content.decode()
-    assert 'data-live="1"' in text and "live-i18n" in text
+    assert 'data-working="1"' in text and 'data-live-on="modelversion"' in text
     services.verify_version(version.pk)
     text = client.get(f"/models/versions/{version.pk}/").content.decode()
-    assert 'data-live="0"' in text and version.files.first().path in text
+    assert 'data-working="0"' in text and version.files.first().path in text
     assert ModelVersion.objects.get(pk=version.pk).files.first().sha256 in text
 
 
