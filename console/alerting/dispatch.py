@@ -49,7 +49,7 @@ from console.alerting.models import (
     NotificationChannel,
 )
 from console.alerting.notifiers import NotifyError, SendResult, get_notifier
-from console.core import audit, statemachine
+from console.core import audit, broadcast, statemachine
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +233,8 @@ def _flush(group: AlertGroup, channels: list[NotificationChannel], now: datetime
             expires_at=now + timedelta(seconds=settings.CONSOLE_NOTIFY_MAX_AGE_S)))
     supersede_resends([n.channel_id for n in notifications], now)
     Notification.objects.bulk_create(notifications)
+    if notifications:
+        broadcast.changed("notification", "alerts")
     firing_ids = [a.pk for a in send if a.state == AlertState.FIRING]
     resolved_ids = [a.pk for a in send if a.state == AlertState.RESOLVED] + [a.pk for a in resolved]
     Alert.objects.filter(pk__in=firing_ids).update(last_notified_state=AlertState.FIRING)
@@ -451,8 +453,9 @@ def record_outcome(notification: Notification, outcome: Outcome, now: datetime) 
 def _move(notification: Notification, to: str, **fields) -> bool:
     """The notification state machine (NOTIFICATION_TRANSITIONS): a conditional write on the status read,
     no history (its DeliveryAttempt rows are its log) and no event."""
+    # An alert's page shows its group's notifications: it re-reads them on the "alerts" topic.
     return statemachine.transition(notification, to, table=NOTIFICATION_TRANSITIONS, what="a notification",
-                                   verb=None, **fields)
+                                   verb=None, topics=("alerts",) if notification.group_id else (), **fields)
 
 
 def dispatch(now: datetime | None = None, *, deliver: bool = True) -> dict:
