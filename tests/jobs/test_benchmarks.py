@@ -8,6 +8,7 @@ import csv
 import http.server
 import io
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -511,12 +512,21 @@ def test_the_dataset_directory_setting_is_a_path():
     assert isinstance(settings.CONSOLE_BENCHMARK_DATASET_DIR, Path)
 
 
-def test_a_running_runs_page_polls_its_api_object_and_offers_cancel(operator_browser):
+def test_a_running_runs_page_follows_its_stream_topic_and_offers_cancel(operator_browser):
     run = make_run(label="live", results=[LEVEL])
     services.transition_benchmark(run, S.RUNNING)
     BenchmarkRun.objects.filter(pk=run.pk).update(progress=0.42, current_concurrency=8)
     page = operator_browser.get(reverse("benchmark-detail", args=[run.pk])).content.decode()
-    assert f'data-poll-url="/api/v1/benchmarks/{run.pk}/"' in page and "42%" in page
+    assert "data-poll-url" not in page and "42%" in page
+    # Status and progress, results, history and the figures' data are live regions of the run's topic.
+    assert f'"topics": ["benchmark:{run.pk}"]' in page
+    for region in ("benchmark-head", "benchmark-state", "benchmark-results", "benchmark-figures-region",
+                   "benchmark-history"):
+        assert re.search(rf'id="{region}"[^>]*data-live-region data-live-on="benchmarkrun"', page), region
+    head = page.split('id="benchmark-head"')[1].split('id="benchmark-state"')[0]
+    assert 'id="bench-status"' in head and 'id="bench-progress"' in head
+    figures = page.split('id="benchmark-figures-region"')[1].split("</div>")[0]
+    assert 'id="benchmark-figures"' in figures
     assert reverse("benchmark-cancel", args=[run.pk]) in page
     listing = operator_browser.get(reverse("benchmark-list")).content.decode()
     assert "live" in listing and "22.4" in listing
