@@ -131,3 +131,67 @@ def test_a_new_user_in_shanghai_deploys_the_simulator_from_the_guide_and_watches
     finally:
         if job_id is not None:
             stop_job(api, job_id)
+
+
+def test_the_version_page_follows_an_import_and_a_verification_without_a_reload(console, tmp_path):  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    from tests.models_registry.conftest import write_safetensors_dir
+
+    base, api, _manage = console
+    directory = write_safetensors_dir(tmp_path / "tiny-llama")
+    with open(directory / "blob.dat", "wb") as f:
+        f.truncate(3 << 30)  # sparse: a few seconds of hashing, so that the progress is seen moving
+    model = api.post("/models/", json={"name": "Tiny-Llama", "family": "llama"})
+    assert model.status_code == 201, model.text
+    with sync_playwright() as playwright:
+        browser, page, errors = browser_page(playwright, base, timezone_id="Asia/Shanghai", locale="zh-CN")
+        version = api.post("/model-versions/", json={"model": model.json()["id"], "version": "bf16",
+                                                      "source_uri": str(directory)})
+        assert version.status_code == 201, version.text
+        version_id = version.json()["id"]
+        page.goto(f"{base}/models/versions/{version_id}/")
+        page.wait_for_selector('#stream-status[data-state="live"]', timeout=30_000)
+        page.evaluate("window.__sameDocument = true")
+        # The import (background) lists the files in the page, which is not reloaded.
+        try:
+            wait_until(lambda: page.query_selector("#files td.mono") is not None, 120, interval=0.5,
+                       what="the page to list the imported files")
+        except AssertionError as exc:
+            state = api.get(f"/model-versions/{version_id}/").json()
+            raise AssertionError(f"{exc}: the API says {state}; the page: {page.inner_text('#version-head')}") from None
+        wait_until(lambda: page.get_attribute("#live", "data-working") == "0", 60, interval=0.3,
+                   what="the progress card to go once the import ended")
+        assert page.evaluate("window.__sameDocument") is True, "the version page was reloaded"
+        files = len(page.query_selector_all("#files td.mono:first-child"))
+        assert files == 5, files
+
+        page.click("#verify")  # a form: the answer is a new page, which then follows the verification
+        page.wait_for_selector('#stream-status[data-state="live"]', timeout=30_000)
+        page.evaluate("""() => {
+            window.__sameDocument = true; window.__progress = []; window.__statuses = [];
+            setInterval(() => {
+                const card = document.getElementById('live'), badge = document.getElementById('version-status');
+                const p = card && card.getAttribute('data-progress');
+                if (p !== null && window.__progress[window.__progress.length - 1] !== p) { window.__progress.push(p); }
+                const s = badge && badge.dataset.status;
+                if (s && window.__statuses[window.__statuses.length - 1] !== s) { window.__statuses.push(s); }
+            }, 50);
+        }""")
+        started = time.monotonic()
+        page.wait_for_selector('#version-status[data-status="verified"]', timeout=180_000)
+        print(f"verification: the page showed verified {time.monotonic() - started:.1f} s after the click, "
+              f"progress seen {page.evaluate('window.__progress')}")
+        wait_until(lambda: len(page.query_selector_all("#files .badge.mv-verified")) == files, 30, interval=0.3,
+                   what="the files' checksums on the page")
+        assert page.evaluate("window.__sameDocument") is True, "the version page was reloaded"
+        statuses = page.evaluate("window.__statuses")
+        assert statuses[-1] == "verified", statuses
+        progress = [float(p) for p in page.evaluate("window.__progress")]
+        assert progress == sorted(progress) and progress and progress[0] < 1, progress
+        assert page.get_attribute("#live", "data-working") == "0"
+        assert_all_in_shanghai(page, "version")
+        assert "verified" in page.inner_text("#version-history").lower() or \
+            len(page.query_selector_all("#version-history time")) >= 2
+        assert not errors, errors
+        browser.close()
