@@ -195,3 +195,49 @@ def test_the_version_page_follows_an_import_and_a_verification_without_a_reload(
             len(page.query_selector_all("#version-history time")) >= 2
         assert not errors, errors
         browser.close()
+
+
+def test_a_benchmark_page_follows_its_progress_results_and_charts_without_a_reload(console):  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    from tests.integration.test_pages_follow_state import start_simulator_job
+
+    base, api, manage = console
+    job_id = start_simulator_job(api, manage)
+    try:
+        with sync_playwright() as playwright:
+            browser, page, errors = browser_page(playwright, base, timezone_id="Asia/Shanghai", locale="zh-CN")
+            run = api.post("/benchmarks/", json={"job": job_id, "concurrency": [1, 2], "requests_per_level": 60,
+                                                 "input_tokens": 16, "output_tokens": 32})
+            assert run.status_code in (201, 202), run.text
+            run_id = run.json()["id"]
+            page.goto(f"{base}/jobs/benchmarks/{run_id}/")
+            page.wait_for_selector('#stream-status[data-state="live"]', timeout=30_000)
+            page.evaluate("""() => {
+                window.__sameDocument = true; window.__percents = []; window.__statuses = [];
+                setInterval(() => {
+                    const p = document.getElementById('benchmark-live').dataset.progress;
+                    if (window.__percents[window.__percents.length - 1] !== p) { window.__percents.push(p); }
+                    const s = document.getElementById('bench-status').dataset.status;
+                    if (window.__statuses[window.__statuses.length - 1] !== s) { window.__statuses.push(s); }
+                }, 50);
+            }""")
+            page.wait_for_selector('#bench-status[data-status="succeeded"]', timeout=180_000)
+            # The result table and the charts' data came with the re-reads; the charts were drawn again.
+            wait_until(lambda: len(page.query_selector_all("#benchmark-results tr")) >= 3, 30, interval=0.3,
+                       what="the two levels in the result table")
+            draws = page.evaluate("[...document.querySelectorAll('[data-figure]')].map(d => +d.dataset.draws)")
+            assert draws and all(n >= 2 for n in draws), draws
+            points = page.evaluate("document.querySelector('[data-figure]').data[0].x.length")
+            assert points == 2, points
+            percents = [int(p) for p in page.evaluate("window.__percents")]
+            statuses = page.evaluate("window.__statuses")
+            print(f"benchmark: statuses {statuses}, progress seen {percents}")
+            assert percents == sorted(percents) and len(set(percents)) >= 3, percents
+            assert statuses[-1] == "succeeded" and "running" in statuses, statuses
+            assert page.evaluate("window.__sameDocument") is True, "the benchmark page was reloaded"
+            assert_all_in_shanghai(page, "benchmark")
+            assert not errors, errors
+            browser.close()
+    finally:
+        stop_job(api, job_id)
