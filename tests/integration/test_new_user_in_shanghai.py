@@ -241,3 +241,39 @@ def test_a_benchmark_page_follows_its_progress_results_and_charts_without_a_relo
             browser.close()
     finally:
         stop_job(api, job_id)
+
+
+def test_an_alert_page_follows_its_notification_from_a_failed_attempt_to_delivered_without_a_reload(console):  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    from tests.alerting.conftest import Receiver
+
+    base, api, _manage = console
+    receiver = Receiver()
+    receiver.script(500, 500)  # two attempts fail; the third, about 30 s after the first, is delivered
+    try:
+        channel = api.post("/notification-channels/", json={"name": "hook", "kind": "webhook", "url": receiver.url})
+        assert channel.status_code == 201, channel.text
+        rule = api.post("/alert-rules/", json={
+            "name": "Local node is up", "kind": "threshold", "series": "node.cpu_percent", "comparator": ">=",
+            "threshold": 0, "for_seconds": 0, "severity": "info", "group_wait_s": 0,
+            "summary_template": "{{ labels.node_name }} answers"})
+        assert rule.status_code == 201, rule.text
+        alert = wait_until(lambda: next(iter(api.get("/alerts/", params={"rule": rule.json()["id"]}).json()
+                                             .get("results", [])), None), 120, interval=0.5,
+                           what="the rule's alert")
+        with sync_playwright() as playwright:
+            browser, page, errors = browser_page(playwright, base, timezone_id="Asia/Shanghai", locale="zh-CN")
+            page.goto(f"{base}/alerts/{alert['id']}/")
+            page.wait_for_selector('#stream-status[data-state="live"]', timeout=30_000)
+            page.evaluate("window.__sameDocument = true")
+            assert page.query_selector("#alert-body .badge.notif-delivered") is None, "delivered before the test"
+            page.wait_for_selector("#alert-body .badge.notif-delivered", timeout=120_000)
+            assert [r["status"] for r in receiver.requests[:3]] == [500, 500, 200], receiver.requests
+            assert page.evaluate("window.__sameDocument") is True, "the alert page was reloaded"
+            assert int(page.get_attribute("body", "data-live-refreshes")) >= 1
+            assert_all_in_shanghai(page, "alert")
+            assert not errors, errors
+            browser.close()
+    finally:
+        receiver.close()
