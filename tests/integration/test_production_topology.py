@@ -26,10 +26,10 @@ import pytest
 from django.conf import settings
 
 from bench.faults import marked_processes
+from bench.topology import PrivatePostgres, PrivateRedis, Topology, services_available, wait_ready
 from tests.conftest import FAKE_BIN, require
 from tests.integration.procs import wait_until
 from tests.integration.test_live_browser import CHROMIUM
-from tests.integration.topology import PrivatePostgres, PrivateRedis, Topology, services_available, wait_ready
 from tests.sshd import SshdNode, require_sshd
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]

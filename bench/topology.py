@@ -1,4 +1,5 @@
-"""The production topology on private services, for the fault suite (issue 12, items 3 and 4).
+"""The production topology on private services, for the fault suite (issue 12, items 3 and 4):
+tests/integration/test_production_topology.py and bench/service_faults.py.
 
 * :class:`PrivatePostgres`: a PostgreSQL cluster of its own (``initdb`` and ``pg_ctl`` from
   /usr/lib/postgresql/<version>/bin) in a temporary folder, on its own port, run as the ``postgres``
@@ -19,6 +20,7 @@ import json
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,11 +28,35 @@ import threading
 import time
 from pathlib import Path
 
-from tests.integration.procs import ROOT, answers_200, free_port, wait_until
-
+ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 PRIVATE_ENV = ("CONSOLE_", "DJANGO_", "CELERY_", "DATABASE_URL", "REDIS_URL", "BOOM_", "TEST_")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def answers_200(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def postgres_bin() -> Path | None:
