@@ -134,6 +134,7 @@ def kill_trial(topology: Topology, part: str) -> dict:
 
 def service_trial(topology: Topology, driver: Driver, service: str, down_s: float, number: int) -> dict:
     server = topology.redis if service == "Redis" else topology.postgres
+    restarts_before = {name: part["restarts"] for name, part in topology.parts().items()}
     down_at = time.monotonic()
     server.stop()
     seen: Counter = Counter()
@@ -152,8 +153,9 @@ def service_trial(topology: Topology, driver: Driver, service: str, down_s: floa
                    what="/readyz")
     ready_s = time.monotonic() - back
     driver.stop_job(job_id)
+    exited = [name for name, part in topology.parts().items() if part["restarts"] != restarts_before[name]]
     return {"service": service, "down": back - down_at, "seen": seen, "api": api_s, "work": work_s,
-            "ready": ready_s}
+            "ready": ready_s, "exited": exited}
 
 
 def spread(values: list[float]) -> str:
@@ -181,7 +183,8 @@ def report(kills: list[dict], restarts: list[dict], trials: int, down_s: float) 
         service_rows.append(
             f"| {service} | {len(mine)} | {spread([r['down'] for r in mine])} | {answers} | {errors} | "
             f"{spread([r['api'] for r in mine])} | {spread([r['work'] for r in mine])} | "
-            f"{spread([r['ready'] for r in mine])} |")
+            f"{spread([r['ready'] for r in mine])} | "
+            f"{', '.join(sorted({p for r in mine for p in r['exited']})) or 'none'} |")
     return "\n".join([
         f"`python bench/service_faults.py --trials {trials} --down-s {down_s:g}`: the production topology "
         "(bench/topology.py) on a private PostgreSQL and Redis: two daphne web servers, two Celery workers "
@@ -198,8 +201,8 @@ def report(kills: list[dict], restarts: list[dict], trials: int, down_s: float) 
         "",
         "| Service stopped, then started | Trials | Down (median / max) | Answers while down (both web servers) "
         "| 500s or no answer | Back to the API accepting a job | Back to that new job running | "
-        "Back to /readyz 200 (both) |",
-        "|---|---|---|---|---|---|---|---|",
+        "Back to /readyz 200 (both) | Parts that exited meanwhile (restarted by the supervisor) |",
+        "|---|---|---|---|---|---|---|---|---|",
         *service_rows,
         "",
         f"Goal (issue 12, item 3): new work runs within {GOAL_S:g} s of the service answering again; slowest "

@@ -240,22 +240,16 @@ class Topology:
         self.manage("bootstrap")
         self.log = open(self.dir / "processes.log", "ab")  # noqa: SIM115 - open as long as the topology runs
         env = self.env()
+        # Every child's output, and the supervisor's, in one log (a failing test prints its tail).
         self.supervisor = Supervisor(self.commands(), cwd=ROOT, env=env, status_file=status_path(self.data),
-                                     say=lambda text: self.log.write(f"supervisor: {text}\n".encode()))
-        # Every child's output in one log the failing test prints.
-        self.supervisor._spawn = self._spawn_logged
+                                     say=lambda text: self.log.write(f"supervisor: {text}\n".encode()),
+                                     output=self.log)
         self.supervisor.start()
         self._ticker = threading.Thread(target=self._tick, name="topology-supervisor", daemon=True)
         self._ticker.start()
         for web in (1, 2):
             wait_until(lambda web=web: answers_200(f"{self.base(web)}/healthz"), 120,
                        what=f"web server {web} to answer")
-
-    def _spawn_logged(self, child) -> None:
-        child.process = subprocess.Popen(child.argv, cwd=ROOT, env=self.supervisor.env, start_new_session=True,
-                                         stdout=self.log, stderr=subprocess.STDOUT)
-        child.started_at = self.supervisor.clock()
-        child.restart_at = None
 
     def _tick(self) -> None:
         while not self._stop_ticking.wait(0.2):

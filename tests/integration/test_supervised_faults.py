@@ -10,6 +10,8 @@ import os
 import re
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -17,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import require
-from tests.integration.procs import answers_200, free_port, start_launcher, stop_launcher, wait_until
+from tests.integration.procs import ROOT, answers_200, free_port, start_launcher, stop_launcher, wait_until
 from tests.integration.test_live_browser import CHROMIUM, PASSWORD, start_simulator_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -42,11 +44,6 @@ class Console:
         wait_until(lambda: answers_200(f"{self.base}/healthz"), TIMEOUT_S, what="the console to start")
 
     def manage(self, *args):
-        import subprocess
-        import sys
-
-        from tests.integration.procs import ROOT
-
         return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True,
                               text=True, check=True, timeout=120).stdout
 
