@@ -91,6 +91,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # An outage of the database, Redis or the broker in a view: 503 naming the part, not 500.
+    "console.core.outage.ServiceUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -225,6 +227,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Broker lost: try again every 0.5 to 2 s, not Celery's 2 to 30 s (console.celery.ReconnectingConsumer).
+CELERY_WORKER_CONSUMER = "console.celery:ReconnectingConsumer"
 CELERY_TASK_DEFAULT_QUEUE = "lifecycle"
 # Work is split by urgency (DESIGN.md): lifecycle, telemetry (probes, scrapes), long (verify, benchmarks).
 CELERY_TASK_ROUTES = {
@@ -277,7 +281,8 @@ CONSOLE_HEALTH_FAILURES_BEFORE_RESTART = env_int("CONSOLE_HEALTH_FAILURES_BEFORE
 CONSOLE_START_TIMEOUT_S = env_int("CONSOLE_START_TIMEOUT_S", 900, minimum=5)
 CELERY_BEAT_SCHEDULE = {
     "probe-due-nodes": {"task": "nodes.tasks.probe_due_nodes", "schedule": 5.0, "options": {"expires": 5}},
-    "reap-orphans": {"task": "jobs.tasks.reap_orphans", "schedule": 30.0, "options": {"expires": 60}},
+    # Each node is swept every 30 s (jobs.reconciler.ORPHAN_SWEEP_INTERVAL_S), and at once when it comes back.
+    "reap-orphans": {"task": "jobs.tasks.reap_orphans", "schedule": 5.0, "options": {"expires": 5}},
     "reconcile-jobs": {"task": "jobs.tasks.reconcile_all", "schedule": CONSOLE_RECONCILE_INTERVAL_S,
                        "options": {"expires": max(CONSOLE_RECONCILE_INTERVAL_S * 2, 1.0)}},
 }

@@ -18,6 +18,9 @@ from jobs.api.urls import router as jobs_router
 from models_registry.api.urls import router as models_router
 from nodes.api.urls import router as nodes_router
 
+# A database, Redis or broker outage raised outside a view answers 503 naming the part (console.core.outage).
+handler500 = "console.core.outage.server_error"
+
 router = DefaultRouter()
 router.register("events", EventViewSet, basename="api-event")
 # API route names get an ``api-`` prefix so they never collide with the page names (``node-list`` is a page).

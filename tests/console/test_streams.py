@@ -179,18 +179,20 @@ def test_a_topic_gets_at_most_one_message_a_second_and_loses_no_point(viewer_tok
                 points[message["topic"]] += message["data"]["series"][0]["points"]
 
         receiver = asyncio.ensure_future(collect())
+        began = time.monotonic()
         for i in range(10):
             await sync_to_async(publish)(topic, 2000.0 + i, float(i))
             await sync_to_async(publish)("cluster", 2000.0 + i, float(i), series="job.output_tokens_per_s",
                                          labels={"job": 1})
             await asyncio.sleep(0.15)
+        publishing_s = time.monotonic() - began
         await asyncio.wait_for(receiver, 6)
         for name in (topic, "cluster"):
             assert [p[1] for p in points[name]] == [float(i) for i in range(10)]
-            # Ten entries over 1.5 s: the first at once, the rest merged into one or two more messages
-            # a second apart (0.8: the test's own receive times jitter on a busy machine).
+            # Ten entries over 1.5 s (longer on a loaded machine: measured): the first at once, the rest merged
+            # into messages a second apart (0.8: the test's own receive times jitter on a busy machine).
             gaps = [b - a for a, b in zip(times[name], times[name][1:], strict=False)]
-            assert 2 <= len(times[name]) <= 3 and min(gaps) >= 0.8, gaps
+            assert 2 <= len(times[name]) <= 2 + int(publishing_s) and min(gaps) >= 0.8, (gaps, publishing_s)
         await communicator.disconnect()
 
     run(scenario)
