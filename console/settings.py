@@ -121,6 +121,8 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "console.context_processors.console",
             ],
+            # What the system wrote, in the reader's language (|sysmsg, {% describe_events %}...).
+            "builtins": ["console.dashboards.system_text"],
         },
     },
 ]

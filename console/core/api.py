@@ -10,7 +10,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from console.core import audit
+from console.core import audit, event_text
 from console.core.errors import Conflict
 from console.core.models import Event
 
@@ -72,10 +72,18 @@ class EventFilter(django_filters.FilterSet):
 
 
 class EventSerializer(serializers.ModelSerializer):
+    message = serializers.SerializerMethodField(
+        help_text="The event as one line in the request's language (Accept-Language or the language cookie): "
+                  "verb, object, and the change with its reason or the detail. ``detail`` keeps the stored "
+                  "values; a transition's ``detail.reason_message`` holds the code and parameters of its reason.")
+
     class Meta:
         model = Event
         fields = ["id", "time", "actor", "verb", "object_type", "object_id", "object_repr", "detail",
-                  "source_address"]
+                  "source_address", "message"]
+
+    def get_message(self, event) -> str:
+        return event_text.sentence(event)
 
 
 class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
