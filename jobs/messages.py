@@ -63,6 +63,12 @@ MESSAGES = {
     "benchmark.some_failed": gettext_noop("%(count)s request(s) failed; see errors by kind"),
 }
 
+#: The exceptions a readiness check names (``%(exception)s``), as words of the catalogue.
+EXCEPTION_WORDS = (
+    gettext_noop("ConnectError"), gettext_noop("ConnectTimeout"), gettext_noop("ReadTimeout"),
+    gettext_noop("ReadError"), gettext_noop("RemoteProtocolError"), gettext_noop("WriteError"),
+)
+
 
 def register() -> None:
     """Register the sentences above and every engine's log hints (console.apps calls this)."""

@@ -31,7 +31,7 @@ from django.utils.translation import gettext, gettext_noop
 #: Parameters that are sentences of their own (rendered through the catalogue too).
 NESTED = frozenset({"cause", "reason", "why", "detail", "error", "hint", "problems", "note"})
 #: Parameters that are one word of a fixed vocabulary (a state, a health, a unit): translated as words.
-WORDS = frozenset({"state", "status", "from", "to", "health", "severity"})
+WORDS = frozenset({"state", "status", "from", "to", "health", "severity", "exception"})
 #: How clauses are joined in English, and how a page joins them in each language.
 CLAUSE_SEPARATOR = "; "
 
