@@ -10,7 +10,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from console.core import audit, event_text
+from console.core import audit, event_text, messages
 from console.core.errors import Conflict
 from console.core.models import Event
 
@@ -60,6 +60,19 @@ class AuditedModelViewSet(viewsets.ModelViewSet):
         """The changed fields, without secrets, as JSON-safe strings."""
         data = getattr(serializer, "initial_data", {}) or {}
         return {"fields": sorted(k for k in data.keys() if k not in self.secret_fields)}
+
+
+class SystemText(serializers.CharField):
+    """A read-only ``<field>_display``: a stored system sentence (a status detail, an exit cause) rendered in
+    the request's language (console.core.messages); the field it reads keeps the English text."""
+
+    def __init__(self, source: str, **kwargs):
+        kwargs.setdefault("help_text", f"``{source}`` in the request's language (Accept-Language or the "
+                                       "language cookie).")
+        super().__init__(source=source, read_only=True, **kwargs)
+
+    def to_representation(self, value) -> str:
+        return messages.render(value)
 
 
 class EventFilter(django_filters.FilterSet):

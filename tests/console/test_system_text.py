@@ -161,6 +161,13 @@ def test_each_event_stores_the_code_and_parameters_of_its_reason_and_keeps_its_e
     assert first["reason_message"] == {"code": "instance.restarting_now",
                                        "params": {"cause": "killed by SIGKILL (exit code 137)"}}
     assert chinese.get(f"/api/v1/events/{restarts.first().pk}/").json()["message"].startswith("状态变化")
+    # The API keeps the English text and adds it in the reader's language beside it.
+    instance = chinese.get(f"/api/v1/instances/{objects['instance'].pk}/").json()
+    assert instance["last_exit_reason"] == "killed by SIGKILL (exit code 137)"
+    assert instance["last_exit_reason_display"] == "被 SIGKILL 信号终止（退出码 137）"
+    node = chinese.get(f"/api/v1/nodes/{objects['node'].pk}/").json()
+    assert node["status_detail"] == "no SSH credential is set for this node"
+    assert node["status_detail_display"] == "该节点未设置 SSH 凭据"
     # A stored text of an older release (free text, no code) renders all the same.
     with translation.override("zh-hans"):
         assert messages.render("exited with code 3; restarting in 40 s") == "已退出，退出码 3；40 秒后重启"
