@@ -61,6 +61,10 @@ MESSAGES = {
     "benchmark.gave_up": gettext_noop("concurrency %(concurrency)s: gave up: %(reason)s"),
     "benchmark.all_failed": gettext_noop("concurrency %(concurrency)s: every request failed (%(error)s)"),
     "benchmark.some_failed": gettext_noop("%(count)s request(s) failed; see errors by kind"),
+    "benchmark.not_openai": gettext_noop("GET %(url)s answered HTTP %(code)s: not an OpenAI-compatible endpoint "
+                                         "(or name the served model)"),
+    "benchmark.no_models": gettext_noop("GET %(url)s lists no models: not an OpenAI-compatible endpoint"),
+    "benchmark.no_answer": gettext_noop("%(url)s did not answer within 10 s"),
 }
 
 #: The exceptions a readiness check names (``%(exception)s``), as words of the catalogue.
