@@ -130,6 +130,8 @@ def test_the_chinese_pages_show_no_english_the_system_wrote(chinese):
         "version": reverse("model-version-detail", args=[objects["version"].pk]),
         "benchmark": reverse("benchmark-detail", args=[objects["run"].pk]),
         "alerts": reverse("alerting-alerts") + "?state=all",
+        "overview": reverse("dashboard"),
+        "rules": reverse("alerting-rules"),
         **{f"alert {a.rule_name}": reverse("alerting-alert", args=[a.pk]) for a in alerts},
     }
     english = {}
@@ -146,6 +148,8 @@ def test_the_chinese_pages_show_no_english_the_system_wrote(chinese):
                  "秒后重启", "立即重启", "加速卡显存不足", "已调度到 cpu-b2，使用 nvidia0, nvidia1", "开始前已取消",
                  "已校验 2 个文件（sha256）", "由运维人员设置", "维护已结束"):
         assert text in events, text
+    benchmark = chinese.get(reverse("benchmark-detail", args=[objects["run"].pk])).content.decode()
+    assert "并发数 1, 32" in benchmark and "每档 8 个请求" in benchmark and "32 每档请求数" not in benchmark
     alerts_page = chinese.get(reverse("alerting-alerts") + "?state=all").content.decode()
     assert "节点 gpu-a1 不可达" in alerts_page and "节点不可达" in alerts_page
     assert "节点=gpu-a1" in alerts_page and "node=" not in alerts_page.split('title="', 1)[0]
