@@ -10,7 +10,7 @@ MESSAGES = {
     "node.maintenance_set": gettext_noop("set by an operator"),
     "node.maintenance_ended": gettext_noop("maintenance ended"),
     "node.host_key_changed": gettext_noop("host key changed, connection refused: %(error)s"),
-    "node.unhealthy_accelerators": gettext_noop("unhealthy accelerators: %(accelerators)s"),
+    "node.unhealthy_accelerators": gettext_noop("unhealthy accelerators: %(accelerator_health)s"),
     "node.missing_accelerators": gettext_noop("accelerators missing: %(accelerators)s"),
     "node.no_probe_result": gettext_noop("no probe result for %(seconds)s s (the prober may be down)"),
     "probe.cut_short": gettext_noop("the probe output was cut short (no end marker): results may be incomplete"),

@@ -149,10 +149,14 @@ def _render_param(name: str, value: Any) -> str:
 
 
 def word(text: str) -> str:
-    """One word of the console's vocabulary (a state, a health, a verb...) in the active language."""
+    """One word of the console's vocabulary (a state, a health, a verb...) in the active language; in a
+    list such as ``nvidia0 critical, nvidia3 warning`` each word the catalogue knows is translated."""
     if not text:
         return text
-    return gettext(text)
+    whole = gettext(text)
+    if whole != text or " " not in text:
+        return whole
+    return ", ".join(" ".join(gettext(token) for token in item.split(" ")) for item in text.split(", "))
 
 
 @lru_cache(maxsize=4096)

@@ -204,3 +204,18 @@ def test_a_text_is_parsed_back_into_its_code_and_parameters_and_nested_causes_re
     with translation.override("zh-hans"):
         assert found.render() == "被 SIGKILL 信号终止（退出码 137）；40 秒后重启"
         assert str(found) == "killed by SIGKILL (exit code 137); restarting in 40 s"
+
+
+@pytest.mark.django_db
+def test_a_reason_given_as_a_message_is_stored_as_english_text_and_as_its_code():
+    node = factories.node(name="gpu-a1", status=NodeStatus.ONLINE)
+    reason = messages.message("node.unhealthy_accelerators", accelerator_health="nvidia0 critical, nvidia1 warning")
+    assert node_services.transition_node(node, NodeStatus.DEGRADED, reason)
+    node.refresh_from_db()
+    assert node.status_detail == "unhealthy accelerators: nvidia0 critical, nvidia1 warning"
+    event = Event.objects.filter(object_type="node", verb="status").latest("id")
+    assert event.detail["reason"] == "unhealthy accelerators: nvidia0 critical, nvidia1 warning"
+    assert event.detail["reason_message"] == {"code": "node.unhealthy_accelerators",
+                                              "params": {"accelerator_health": "nvidia0 critical, nvidia1 warning"}}
+    with translation.override("zh-hans"):
+        assert messages.render(event.detail["reason_message"]) == "不健康的加速卡：nvidia0 严重, nvidia1 警告"
