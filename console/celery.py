@@ -6,8 +6,10 @@ from celery import Celery
 from celery.worker.consumer import Consumer
 
 from console.broker import install as install_embedded_broker
+from console.core.logfilters import install_quiet
 
 install_embedded_broker()
+install_quiet()
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 

@@ -124,8 +124,9 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "console.context_processors.console",
             ],
-            # {{ t|when }}, {{ t|ago }}: every timestamp in the user's zone (console.core.timefmt).
-            "builtins": ["console.core.timefmt"],
+            # {{ t|when }}, {{ t|ago }}: every timestamp in the user's zone (console.core.timefmt);
+            # what the system wrote, in the reader's language (|sysmsg, {% describe_events %}...).
+            "builtins": ["console.core.timefmt", "console.dashboards.system_text"],
         },
     },
 ]
@@ -432,16 +433,23 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
     "NotificationKindEnum": "console.alerting.choices.NotificationKind",
 })
 
+CONSOLE_LOG_LEVEL = env_str("CONSOLE_LOG_LEVEL", "INFO").upper()
+# Set by `make run` (console/launcher.py) unless --verbose: warnings and errors only, no noise.
+CONSOLE_QUIET = env_bool("CONSOLE_QUIET", False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("CONSOLE_LOG_LEVEL", "INFO")},
+    "filters": {"quiet": {"()": "console.core.logfilters.QuietFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["quiet"]}},
+    "root": {"handlers": ["console"], "level": CONSOLE_LOG_LEVEL},
     "loggers": {
         # paramiko logs every failed handshake with a traceback: an unreachable node is data, not an error.
         "paramiko": {"level": "WARNING"},
         "paramiko.transport": {"level": "CRITICAL"},
         "daphne": {"level": "WARNING"},
+        # One line per HTTP request: every engine scrape, every few seconds. Shown at DEBUG only.
+        "httpx": {"level": "DEBUG" if CONSOLE_LOG_LEVEL == "DEBUG" else "WARNING"},
+        "httpcore": {"level": "DEBUG" if CONSOLE_LOG_LEVEL == "DEBUG" else "WARNING"},
     },
 }

@@ -3,7 +3,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic.base import RedirectView
 from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
@@ -32,6 +34,8 @@ urlpatterns = [
     path("", dashboard_views.dashboard, name="dashboard"),
     path("events/", dashboard_views.events, name="event-list"),
     path("settings/time-zone/", timezones.set_time_zone, name="set-time-zone"),
+    # Browsers ask for /favicon.ico on pages without a <link rel="icon"> (the API's JSON, the admin).
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True), name="favicon"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", exposition.metrics, name="prometheus-metrics"),

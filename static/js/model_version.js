@@ -23,7 +23,7 @@
     }
     badge.className = "badge mv-" + version.status;
     badge.textContent = (text.statuses || {})[version.status] || version.status;
-    if (version.status_detail) { detail.hidden = false; detail.textContent = version.status_detail; }
+    if (version.status_detail) { detail.hidden = false; detail.textContent = version.status_detail_display || version.status_detail; }
     return working;
   }
 
