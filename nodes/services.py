@@ -5,11 +5,12 @@ These functions are the only code that changes a node's status or its accelerato
 
 import logging
 import socket
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from console.core import audit, bulk, statemachine
@@ -172,18 +173,25 @@ def request_probe(node: Node, request=None, *, record: bool = False) -> Node:
 def claim_due_nodes(now=None, limit: int = 1000) -> list[int]:
     """Claim the nodes whose periodic probe is due, by moving their ``next_probe_at`` forward.
 
-    A conditional update per node, so that two schedulers never probe the same node twice.
+    A conditional update (``next_probe_at`` still due), so that two schedulers never probe the same node
+    twice: one statement per probe interval among the due nodes (``UPDATE ... RETURNING``, PostgreSQL
+    and SQLite 3.35+), not one per node (1000 statements a round at 1000 nodes).
     """
     now = now or timezone.now()
-    claimed = []
-    for pk, due, interval in Node.objects.filter(next_probe_at__lte=now).values_list(
-        "pk", "next_probe_at", "probe_interval_s"
-    )[:limit]:
-        if Node.objects.filter(pk=pk, next_probe_at=due).update(
-            next_probe_at=now + timedelta(seconds=interval)
-        ):
-            claimed.append(pk)
-    return claimed
+    by_interval: dict[int, list[int]] = defaultdict(list)
+    for pk, interval in Node.objects.filter(next_probe_at__lte=now).values_list("pk", "probe_interval_s")[:limit]:
+        by_interval[interval].append(pk)
+    table, qn = Node._meta.db_table, connection.ops.quote_name
+    claimed: list[int] = []
+    with connection.cursor() as cursor:
+        for interval, pks in by_interval.items():
+            cursor.execute(
+                f"UPDATE {qn(table)} SET {qn('next_probe_at')} = %s WHERE {qn('id')} IN "
+                f"({', '.join(['%s'] * len(pks))}) AND {qn('next_probe_at')} <= %s RETURNING {qn('id')}",
+                [connection.ops.adapt_datetimefield_value(now + timedelta(seconds=interval)), *pks,
+                 connection.ops.adapt_datetimefield_value(now)])
+            claimed += [pk for (pk,) in cursor.fetchall()]
+    return sorted(claimed)
 
 
 _EXECUTOR: ThreadPoolExecutor | None = None

@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from nodes import services
-from nodes.models import Accelerator
+from nodes.models import Accelerator, Node
 from nodes.probes.parsers.common import AcceleratorReading
 from nodes.probes.result import ProbeResult, parse_probe_output
 from nodes.probes.runner import ProbeOutcome
@@ -81,3 +81,22 @@ def test_the_probe_output_leaves_the_node_in_one_write_not_one_per_line():
     # A write above the pipe's atomic size (4 KiB) may reach the reader in a few parts; without the
     # gathering, every line came on its own (over a hundred reads).
     assert reads <= len(text) // 4096 + 2, reads
+
+
+@pytest.mark.django_db
+def test_due_nodes_are_claimed_once_in_one_statement_per_interval_and_move_by_their_own_interval():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    due = [factories.node(probe_interval_s=30 if i % 2 else 60) for i in range(40)]
+    later = factories.node(probe_interval_s=30)
+    Node.objects.filter(pk__in=[n.pk for n in due]).update(next_probe_at=now - timedelta(seconds=1))
+    Node.objects.filter(pk=later.pk).update(next_probe_at=now + timedelta(seconds=10))
+    with CaptureQueriesContext(connection) as ctx:
+        claimed = services.claim_due_nodes(now=now)
+    assert claimed == sorted(n.pk for n in due) and len(ctx) == 3  # the due nodes, then one UPDATE per interval
+    moved = dict(Node.objects.filter(pk__in=claimed).values_list("pk", "next_probe_at"))
+    assert all(moved[n.pk] == now + timedelta(seconds=n.probe_interval_s) for n in due)
+    assert services.claim_due_nodes(now=now) == []  # a second scheduler at the same instant gets none of them
