@@ -30,10 +30,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, median, setup_django, write_section  # noqa: E402
+from bench.common import ROOT, setup_django, write_section  # noqa: E402
 
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/boom_bench_scale")
-INGEST_SECONDS = 10
+INGEST_SECONDS = 16
 LIVE_WARMUP_S, LIVE_MEASURE_S = 10, 20
 SSHD = 20
 PROBE_CONCURRENCY = 50
@@ -97,7 +97,10 @@ def readings_per_second(nodes, seconds: int) -> list[list[tuple]]:
     return out
 
 
-def ingest_collector(nodes, seconds: list[list[tuple]]) -> dict:
+def ingest(nodes, seconds: list[list[tuple]], per_second) -> dict:
+    """Each second of samples, in turn (the order rotating): the collector's flush, a raw COPY of the same
+    sample rows, a raw COPY of the same rows and of the stream entries that flush published, and
+    bulk_create of model instances. Interleaved, so that the machine's other work weighs on all alike."""
     from console.core import broadcast
     from console.telemetry.collector import Collector, tune_gc
     from nodes.models import Accelerator
@@ -108,7 +111,8 @@ def ingest_collector(nodes, seconds: list[list[tuple]]) -> dict:
     for node_id, uuid, pk in Accelerator.objects.values_list("node_id", "uuid", "pk"):
         keys.setdefault(node_id, {})[uuid] = pk
     collector.accelerators = keys
-    wall = cpu = 0.0
+    wall = {"collector": 0.0, "copy": 0.0, "copy_entries": 0.0, "bulk_create": 0.0}
+    cpu = 0.0
     now = time.time()
     published: list[list[tuple[str, dict]]] = []  # what each flush published, for the second baseline
     real_publish = broadcast.publish_many
@@ -118,20 +122,38 @@ def ingest_collector(nodes, seconds: list[list[tuple]]) -> dict:
         published.append(entries)
         return real_publish(entries)
 
-    broadcast.publish_many = publish_many
-    for second, items in enumerate(seconds):
-        for kind, node_id, reading in items:
+    def flush(second: int) -> float:
+        nonlocal cpu
+        for kind, node_id, reading in seconds[second]:
             collector.emit(node_id, kind, reading, now + second)
         collector._published_at.clear()  # a second went by: every topic is due, as in the live collector
         started, cpu0 = time.perf_counter(), time.process_time()
-        collector.flush()
-        wall += time.perf_counter() - started
+        broadcast.publish_many = publish_many
+        try:
+            collector.flush()
+        finally:
+            broadcast.publish_many = real_publish
         cpu += time.process_time() - cpu0
-    broadcast.publish_many = real_publish
+        return time.perf_counter() - started
+
+    steps = {"collector": flush,
+             "copy": lambda second: copy_second(*per_second[second]),
+             "copy_entries": lambda second: copy_second(*per_second[second], published[second]),
+             "bulk_create": lambda second: bulk_create_second(*per_second[second])}
+    order = list(steps)
+    for second in range(len(seconds)):
+        turn = order[second % len(order):] + order[:second % len(order)]
+        if turn.index("copy_entries") < turn.index("collector"):  # it copies what the flush published
+            turn.remove("copy_entries")
+            turn.insert(turn.index("collector") + 1, "copy_entries")
+        for name in turn:
+            wall[name] += steps[name](second)
     rows = collector.stats.rows_written
-    return {"rows": rows, "rate": rows / wall, "cpu_per_row_us": cpu / rows * 1e6,
-            "entries": collector.stats.entries_published, "flush_ms": wall / len(seconds) * 1000,
-            "published": published}
+    entry_rows = sum(len(p) for p in published)
+    return {"rows": rows, "rate": rows / wall["collector"], "cpu_per_row_us": cpu / rows * 1e6,
+            "entries": entry_rows, "flush_ms": wall["collector"] / len(seconds) * 1000,
+            "copy": rows / wall["copy"], "copy_entries": rows / wall["copy_entries"],
+            "bulk_create": rows / wall["bulk_create"]}
 
 
 def sample_rows(seconds: list[list[tuple]]) -> list[tuple[list, list]]:
@@ -154,9 +176,9 @@ def sample_rows(seconds: list[list[tuple]]) -> list[tuple[list, list]]:
     return out
 
 
-def baseline_copy(per_second, published=None) -> float:
-    """Rows per second of psycopg COPY into the two sample tables, one transaction per second of rows;
-    with ``published``, each second's stream entries are copied too (their JSON text made in the loop)."""
+def copy_second(node_rows, acc_rows, published=None) -> float:
+    """Seconds that psycopg COPY of one second's sample rows takes in one transaction; with ``published``,
+    that second's stream entries are copied too (their JSON text made in the timing)."""
     import json
 
     from django.db import connection, transaction
@@ -166,46 +188,38 @@ def baseline_copy(per_second, published=None) -> float:
     from console.telemetry.collector import COLUMNS
     from nodes.models import AcceleratorSample, NodeSample
 
-    total, wall = 0, 0.0
-    for second, (node_rows, acc_rows) in enumerate(per_second):
-        started = time.perf_counter()
-        with transaction.atomic(), connection.cursor() as cursor:
-            raw = cursor.cursor
-            for table, model, rows in (("nodes_nodesample", NodeSample, node_rows),
-                                       ("nodes_acceleratorsample", AcceleratorSample, acc_rows)):
-                columns = ", ".join(model._meta.get_field(c).column for c in COLUMNS[model])
-                with raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-            if published:
-                now = timezone.now()
-                with raw.copy(f'COPY {StreamEntry._meta.db_table} ("time", topic, payload) FROM STDIN') as copy:
-                    for topic, payload in published[second]:
-                        copy.write_row((now, topic, json.dumps(payload)))
-        wall += time.perf_counter() - started
-        total += len(node_rows) + len(acc_rows)
-    return total / wall
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        raw = cursor.cursor
+        for model, rows in ((NodeSample, node_rows), (AcceleratorSample, acc_rows)):
+            columns = ", ".join(model._meta.get_field(c).column for c in COLUMNS[model])
+            with raw.copy(f"COPY {model._meta.db_table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        if published is not None:
+            now = timezone.now()
+            with raw.copy(f'COPY {StreamEntry._meta.db_table} ("time", topic, payload) FROM STDIN') as copy:
+                for topic, payload in published:
+                    copy.write_row((now, topic, json.dumps(payload)))
+    return time.perf_counter() - started
 
 
-def baseline_bulk_create(per_second) -> float:
-    """Rows per second of bulk_create of model instances (1000 a batch), as the collector wrote before."""
+def bulk_create_second(node_rows, acc_rows) -> float:
+    """Seconds that bulk_create of one second's rows as model instances (1000 a batch) takes, as the
+    collector wrote before."""
     from django.db import transaction
 
     from console.telemetry.collector import COLUMNS
     from nodes.models import AcceleratorSample, NodeSample
 
-    total, wall = 0, 0.0
-    for node_rows, acc_rows in per_second:
-        started = time.perf_counter()
-        with transaction.atomic():
-            NodeSample.objects.bulk_create([NodeSample(**dict(zip(COLUMNS[NodeSample], r, strict=True)))
-                                            for r in node_rows], batch_size=1000)
-            AcceleratorSample.objects.bulk_create(
-                [AcceleratorSample(**dict(zip(COLUMNS[AcceleratorSample], r, strict=True))) for r in acc_rows],
-                batch_size=1000)
-        wall += time.perf_counter() - started
-        total += len(node_rows) + len(acc_rows)
-    return total / wall
+    started = time.perf_counter()
+    with transaction.atomic():
+        NodeSample.objects.bulk_create([NodeSample(**dict(zip(COLUMNS[NodeSample], r, strict=True)))
+                                        for r in node_rows], batch_size=1000)
+        AcceleratorSample.objects.bulk_create(
+            [AcceleratorSample(**dict(zip(COLUMNS[AcceleratorSample], r, strict=True))) for r in acc_rows],
+            batch_size=1000)
+    return time.perf_counter() - started
 
 
 def live_collector(n: int) -> dict:
@@ -322,21 +336,12 @@ def main(n: int = 1000, write: bool = True) -> None:
     seconds = readings_per_second(nodes, INGEST_SECONDS)
     per_second = sample_rows(seconds)
     clear_samples()
-    copy_rate = baseline_copy(per_second)
+    result = ingest(nodes, seconds, per_second)
     clear_samples()
-    ingest = ingest_collector(nodes, seconds)
-    clear_samples()
-    bulk_rate = baseline_bulk_create(per_second)
-    clear_samples()
-    copy_again = baseline_copy(per_second)
-    clear_samples()
-    with_entries = baseline_copy(per_second, ingest["published"])
-    clear_samples()
-    baseline = median([copy_rate, copy_again])
-    print(f"with entries {with_entries:.0f} rows/s")
-    print(f"ingest: collector {ingest['rate']:.0f} rows/s ({ingest['cpu_per_row_us']:.1f} us CPU a row, "
-          f"{ingest['flush_ms']:.0f} ms a flush of one second); COPY {copy_rate:.0f} and {copy_again:.0f} rows/s; "
-          f"bulk_create {bulk_rate:.0f} rows/s", flush=True)
+    baseline, with_entries, bulk_rate = result["copy"], result["copy_entries"], result["bulk_create"]
+    print(f"ingest: collector {result['rate']:.0f} rows/s ({result['cpu_per_row_us']:.1f} us CPU a row, "
+          f"{result['flush_ms']:.0f} ms a flush of one second); COPY {baseline:.0f} rows/s, with the entries "
+          f"{with_entries:.0f}; bulk_create {bulk_rate:.0f} rows/s", flush=True)
     live = live_collector(n)
     clear_samples()
     print(f"live collector: {live['rate']:.0f} of {live['offered']} rows/s, CPU {live['cpu'] * 100:.0f}%", flush=True)
@@ -351,19 +356,21 @@ def main(n: int = 1000, write: bool = True) -> None:
         "sampler lines, made up and parsed by the real parser), one `Collector.flush` a second of samples with "
         "every topic due (it drains the queue, builds the rows and the stream entries, writes both in one "
         "transaction). The baseline is a raw batched insert of the same rows into the same tables in the same "
-        "run: psycopg `COPY`, one transaction per second of rows (median of a run before and one after). The "
+        "run: psycopg `COPY`, one transaction per second of rows. Each second of samples goes through the "
+        "collector and every baseline in turn (the order rotating), so that the machine's other work weighs on "
+        "all of them alike. The "
         "flush also writes the live pages' stream entries (every node topic once a second: the same points "
         "again, as JSON); the second baseline copies those entries too, as raw as the samples.\n\n"
         "| rows a second of samples | collector, rows/s of flushing | raw `COPY` of the samples (baseline) | "
         "**collector ÷ baseline** | raw `COPY` of the samples and the stream entries | **collector ÷ that** | "
         "`bulk_create` of model instances, 1000 a batch | collector CPU a row | flush of one second of samples | "
         "stream entries |\n|---|---|---|---|---|---|---|---|---|---|\n"
-        f"| {len(per_second[0][0]) + len(per_second[0][1])} | {ingest['rate']:.0f} | {baseline:.0f} | "
-        f"**{ingest['rate'] / baseline:.2f}** | {with_entries:.0f} | **{ingest['rate'] / with_entries:.2f}** | "
+        f"| {len(per_second[0][0]) + len(per_second[0][1])} | {result['rate']:.0f} | {baseline:.0f} | "
+        f"**{result['rate'] / baseline:.2f}** | {with_entries:.0f} | **{result['rate'] / with_entries:.2f}** | "
         f"{bulk_rate:.0f} ({bulk_rate / baseline:.2f} of the baseline) | "
-        f"{ingest['cpu_per_row_us']:.1f} µs | {ingest['flush_ms']:.0f} ms | {ingest['entries']} |\n\n"
-        f"Goal: at least 0.5 of the raw batched insert: **{ingest['rate'] / baseline:.2f}** of the samples' "
-        f"`COPY`, **{ingest['rate'] / with_entries:.2f}** of the `COPY` of everything the flush writes. The collector "
+        f"{result['cpu_per_row_us']:.1f} µs | {result['flush_ms']:.0f} ms | {result['entries']} |\n\n"
+        f"Goal: at least 0.5 of the raw batched insert: **{result['rate'] / baseline:.2f}** of the samples' "
+        f"`COPY`, **{result['rate'] / with_entries:.2f}** of the `COPY` of everything the flush writes. The collector "
         "writes plain tuples with `COPY` on PostgreSQL (`console.core.bulk.insert_rows`); it used to build model "
         "instances for `bulk_create` (the `bulk_create` column). The figure before, 0.13 at 200 nodes on SQLite, "
         "was the offered load (the nodes' samples a second) over the insert rate, not the collector's capacity.\n\n"
@@ -386,10 +393,12 @@ def main(n: int = 1000, write: bool = True) -> None:
         f"{probes['parse'] * ms:.1f} ms | {probes['store'] * ms:.1f} ms | {probes['whole'] * ms:.1f} ms | "
         f"{probes['load']:.1f} |\n\n"
         f"Goal: at most 6 ms of the console's CPU per probe: **{probes['cpu_per_probe'] * ms:.1f} ms** (12–16 ms "
-        "before, `Probe round over SSH`). Profiled: the probe's output left the node one line per write, and "
-        "each write was an SSH packet the console decrypted and dispatched (4.2 ms of the 12); the probe script "
-        "now gathers its output with `dd` and writes it once. Storing a probe updated its 16 accelerators one "
-        "statement each (7.9 ms); it is now one statement (`console.core.bulk.update_rows`). The round's wall "
+        "before, `Probe round over SSH`). Profiled before the change (cProfile and per-part CPU, 5 nodes, "
+        "PostgreSQL): the probe's output left the node one line per write, and each write was an SSH packet the "
+        "console decrypted and dispatched (4.2 ms of about 13 ms); the probe script now gathers its output with "
+        "`dd` and writes it once (1.0 ms). Storing a probe updated its 16 accelerators one statement each "
+        "(7.9 ms); it is now one statement (`console.core.bulk.update_rows`, 2.2 ms), and the periodic claim "
+        "is one `UPDATE ... RETURNING` per probe interval instead of one per node. The round's wall "
         "time is bounded by the nodes' own work (sshd, bash and a Python fake nvidia-smi per probe), which "
         "shares the console's 2 cores here; on a cluster it runs on the nodes."
     )
