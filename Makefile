@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m console.launcher
+	$(PY) -m console.launcher $(ARGS)
 
 test: $(STAMP)
 	scripts/test.sh

@@ -13,6 +13,16 @@ class ConsoleConfig(AppConfig):
 
         charts.set_series_reader(series.query)
 
+        # The sentences each app writes (reasons, causes, details), so that pages render them in the
+        # reader's language (console.core.messages).
+        from console.alerting import messages as alerting_messages
+        from jobs import messages as jobs_messages
+        from models_registry import messages as models_registry_messages
+        from nodes import messages as nodes_messages
+
+        for catalogue in (nodes_messages, models_registry_messages, jobs_messages, alerting_messages):
+            catalogue.register()
+
         # Login lockouts (django-axes) are written to the audit log.
         from axes.signals import user_locked_out
 

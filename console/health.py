@@ -50,9 +50,11 @@ def check_supervised_parts() -> list[str]:
 @require_GET
 def readyz(request):
     """200 only when the database and the broker answer and no supervised part is down or restarting;
-    503 naming the failing parts otherwise."""
+    503 naming the failing parts otherwise (``failures``: what failed and why; ``parts``: their names)."""
     failures = [problem for problem in (check_database(), check_broker()) if problem]
     failures += check_supervised_parts()
     if failures:
-        return JsonResponse({"status": "unavailable", "failures": failures}, status=503)
+        # "parts": the names alone ("database", "broker", "worker"...), as the 503s of other routes name them.
+        parts = [failure.split(":", 1)[0] for failure in failures]
+        return JsonResponse({"status": "unavailable", "failures": failures, "parts": parts}, status=503)
     return JsonResponse({"status": "ready"})

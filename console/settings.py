@@ -91,6 +91,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # An outage of the database, Redis or the broker in a view: 503 naming the part, not 500.
+    "console.core.outage.ServiceUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -122,8 +124,9 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "console.context_processors.console",
             ],
-            # {{ t|when }}, {{ t|ago }}: every timestamp in the user's zone (console.core.timefmt).
-            "builtins": ["console.core.timefmt"],
+            # {{ t|when }}, {{ t|ago }}: every timestamp in the user's zone (console.core.timefmt);
+            # what the system wrote, in the reader's language (|sysmsg, {% describe_events %}...).
+            "builtins": ["console.core.timefmt", "console.dashboards.system_text"],
         },
     },
 ]
@@ -225,6 +228,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Broker lost: try again every 0.5 to 2 s, not Celery's 2 to 30 s (console.celery.ReconnectingConsumer).
+CELERY_WORKER_CONSUMER = "console.celery:ReconnectingConsumer"
 CELERY_TASK_DEFAULT_QUEUE = "lifecycle"
 # Work is split by urgency (DESIGN.md): lifecycle, telemetry (probes, scrapes), long (verify, benchmarks).
 CELERY_TASK_ROUTES = {
@@ -277,7 +282,8 @@ CONSOLE_HEALTH_FAILURES_BEFORE_RESTART = env_int("CONSOLE_HEALTH_FAILURES_BEFORE
 CONSOLE_START_TIMEOUT_S = env_int("CONSOLE_START_TIMEOUT_S", 900, minimum=5)
 CELERY_BEAT_SCHEDULE = {
     "probe-due-nodes": {"task": "nodes.tasks.probe_due_nodes", "schedule": 5.0, "options": {"expires": 5}},
-    "reap-orphans": {"task": "jobs.tasks.reap_orphans", "schedule": 30.0, "options": {"expires": 60}},
+    # Each node is swept every 30 s (jobs.reconciler.ORPHAN_SWEEP_INTERVAL_S), and at once when it comes back.
+    "reap-orphans": {"task": "jobs.tasks.reap_orphans", "schedule": 5.0, "options": {"expires": 5}},
     "reconcile-jobs": {"task": "jobs.tasks.reconcile_all", "schedule": CONSOLE_RECONCILE_INTERVAL_S,
                        "options": {"expires": max(CONSOLE_RECONCILE_INTERVAL_S * 2, 1.0)}},
 }
@@ -427,16 +433,23 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
     "NotificationKindEnum": "console.alerting.choices.NotificationKind",
 })
 
+CONSOLE_LOG_LEVEL = env_str("CONSOLE_LOG_LEVEL", "INFO").upper()
+# Set by `make run` (console/launcher.py) unless --verbose: warnings and errors only, no noise.
+CONSOLE_QUIET = env_bool("CONSOLE_QUIET", False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("CONSOLE_LOG_LEVEL", "INFO")},
+    "filters": {"quiet": {"()": "console.core.logfilters.QuietFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["quiet"]}},
+    "root": {"handlers": ["console"], "level": CONSOLE_LOG_LEVEL},
     "loggers": {
         # paramiko logs every failed handshake with a traceback: an unreachable node is data, not an error.
         "paramiko": {"level": "WARNING"},
         "paramiko.transport": {"level": "CRITICAL"},
         "daphne": {"level": "WARNING"},
+        # One line per HTTP request: every engine scrape, every few seconds. Shown at DEBUG only.
+        "httpx": {"level": "DEBUG" if CONSOLE_LOG_LEVEL == "DEBUG" else "WARNING"},
+        "httpcore": {"level": "DEBUG" if CONSOLE_LOG_LEVEL == "DEBUG" else "WARNING"},
     },
 }

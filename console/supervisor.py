@@ -63,13 +63,15 @@ class Supervisor:
     def __init__(self, commands: dict[str, list[str]], *, cwd: Path, env: dict, status_file: Path | None = None,
                  backoff: tuple[float, ...] = BACKOFF_S, reset_after_s: float = RESET_AFTER_S,
                  give_up_exits: int = GIVE_UP_EXITS, give_up_window_s: float = GIVE_UP_WINDOW_S,
-                 clock: Callable[[], float] = time.monotonic, say: Callable[[str], None] | None = None):
+                 clock: Callable[[], float] = time.monotonic, say: Callable[[str], None] | None = None,
+                 output=None):
         self.children = {name: Child(name, list(argv)) for name, argv in commands.items()}
         self.cwd, self.env, self.status_file = cwd, env, status_file
         self.backoff, self.reset_after_s = backoff, reset_after_s
         self.give_up_exits, self.give_up_window_s = give_up_exits, give_up_window_s
         self.clock = clock
         self.say = say or (lambda text: print(text, flush=True))
+        self.output = output  # a file for the children's stdout and stderr; None: the supervisor's own
         self.events: deque = deque(maxlen=HISTORY)
         self.gave_up: str = ""
 
@@ -82,7 +84,8 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         # Each child in its own session so that we, not the terminal, decide how they stop.
-        child.process = subprocess.Popen(child.argv, cwd=self.cwd, env=self.env, start_new_session=True)
+        child.process = subprocess.Popen(child.argv, cwd=self.cwd, env=self.env, start_new_session=True,
+                                         stdout=self.output, stderr=subprocess.STDOUT if self.output else None)
         child.started_at = self.clock()
         child.restart_at = None
 

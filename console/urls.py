@@ -3,7 +3,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic.base import RedirectView
 from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
@@ -18,6 +20,9 @@ from jobs.api.urls import router as jobs_router
 from models_registry.api.urls import router as models_router
 from nodes.api.urls import router as nodes_router
 
+# A database, Redis or broker outage raised outside a view answers 503 naming the part (console.core.outage).
+handler500 = "console.core.outage.server_error"
+
 router = DefaultRouter()
 router.register("events", EventViewSet, basename="api-event")
 # API route names get an ``api-`` prefix so they never collide with the page names (``node-list`` is a page).
@@ -29,6 +34,8 @@ urlpatterns = [
     path("", dashboard_views.dashboard, name="dashboard"),
     path("events/", dashboard_views.events, name="event-list"),
     path("settings/time-zone/", timezones.set_time_zone, name="set-time-zone"),
+    # Browsers ask for /favicon.ico on pages without a <link rel="icon"> (the API's JSON, the admin).
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True), name="favicon"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", exposition.metrics, name="prometheus-metrics"),

@@ -5,7 +5,7 @@ from console.core.queue import after_commit
 
 def reconcile_job(job_id: int) -> None:
     """Reconcile one job soon, after the current transaction commits."""
-    after_commit("jobs.tasks.reconcile_job", job_id)
+    after_commit("jobs.tasks.reconcile_job", job_id, periodic=True)
 
 
 def run_benchmark(run_id: int) -> None:

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from console.core import audit, broadcast, statemachine
+from console.core import audit, broadcast, messages, statemachine
 from console.core.confirm import with_reason
 from console.core.errors import Conflict
 from jobs import enqueue
@@ -82,7 +82,11 @@ def refresh_job_state(job: Job, pending_reason: str | None = None) -> Job:
         old = job.state
         Job.objects.filter(pk=job.pk).update(state=state, state_detail=detail[:2000])
         if old != state:
-            audit.record(statemachine.VERB, job, detail={"from": old, "to": state, "reason": detail[:500]})
+            reason, reason_message = messages.stored(detail[:500])
+            event = {"from": old, "to": state, "reason": reason}
+            if reason_message:
+                event["reason_message"] = reason_message
+            audit.record(statemachine.VERB, job, detail=event)
         broadcast.changed("job", f"job:{job.pk}", "cluster")
         job.state, job.state_detail = state, detail
     return job

@@ -13,7 +13,8 @@ def reconcile_job(job_id: int) -> None:
 
 @shared_task(acks_late=True, ignore_result=True, expires=60)
 def reap_orphans() -> None:
-    """Stop processes of instances that no longer live on their node (every 30 s, outside the reconcile pass)."""
+    """Stop processes of instances that no longer live on their node (each node every 30 s, and as soon as it
+    comes back; beat sends this every 5 s, outside the reconcile pass)."""
     reconciler.reap_orphans_due()
 
 

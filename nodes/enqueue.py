@@ -5,4 +5,4 @@ from console.core.queue import after_commit
 
 def probe_node(node_id: int) -> None:
     """Probe one node soon, after the current transaction commits."""
-    after_commit("nodes.tasks.probe_node", node_id)
+    after_commit("nodes.tasks.probe_node", node_id, periodic=True)

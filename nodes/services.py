@@ -5,14 +5,15 @@ These functions are the only code that changes a node's status or its accelerato
 
 import logging
 import socket
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from console.core import audit, broadcast, statemachine
+from console.core import audit, broadcast, bulk, statemachine
 from console.core.confirm import with_reason
 from console.core.errors import Conflict
 from nodes import enqueue
@@ -77,7 +78,7 @@ def apply_probe_outcome(node: Node, outcome) -> Node:
         fields["host_key_fingerprint"] = host_key_fingerprint(outcome.host_key)
         audit.record("pin_host_key", node, detail={"fingerprint": fields["host_key_fingerprint"]})
     with transaction.atomic():
-        present, _vanished = _sync_accelerators(node, result.accelerators, now)
+        present, _vanished, missing = _sync_accelerators(node, result.accelerators, now)
     errors = list(result.errors) + list(outcome.warnings)
     fields.update(facts=result.facts, probe_errors=errors, last_seen=now, accelerator_count=present)
     problems = list(errors)
@@ -87,8 +88,6 @@ def apply_probe_outcome(node: Node, outcome) -> Node:
             "unhealthy accelerators: " + ", ".join(f"{a.vendor}{a.index} {a.health}" for a in unhealthy)
         )
     # Missing accelerators keep the node degraded until they come back (or an admin deletes their record).
-    missing = [f"{vendor}{index}" for vendor, index in
-               Accelerator.objects.filter(node=node, present=False).values_list("vendor", "index")]
     if missing:
         problems.append("accelerators missing: " + ", ".join(missing))
     status = NodeStatus.DEGRADED if problems else NodeStatus.ONLINE
@@ -110,44 +109,40 @@ def _set_probe_status(node: Node, status: str, reason: str, fields: dict) -> Non
         broadcast.changed("node", f"node:{node.pk}")
 
 
-def _sync_accelerators(node: Node, readings, now) -> tuple[int, list[str]]:
+ACCELERATOR_FIELDS = ("index", "vendor", "kind", "model", "bus_id", "memory_total_bytes", "memory_used_bytes",
+                      "utilization_percent", "temperature_c", "power_w", "health", "extra", "present",
+                      "missing_since", "updated_at")
+
+
+def _sync_accelerators(node: Node, readings, now) -> tuple[int, list[str], list[str]]:
     """Upsert the accelerators a probe saw; mark the ones it no longer sees as missing (never delete).
 
-    Returns the number present and the names of those that went missing in this probe.
+    Returns the number present, the names of those that went missing in this probe, and the names of
+    all that are missing now (in this probe or before).
     """
-    existing = {a.uuid: a for a in Accelerator.objects.filter(node=node)}
+    existing = {a.uuid: a for a in Accelerator.objects.filter(node=node).only(
+        "pk", "uuid", "vendor", "index", "present")}
     seen = set()
     to_create, to_update = [], []
-    fields = ["index", "vendor", "kind", "model", "bus_id", "memory_total_bytes", "memory_used_bytes",
-              "utilization_percent", "temperature_c", "power_w", "health", "extra"]
     for reading in readings:
         uuid = reading.uuid or f"{reading.vendor}-{reading.bus_id or reading.index}"
         if uuid in seen:
             uuid = f"{uuid}-{reading.index}"
         seen.add(uuid)
-        values = {
-            "index": reading.index, "vendor": reading.vendor, "kind": reading.kind,
-            "model": (reading.model or "")[:128], "bus_id": (reading.bus_id or "")[:64],
-            "memory_total_bytes": reading.memory_total_bytes, "memory_used_bytes": reading.memory_used_bytes,
-            "utilization_percent": reading.utilization_percent, "temperature_c": reading.temperature_c,
-            "power_w": reading.power_w, "health": reading.health or Health.UNKNOWN, "extra": reading.extra or {},
-        }
+        values = (reading.index, reading.vendor, reading.kind, (reading.model or "")[:128],
+                  (reading.bus_id or "")[:64], reading.memory_total_bytes, reading.memory_used_bytes,
+                  reading.utilization_percent, reading.temperature_c, reading.power_w,
+                  reading.health or Health.UNKNOWN, reading.extra or {}, True, None, now)
         accelerator = existing.get(uuid)
         if accelerator is None:
-            to_create.append(Accelerator(node=node, uuid=uuid, present=True, **values))
+            to_create.append(Accelerator(node=node, uuid=uuid, **dict(zip(ACCELERATOR_FIELDS, values, strict=True))))
         else:
-            for key, value in values.items():
-                setattr(accelerator, key, value)
-            accelerator.present, accelerator.missing_since, accelerator.updated_at = True, None, now
-            to_update.append(accelerator)
+            to_update.append((accelerator.pk, *values))
     if to_create:
         Accelerator.objects.bulk_create(to_create)
-    if to_update:
-        # One plain UPDATE per row: bulk_update would build a CASE expression per field and row (16 rows x 15
-        # fields), which cost more of the console's CPU than the probe's whole SSH round trip.
-        names = fields + ["present", "missing_since", "updated_at"]
-        for accelerator in to_update:
-            Accelerator.objects.filter(pk=accelerator.pk).update(**{n: getattr(accelerator, n) for n in names})
+    # One statement for every accelerator of the node: an UPDATE per row (or bulk_update's CASE per field
+    # and row) cost more of the console's CPU than the probe's whole SSH round trip.
+    bulk.update_rows(Accelerator, ACCELERATOR_FIELDS, to_update)
     vanished = [a for uuid, a in existing.items() if uuid not in seen and a.present]
     if vanished:
         Accelerator.objects.filter(pk__in=[a.pk for a in vanished]).update(
@@ -155,7 +150,8 @@ def _sync_accelerators(node: Node, readings, now) -> tuple[int, list[str]]:
         )
         for accelerator in vanished:
             audit.record("missing", accelerator, detail={"node": node.name, "uuid": accelerator.uuid})
-    return len(seen), [f"{a.vendor}{a.index}" for a in vanished]
+    missing = sorted((a.vendor, a.index) for uuid, a in existing.items() if uuid not in seen)
+    return len(seen), [f"{a.vendor}{a.index}" for a in vanished], [f"{vendor}{index}" for vendor, index in missing]
 
 
 def probe_node(node_id: int) -> Node | None:
@@ -200,18 +196,25 @@ def request_probe(node: Node, request=None, *, record: bool = False) -> Node:
 def claim_due_nodes(now=None, limit: int = 1000) -> list[int]:
     """Claim the nodes whose periodic probe is due, by moving their ``next_probe_at`` forward.
 
-    A conditional update per node, so that two schedulers never probe the same node twice.
+    A conditional update (``next_probe_at`` still due), so that two schedulers never probe the same node
+    twice: one statement per probe interval among the due nodes (``UPDATE ... RETURNING``, PostgreSQL
+    and SQLite 3.35+), not one per node (1000 statements a round at 1000 nodes).
     """
     now = now or timezone.now()
-    claimed = []
-    for pk, due, interval in Node.objects.filter(next_probe_at__lte=now).values_list(
-        "pk", "next_probe_at", "probe_interval_s"
-    )[:limit]:
-        if Node.objects.filter(pk=pk, next_probe_at=due).update(
-            next_probe_at=now + timedelta(seconds=interval)
-        ):
-            claimed.append(pk)
-    return claimed
+    by_interval: dict[int, list[int]] = defaultdict(list)
+    for pk, interval in Node.objects.filter(next_probe_at__lte=now).values_list("pk", "probe_interval_s")[:limit]:
+        by_interval[interval].append(pk)
+    table, qn = Node._meta.db_table, connection.ops.quote_name
+    claimed: list[int] = []
+    with connection.cursor() as cursor:
+        for interval, pks in by_interval.items():
+            cursor.execute(
+                f"UPDATE {qn(table)} SET {qn('next_probe_at')} = %s WHERE {qn('id')} IN "
+                f"({', '.join(['%s'] * len(pks))}) AND {qn('next_probe_at')} <= %s RETURNING {qn('id')}",
+                [connection.ops.adapt_datetimefield_value(now + timedelta(seconds=interval)), *pks,
+                 connection.ops.adapt_datetimefield_value(now)])
+            claimed += [pk for (pk,) in cursor.fetchall()]
+    return sorted(claimed)
 
 
 _EXECUTOR: ThreadPoolExecutor | None = None

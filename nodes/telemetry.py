@@ -150,37 +150,44 @@ class LocalSource(NodeSource):
             process.stdout.close()
 
 
+def simulated_ticks(node_id: int, accelerators: int, interval_s: float):
+    """Made-up sampler output of one node (a random walk around a realistic load): first the session's
+    header lines, then one list of lines per tick, for ever. Seeded by the node id."""
+    rng = random.Random(node_id)
+    yield [f"@@boom:sampler 1 {int(interval_s * 1000)}@@", f"@@boom:gpu-fields {','.join(GPU_FULL_FIELDS)}@@"]
+    jiffies = [1000, 0, 500, 8000, 10, 0, 5, 0]
+    rx = tx = 0
+    load = [rng.uniform(20, 90) for _ in range(accelerators)]
+    while True:
+        busy = rng.randint(20, 80)
+        jiffies = [jiffies[0] + busy, 0, jiffies[2] + 10, jiffies[3] + 100 - busy, jiffies[4] + 1, 0, 0, 0]
+        rx += rng.randint(10_000, 2_000_000)
+        tx += rng.randint(10_000, 2_000_000)
+        lines = [f"C {' '.join(map(str, jiffies))}", "M 1056000000 800000000", f"L {busy / 10:.2f}",
+                 f"N {rx} {tx}", "D 300000000000 1000000000000"]
+        for i in range(accelerators):
+            load[i] = min(100.0, max(0.0, load[i] + rng.uniform(-8, 8)))
+            used = int(81559 * (0.3 + 0.6 * load[i] / 100))
+            temp = 35 + load[i] * 0.4 + math.sin(time.time() / 30 + i) * 2
+            lines.append(f"G {i}, SIM-{node_id}-{i}, 00000000:{i:02X}:00.0, {used}, 81559, "
+                         f"{load[i]:.0f}, {temp:.0f}, {100 + load[i] * 5:.2f}, 0, No, No, No")
+        lines.append("E")
+        yield lines
+
+
 class SimulatedSource(NodeSource):
-    """Made-up sampler lines (a random walk around a realistic load), parsed like a real session."""
+    """Made-up sampler lines (:func:`simulated_ticks`), parsed like a real session."""
 
     def session(self) -> None:
-        rng = random.Random(self.spec.node_id)
         parser = SamplerParser()
-        count = self.spec.accelerators
-        fields = ",".join(GPU_FULL_FIELDS)
-        self._feed(parser, [f"@@boom:sampler 1 {int(self.spec.interval_s * 1000)}@@", f"@@boom:gpu-fields {fields}@@"])
-        jiffies = [1000, 0, 500, 8000, 10, 0, 5, 0]
-        rx = tx = 0
-        load = [rng.uniform(20, 90) for _ in range(count)]
+        ticks = simulated_ticks(self.spec.node_id, self.spec.accelerators, self.spec.interval_s)
+        self._feed(parser, next(ticks))
         # Start at a random phase so that simulated nodes do not all report at the same instant.
-        if self._stop_event.wait(rng.uniform(0, self.spec.interval_s)):
+        if self._stop_event.wait(random.Random(self.spec.node_id).uniform(0, self.spec.interval_s)):
             return
         next_at = time.monotonic()
         while not self.stopped:
-            busy = rng.randint(20, 80)
-            jiffies = [jiffies[0] + busy, 0, jiffies[2] + 10, jiffies[3] + 100 - busy, jiffies[4] + 1, 0, 0, 0]
-            rx += rng.randint(10_000, 2_000_000)
-            tx += rng.randint(10_000, 2_000_000)
-            lines = [f"C {' '.join(map(str, jiffies))}", "M 1056000000 800000000", f"L {busy / 10:.2f}",
-                     f"N {rx} {tx}", "D 300000000000 1000000000000"]
-            for i in range(count):
-                load[i] = min(100.0, max(0.0, load[i] + rng.uniform(-8, 8)))
-                used = int(81559 * (0.3 + 0.6 * load[i] / 100))
-                temp = 35 + load[i] * 0.4 + math.sin(time.time() / 30 + i) * 2
-                lines.append(f"G {i}, SIM-{self.spec.node_id}-{i}, 00000000:{i:02X}:00.0, {used}, 81559, "
-                             f"{load[i]:.0f}, {temp:.0f}, {100 + load[i] * 5:.2f}, 0, No, No, No")
-            lines.append("E")
-            self._feed(parser, lines)
+            self._feed(parser, next(ticks))
             next_at += self.spec.interval_s
             if self._stop_event.wait(max(0.0, next_at - time.monotonic())):
                 return

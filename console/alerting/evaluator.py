@@ -39,7 +39,7 @@ from console.alerting.choices import (
 )
 from console.alerting.conditions import CHECKS, Candidate, Context, unit_for
 from console.alerting.deadline import is_timeout, query_deadline
-from console.alerting.labels import compiled, fingerprint, matches_all
+from console.alerting.labels import compiled, fingerprint, identity_fingerprint, matches_all
 from console.alerting.models import Alert, AlertRule, AlertTransition, Silence
 from console.alerting.summary import publish_summary
 from console.core import audit, statemachine
@@ -146,9 +146,11 @@ def evaluate(*, rule_ids: list[int] | None = None, now: datetime | None = None) 
     active_qs = Alert.objects.filter(state__in=ACTIVE_STATES)
     if rule_ids is not None:
         active_qs = active_qs.filter(rule_id__in=[r.pk for r in rules])
+    # Keyed by identity (the labels without name labels): an alert about node 2 stays the same alert when
+    # node 2 is renamed; its labels and fingerprint follow the new name (labels.identity_fingerprint).
     active: dict[int, dict[str, dict]] = defaultdict(dict)
-    for row in active_qs.values("pk", "rule_id", "fingerprint", "state", "fire_at"):
-        active[row["rule_id"]][row["fingerprint"]] = row
+    for row in active_qs.values("pk", "rule_id", "fingerprint", "state", "fire_at", "labels"):
+        active[row["rule_id"]][identity_fingerprint(row["labels"])] = row
 
     try:
         with transaction.atomic():
@@ -175,6 +177,7 @@ def _apply(rules: list[AlertRule], results: dict[int, list[Candidate]], active: 
     new_alerts: list[Alert] = []
     firing: list[tuple[dict, Alert]] = []  # (existing row, values to write)
     resolving: list[tuple[dict, str]] = []
+    relabelled: list[Alert] = []  # active alerts whose name labels changed (a node renamed)
     for rule in rules:
         if rule.pk not in results:
             continue  # failed: its alerts stay as they are
@@ -186,11 +189,12 @@ def _apply(rules: list[AlertRule], results: dict[int, list[Candidate]], active: 
             labels = {**candidate.labels, "alertname": rule.name, "severity": severity}
             if matchers and not matches_all(matchers, labels):
                 continue
-            fp = fingerprint(labels)
-            if fp in seen:
+            key = identity_fingerprint(labels)
+            if key in seen:
                 continue
-            seen.add(fp)
-            row = existing.get(fp)
+            seen.add(key)
+            fp = fingerprint(labels)
+            row = existing.get(key)
             if row is None:
                 state = AlertState.FIRING if rule.for_seconds == 0 else AlertState.PENDING
                 new_alerts.append(Alert(
@@ -200,10 +204,14 @@ def _apply(rules: list[AlertRule], results: dict[int, list[Candidate]], active: 
                     fire_at=now + timedelta(seconds=rule.for_seconds),
                     fired_at=now if state == AlertState.FIRING else None))
             elif row["state"] == AlertState.PENDING and row["fire_at"] <= now:
-                firing.append((row, Alert(annotations=render_annotations(rule, candidate, labels, severity),
-                                          value=candidate.value, rule=rule)))
-        for fp, row in existing.items():
-            if fp not in seen:
+                firing.append(({**row, "fingerprint": fp}, Alert(
+                    annotations=render_annotations(rule, candidate, labels, severity), value=candidate.value,
+                    rule=rule, labels=labels)))
+            elif row["labels"] != labels:
+                relabelled.append(Alert(pk=row["pk"], labels=labels, fingerprint=fp, updated_at=now,
+                                        annotations=render_annotations(rule, candidate, labels, severity)))
+        for key, row in existing.items():
+            if key not in seen:
                 reason = ("condition cleared before the for-duration" if row["state"] == AlertState.PENDING
                           else "condition cleared")
                 resolving.append((row, reason))
@@ -231,13 +239,16 @@ def _apply(rules: list[AlertRule], results: dict[int, list[Candidate]], active: 
         flapping = count >= threshold
         if not _transition(row, AlertState.FIRING, "condition held for the for-duration", now, transitions,
                            recorded_value=values.value, value=values.value, fired_at=now,
-                           annotations=values.annotations, flap_count=count, flapping=flapping):
+                           annotations=values.annotations, labels=values.labels, fingerprint=row["fingerprint"],
+                           flap_count=count, flapping=flapping):
             continue  # someone else moved it first
         report.fired += 1
         if flapping:
             became_flapping.append(Alert(pk=row["pk"], rule_name=values.rule.name, fingerprint=row["fingerprint"],
                                          flap_count=count))
 
+    if relabelled:
+        Alert.objects.bulk_update(relabelled, ["labels", "fingerprint", "annotations", "updated_at"], batch_size=500)
     for row, reason in resolving:
         transitions += _resolve_row(row, reason, now)
     report.resolved += sum(1 for t in transitions if t.to_state == AlertState.RESOLVED)

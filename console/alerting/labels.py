@@ -26,6 +26,9 @@ SCOPE_LABELS: dict[str, tuple[str, ...]] = {
     "instance": ("job", "job_name", "instance", "replica", "node", "node_name"),
 }
 COMMON_LABELS = ("alertname", "severity")
+# Labels that name what an id label points at (``node_name`` names ``node``): shown, matched and sent, but
+# not part of an alert's identity, so that renaming a node or a job keeps its alerts (identity_fingerprint).
+NAME_LABELS: dict[str, str] = {"node_name": "node", "job_name": "job"}
 
 
 class LabelError(ValueError):
@@ -66,6 +69,13 @@ def fingerprint(labels: dict[str, str]) -> str:
     names and values, each followed by 0xff), as 16 hex digits. Memoised: the evaluator asks for the
     same label sets every cycle."""
     return _fingerprint(tuple(sorted(labels.items())))
+
+
+def identity_fingerprint(labels: dict[str, str]) -> str:
+    """What identifies an alert across evaluations: the fingerprint of its labels without the name labels
+    whose id label is present, so that an alert about node 2 stays the same alert when node 2 is renamed
+    (its labels and its stored, Prometheus-compatible ``fingerprint`` then follow the new name)."""
+    return fingerprint({k: v for k, v in labels.items() if NAME_LABELS.get(k) not in labels})
 
 
 # ----------------------------------------------------------------------------------------- matchers

@@ -10,7 +10,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from console.core import audit
+from console.core import audit, event_text, messages
 from console.core.confirm import REASON_MAX
 from console.core.errors import Conflict
 from console.core.models import Event
@@ -88,6 +88,19 @@ class AuditedModelViewSet(viewsets.ModelViewSet):
         return {"fields": sorted(k for k in data.keys() if k not in self.secret_fields)}
 
 
+class SystemText(serializers.CharField):
+    """A read-only ``<field>_display``: a stored system sentence (a status detail, an exit cause) rendered in
+    the request's language (console.core.messages); the field it reads keeps the English text."""
+
+    def __init__(self, source: str, **kwargs):
+        kwargs.setdefault("help_text", f"``{source}`` in the request's language (Accept-Language or the "
+                                       "language cookie).")
+        super().__init__(source=source, read_only=True, **kwargs)
+
+    def to_representation(self, value) -> str:
+        return messages.render(value)
+
+
 class EventFilter(django_filters.FilterSet):
     object_id = django_filters.CharFilter()
     since = django_filters.IsoDateTimeFilter(field_name="time", lookup_expr="gte")
@@ -98,10 +111,18 @@ class EventFilter(django_filters.FilterSet):
 
 
 class EventSerializer(serializers.ModelSerializer):
+    message = serializers.SerializerMethodField(
+        help_text="The event as one line in the request's language (Accept-Language or the language cookie): "
+                  "verb, object, and the change with its reason or the detail. ``detail`` keeps the stored "
+                  "values; a transition's ``detail.reason_message`` holds the code and parameters of its reason.")
+
     class Meta:
         model = Event
         fields = ["id", "time", "actor", "verb", "object_type", "object_id", "object_repr", "detail",
-                  "source_address"]
+                  "source_address", "message"]
+
+    def get_message(self, event) -> str:
+        return event_text.sentence(event)
 
 
 class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -6,7 +6,7 @@ from console.core.permissions import VIEWER, has_role
 
 # Paths that handle their own access (the API, authentication, assets, probes of the console itself).
 EXEMPT_PREFIXES = ("/api/", "/static/", "/login/", "/logout/", "/oidc/", "/i18n/", "/jsi18n/", "/admin/", "/healthz",
-                   "/readyz", "/metrics", "/ws/")
+                   "/readyz", "/metrics", "/ws/", "/favicon.ico")
 
 
 class RoleRequiredMiddleware:

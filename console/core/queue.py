@@ -8,10 +8,14 @@ autodiscover every app's tasks).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import current_app, signature
 from django.db import transaction
+from kombu.exceptions import OperationalError as BrokerUnreachable
+
+log = logging.getLogger(__name__)
 
 
 def now(task_name: str, *args: Any, **options: Any) -> None:
@@ -26,7 +30,23 @@ def now(task_name: str, *args: Any, **options: Any) -> None:
     signature(task_name, args=args, app=app).apply_async(**options)
 
 
-def after_commit(task_name: str, *args: Any, **options: Any) -> None:
+def after_commit(task_name: str, *args: Any, periodic: bool = False, **options: Any) -> None:
     """Queue ``task_name(*args)`` once the current transaction commits (at once outside one), so that
-    the worker reads what the caller wrote."""
-    transaction.on_commit(lambda: now(task_name, *args, **options))
+    the worker reads what the caller wrote.
+
+    ``periodic``: a periodic task does the same work anyway (the reconcile pass, the probe round, alert
+    evaluation and delivery), so the message only makes it sooner. When the broker cannot be reached (Redis
+    restarting) it is then dropped with a warning: the caller's change is committed and will be acted on by
+    the next periodic pass once the broker is back, and the operator who made it gets their answer, not a
+    503. Work that nothing else would pick up (a benchmark, a verification) still fails loudly."""
+
+    def send() -> None:
+        try:
+            now(task_name, *args, **options)
+        except BrokerUnreachable as exc:
+            if not periodic:
+                raise
+            log.warning("%s%r not queued (%s); the next periodic pass does it once the broker answers",
+                        task_name, args, exc)
+
+    transaction.on_commit(send)

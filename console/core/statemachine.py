@@ -19,6 +19,10 @@ The rules, the same for every machine:
 - **Same status.** Asking for the status the object already has is not a transition: no table check, no
   history row, no event. It is still a conditional write of the reason and the extra fields (it loses to a
   concurrent change exactly like a transition) and returns whether it wrote.
+- **Reason.** Text, or a ``console.core.messages.Message``: the history row, the ``<field>_detail`` and the
+  event's ``reason`` keep the English text; the event also stores the message's code and parameters
+  (``reason_message``) when the reason is a catalogued sentence, so that pages render it in the reader's
+  language.
 - **Actor.** The ``actor`` given, else the request's authenticated user, else ``system``.
 """
 
@@ -33,7 +37,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models, transaction
 from django.utils import timezone
 
-from console.core import audit, broadcast
+from console.core import audit, broadcast, messages
 from console.core.errors import Conflict
 
 #: The audit verb of every state transition (docs/api.md shows it on a node's event).
@@ -97,6 +101,8 @@ def transition(obj: models.Model, to: str, reason: str = "", *, table: Table, fi
 
     Returns True when the row was written, False when a concurrent change won; the instance is updated.
     """
+    given_message = reason.as_dict() if isinstance(reason, messages.Message) else None
+    reason = str(reason or "")
     from_status = getattr(obj, field)
     model = type(obj)
     what = what or f"a {model._meta.verbose_name}"
@@ -135,9 +141,11 @@ def transition(obj: models.Model, to: str, reason: str = "", *, table: Table, fi
             else:
                 collect.append(row)
         if verb:
-            audit.record(verb, obj, actor=actor, request=request,
-                         detail={**(detail or {}), "from": from_status, "to": to,
-                                 "reason": reason[:EVENT_REASON_MAX]})
+            event_detail = {**(detail or {}), "from": from_status, "to": to, "reason": reason[:EVENT_REASON_MAX]}
+            reason_message = given_message or messages.stored(reason)[1]
+            if reason_message is not None:
+                event_detail["reason_message"] = reason_message
+            audit.record(verb, obj, actor=actor, request=request, detail=event_detail)
         if after is not None:
             after()
         if topics:

@@ -1,10 +1,18 @@
 """Pages that span domains: the overview and the event log."""
 
+from datetime import timedelta
+from urllib.parse import urlencode
+
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, Sum
 from django.shortcuts import render
+from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
+from console.core import event_text
+from console.core.audit import SYSTEM
 from console.core.charts import region_refresh, stream_config
 from console.core.models import Event
 from console.core.permissions import ADMIN, has_role
@@ -50,14 +58,35 @@ def first_run_guide(has_node: bool) -> dict | None:
     return None if all(steps.values()) else steps
 
 
+#: The time ranges the event log offers (seconds back from now).
+EVENT_RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+
+
 @login_required
 def events(request):
-    """The audit and event log, newest first, filterable by object."""
+    """The audit and event log, newest first, filterable by verb, object type, object, actor and time range
+    (an unknown value filters nothing rather than failing)."""
     queryset = Event.objects.all()
+    filters = {key: request.GET.get(key, "").strip()[:150] for key in
+               ("verb", "object_type", "object_id", "actor", "range")}
+    if filters["actor"] == gettext("system"):
+        filters["actor"] = SYSTEM  # the word as the page shows it
     for key in ("object_type", "object_id", "actor", "verb"):
-        if request.GET.get(key):
-            queryset = queryset.filter(**{key: request.GET[key]})
+        if filters[key]:
+            queryset = queryset.filter(**{key: filters[key]})
+    if filters["range"] in EVENT_RANGES:
+        queryset = queryset.filter(time__gte=timezone.now() - timedelta(seconds=EVENT_RANGES[filters["range"]]))
     page = Paginator(queryset, 50).get_page(request.GET.get("page"))
+    known = Event.objects.order_by()
+    verbs = sorted(known.values_list("verb", flat=True).distinct())
+    types = sorted(known.values_list("object_type", flat=True).distinct())
+    query = urlencode({k: v for k, v in filters.items() if v})
     # Only the first page follows the stream: newer events would shift an older page under the reader.
     live = stream_config(["cluster"] if page.number == 1 else [])
-    return render(request, "console/events.html", {"page": page, "live": live})
+    return render(request, "console/events.html", {
+        "page": page, "filters": filters, "query": query, "live": live,
+        "verbs": [(v, event_text.verb_label(v)) for v in verbs],
+        "object_types": [(t, event_text.object_type_label(t)) for t in types if t],
+        "ranges": [("1h", _("last hour")), ("24h", _("last 24 hours")), ("7d", _("last 7 days")),
+                   ("30d", _("last 30 days"))],
+    })

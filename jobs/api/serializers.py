@@ -3,6 +3,7 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from console.core.api import SystemText
 from console.core.permissions import OPERATOR, has_role
 from jobs import services
 from jobs.choices import DesiredState
@@ -97,6 +98,8 @@ class JobSerializer(serializers.ModelSerializer):
     endpoints = serializers.SerializerMethodField()
     warnings = serializers.SerializerMethodField()
 
+    state_detail_display = SystemText(source="state_detail")
+
     class Meta:
         model = Job
         fields = [
@@ -119,7 +122,7 @@ class JobSerializer(serializers.ModelSerializer):
             "options",
             "desired_state",
             "state",
-            "state_detail",
+            "state_detail", "state_detail_display",
             "endpoints",
             "generation",
             "warnings",
@@ -262,6 +265,9 @@ class InstanceSerializer(serializers.ModelSerializer):
     node_name = serializers.CharField(source="node.name", read_only=True, default=None)
     endpoint = serializers.CharField(read_only=True)
 
+    state_detail_display = SystemText(source="state_detail")
+    last_exit_reason_display = SystemText(source="last_exit_reason")
+
     class Meta:
         model = Instance
         fields = [
@@ -275,10 +281,10 @@ class InstanceSerializer(serializers.ModelSerializer):
             "port",
             "pid",
             "state",
-            "state_detail",
+            "state_detail", "state_detail_display",
             "generation",
             "restart_count",
-            "last_exit_reason",
+            "last_exit_reason", "last_exit_reason_display",
             "started_at",
             "ready_at",
             "last_check_at",

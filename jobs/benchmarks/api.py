@@ -19,7 +19,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from console.core import audit, outbound
-from console.core.api import ERRORS
+from console.core.api import ERRORS, SystemText
 from jobs.benchmarks import export, generator, services
 from jobs.choices import BenchmarkApi, PromptSource
 from jobs.models import DEFAULT_BENCHMARK_CONCURRENCY, BenchmarkRun, Instance, Job
@@ -59,12 +59,15 @@ class BenchmarkRunSerializer(serializers.ModelSerializer):
                                     help_text="One object per finished level (docs/benchmarks-serving.md).")
     endpoints = serializers.JSONField(read_only=True)
 
+    status_detail_display = SystemText(source="status_detail")
+
     class Meta:
         model = BenchmarkRun
         fields = [
             "id", "label", "job", "job_name", "model_version_name", "engine", "endpoint_url", "endpoints", "model",
             "api", "concurrency", "requests_per_level", "duration_s", "prompt_source", "input_tokens",
-            "output_tokens", "dataset_path", "request_timeout_s", "status", "status_detail", "progress",
+            "output_tokens", "dataset_path", "request_timeout_s", "status", "status_detail",
+            "status_detail_display", "progress",
             "current_concurrency", "results", "cancel_requested", "created_by", "created_at", "started_at",
             "finished_at",
         ]

@@ -13,6 +13,8 @@ flag. llama.cpp's parser does not take abbreviated flags, so only exact controll
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_noop
+
 from jobs.engines.base import (
     Engine,
     ErrorHint,
@@ -31,17 +33,18 @@ ALL_LAYERS = "999"
 LLAMACPP_HINTS: tuple[ErrorHint, ...] = (
     ErrorHint.of(
         r"failed to open GGUF file '([^']+)'",
-        "GGUF model file missing or unreadable on the node: {0}",
+        gettext_noop("GGUF model file missing or unreadable on the node: {0}"),
     ),
     ErrorHint.of(
         r"gguf_init_from_\w+[^\n]*(invalid magic[^\n]*|failed to read[^\n]*)",
-        "the model file is not a valid GGUF file: {0}",
+        gettext_noop("the model file is not a valid GGUF file: {0}"),
     ),
     ErrorHint.of(
         r"(unknown model architecture: '[^']+')",
-        "model architecture not supported by this llama.cpp build: {0}",
+        gettext_noop("model architecture not supported by this llama.cpp build: {0}"),
     ),
-    ErrorHint.of(r"llama_model_load: error loading model: ([^\n]+)", "llama.cpp could not load the model: {0}"),
+    ErrorHint.of(r"llama_model_load: error loading model: ([^\n]+)",
+        gettext_noop("llama.cpp could not load the model: {0}")),
 )
 
 

@@ -37,6 +37,8 @@ import json
 import re
 from typing import Any
 
+from django.utils.translation import gettext_noop
+
 from jobs.engines.base import (
     CONSOLE_ENV,
     Engine,
@@ -98,12 +100,13 @@ _METRIC_LINE_RE = re.compile(
 MINDIE_HINTS: tuple[ErrorHint, ...] = (
     ErrorHint.of(
         r"((?:Check|check)[^\n]*(?:permission|owner)[^\n]*|[^\n]*should not be greater than[^\n]*)",
-        "MindIE refused a file's permissions ({0}): weights at most 750, config files at most 640, "
-        "owned by the user that runs the service",
+        gettext_noop("MindIE refused a file's permissions ({0}): weights at most 750, config files at most 640, "
+        "owned by the user that runs the service"),
     ),
     ErrorHint.of(
         r"(mindieservice_daemon: No such file or directory|mindieservice_daemon: not found)",
-        "MindIE not found on the node: set BOOM_MINDIE_SERVICE_DIR (or BOOM_ASCEND_ROOT) in the job's env",
+        gettext_noop("MindIE not found on the node: set BOOM_MINDIE_SERVICE_DIR "
+                     "(or BOOM_ASCEND_ROOT) in the job's env"),
     ),
 )
 

@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from jobs.engines.base import Engine, ErrorHint, LaunchSpec
 
@@ -38,7 +39,7 @@ SIMULATOR_OPTIONS: dict[str, tuple[str, type, float | None, float | None]] = {
 SIMULATOR_HINTS: tuple[ErrorHint, ...] = (
     ErrorHint.of(
         r"boom-simulator: cannot listen on \S+?:(\d+): [^\n]*Address already in use",
-        "port {0} already in use: another process listens on it",
+        gettext_noop("port {0} already in use: another process listens on it"),
     ),
 )
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from django.utils.translation import gettext_noop
+
 from jobs.engines.base import DEFAULT_CONTROLLED_FLAGS, Engine, ErrorHint, LaunchSpec
 
 #: Registry quantization -> the flags vLLM needs; absent means "detected from the checkpoint".
@@ -28,11 +30,11 @@ VLLM_QUANTIZATION_ARGS: dict[str, tuple[str, ...]] = {"fp8": ("--quantization", 
 VLLM_HINTS: tuple[ErrorHint, ...] = (
     ErrorHint.of(
         r"No module named '?vllm\.entrypoints\.cli",
-        "this vLLM is too old for `vllm serve` as a module (vLLM 0.8 or newer is needed)",
+        gettext_noop("this vLLM is too old for `vllm serve` as a module (vLLM 0.8 or newer is needed)"),
     ),
     ErrorHint.of(
         r"unrecognized arguments:[^\n]*?(--(?:nnodes|node-rank|master-addr|master-port|headless))",
-        "this vLLM does not know {0}: multi-node replicas need vLLM 0.11 or newer",
+        gettext_noop("this vLLM does not know {0}: multi-node replicas need vLLM 0.11 or newer"),
     ),
 )
 

@@ -19,6 +19,8 @@ address, when ``spec.host`` is one); the network interface variables (``GLOO_SOC
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_noop
+
 from jobs.engines.base import (
     ErrorHint,
     LaunchSpec,
@@ -34,17 +36,17 @@ ASCEND_QUANTIZED = ("w8a8", "w8a8-smoothquant", "w8a16", "w4a16", "w4a8")
 ASCEND_HINTS: tuple[ErrorHint, ...] = (
     ErrorHint.of(
         r"Unknown quantization method: ascend",
-        "--quantization ascend is unknown to this vLLM: is the vllm-ascend plugin installed "
-        "(same version as vllm) for this interpreter?",
+        gettext_noop("--quantization ascend is unknown to this vLLM: is the vllm-ascend plugin installed "
+        "(same version as vllm) for this interpreter?"),
     ),
     ErrorHint.of(
         r"(lib(?:ascendcl|hccl|acl_op_compiler|atb|opapi|runtime)\S*\.so[^\n]*cannot open shared object file)",
-        "CANN libraries not found ({0}): set BOOM_ASCEND_ROOT to the CANN install root",
+        gettext_noop("CANN libraries not found ({0}): set BOOM_ASCEND_ROOT to the CANN install root"),
     ),
     ErrorHint.of(
         r"((?:HCCL|hccl)[^\n]*(?:error|fail|timeout|time out)[^\n]*)",
-        "HCCL (NPU collective communication) failed: {0}; check HCCL_IF_IP, HCCL_SOCKET_IFNAME and "
-        "the NPU network (hccn_tool)",
+        gettext_noop("HCCL (NPU collective communication) failed: {0}; check HCCL_IF_IP, HCCL_SOCKET_IFNAME and "
+        "the NPU network (hccn_tool)"),
     ),
 )
 

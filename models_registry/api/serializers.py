@@ -8,6 +8,7 @@ import re
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from console.core.api import SystemText
 from models_registry import services
 from models_registry.choices import ParentRelation, WeightFormat
 from models_registry.inspection.config import architecture_from_dict
@@ -102,12 +103,15 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     file_count = serializers.SerializerMethodField()
     notes = serializers.CharField(required=False, allow_blank=True, max_length=10000)
 
+    status_detail_display = SystemText(source="status_detail")
+
     class Meta:
         model = ModelVersion
         fields = [
             "id", "model", "model_name", "version", "format", "quantization", "dtype", "source_uri", "node",
             "node_name", "parent", "parent_relation", "parameters", "architecture", "size_bytes", "sha256",
-            "memory_required_bytes", "memory_estimate", "status", "status_detail", "progress", "catalog",
+            "memory_required_bytes", "memory_estimate", "status", "status_detail",
+            "status_detail_display", "progress", "catalog",
             "importing", "inspected_at", "verified_at", "file_count", "evaluations", "aliases", "notes",
             "created_at", "updated_at",
         ]

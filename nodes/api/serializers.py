@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from console.core.api import SystemText
 from nodes import services, validators
 from nodes.choices import Transport
 from nodes.keys import InvalidPrivateKey, PassphraseRequired, WrongPassphrase, load_private_key
@@ -103,10 +104,13 @@ class NodeSerializer(serializers.ModelSerializer):
                                                     allow_null=True)
     facts = serializers.SerializerMethodField()
 
+    status_detail_display = SystemText(source="status_detail")
+
     class Meta:
         model = Node
         fields = ["id", "name", "address", "transport", "ssh_port", "ssh_user", "credential", "labels", "status",
-                  "status_detail", "status_changed_at", "last_seen", "facts", "accelerator_count",
+                  "status_detail", "status_detail_display", "status_changed_at", "last_seen", "facts",
+                  "accelerator_count",
                   "probe_interval_s", "telemetry_interval_s", "probe_errors", "last_probe_at", "last_probe_duration_ms",
                   "host_key_fingerprint", "created_at", "updated_at"]
         read_only_fields = ["status", "status_detail", "status_changed_at", "last_seen", "accelerator_count",

@@ -14,6 +14,7 @@ from console.core.models import Event
 from nodes.models import AcceleratorSample, NodeSample
 from tests import factories
 from tests.alerting.conftest import later, make_rule, node_sample
+from tests.timing import scaled
 
 pytestmark = pytest.mark.django_db
 
@@ -224,7 +225,7 @@ def test_a_rule_whose_query_hangs_is_stopped_by_its_deadline_and_the_cycle_goes_
     started = timezone.now()
     report = evaluator.evaluate(now=now)
     elapsed = (timezone.now() - started).total_seconds()
-    assert elapsed < 5
+    assert elapsed < scaled(5, below=120)  # the hanging query would run for minutes
     assert report.errors[hanging.pk] == "evaluation timed out after 1 s"
     assert Alert.objects.filter(rule=other, state="firing").exists()
 

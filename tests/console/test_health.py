@@ -25,3 +25,4 @@ def test_readyz_answers_503_naming_the_broker_when_it_does_not_answer(client, se
         app.conf.broker_url = old
     assert response.status_code == 503
     assert any(f.startswith("broker:") for f in response.json()["failures"])
+    assert response.json()["parts"] == ["broker"]

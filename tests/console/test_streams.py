@@ -16,6 +16,7 @@ from console.core import broadcast
 from console.core.models import ApiToken, StreamEntry
 from tests import factories
 from tests.conftest import require
+from tests.timing import scaled
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -179,18 +180,20 @@ def test_a_topic_gets_at_most_one_message_a_second_and_loses_no_point(viewer_tok
                 points[message["topic"]] += message["data"]["series"][0]["points"]
 
         receiver = asyncio.ensure_future(collect())
+        began = time.monotonic()
         for i in range(10):
             await sync_to_async(publish)(topic, 2000.0 + i, float(i))
             await sync_to_async(publish)("cluster", 2000.0 + i, float(i), series="job.output_tokens_per_s",
                                          labels={"job": 1})
             await asyncio.sleep(0.15)
+        publishing_s = time.monotonic() - began
         await asyncio.wait_for(receiver, 6)
         for name in (topic, "cluster"):
             assert [p[1] for p in points[name]] == [float(i) for i in range(10)]
-            # Ten entries over 1.5 s: the first at once, the rest merged into one or two more messages
-            # a second apart (0.8: the test's own receive times jitter on a busy machine).
+            # Ten entries over 1.5 s (longer on a loaded machine: measured): the first at once, the rest merged
+            # into messages a second apart (0.8: the test's own receive times jitter on a busy machine).
             gaps = [b - a for a, b in zip(times[name], times[name][1:], strict=False)]
-            assert 2 <= len(times[name]) <= 3 and min(gaps) >= 0.8, gaps
+            assert 2 <= len(times[name]) <= 2 + int(publishing_s) and min(gaps) >= 0.8, (gaps, publishing_s)
         await communicator.disconnect()
 
     run(scenario)
@@ -263,7 +266,7 @@ def test_the_push_transport_delivers_entries_through_redis_across_processes(sett
             await sync_to_async(publish, thread_sensitive=False)(topic, 5000.0, 9.0)
             message = await receive_type(communicator, "data")
             assert message["data"]["series"][0]["points"] == [[5000.0, 9.0]]
-            assert time.monotonic() - started < 1.0
+            assert time.monotonic() - started < scaled(1.0, below=5)
             await communicator.disconnect()
 
         run(scenario)

@@ -126,3 +126,17 @@ def test_a_status_file_left_by_a_dead_launcher_is_ignored(tmp_path):
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"pid": dead.pid, "parts": {"web": {"state": "down"}}, "updated": time.time()}))
     assert read_status(path) is None
+
+
+def test_the_childrens_output_goes_to_the_given_file(tmp_path):
+    log = open(tmp_path / "children.log", "wb")  # noqa: SIM115 - closed below, after the children
+    code = "import sys; print('out'); print('err', file=sys.stderr)"
+    supervisor = Supervisor({"hello": [sys.executable, "-c", code]}, cwd=tmp_path, env={}, output=log,
+                            say=lambda text: None)
+    try:
+        supervisor.start()
+        supervisor.children["hello"].process.wait(timeout=30)
+    finally:
+        supervisor.stop()
+        log.close()
+    assert sorted((tmp_path / "children.log").read_text().split()) == ["err", "out"]

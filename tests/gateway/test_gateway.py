@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from jobs.gateway.models import ApiKey, UsageMinute
 from tests.gateway.conftest import expired
+from tests.timing import scaled
 
 
 def chat(client, model: str, content: str = "Hello gateway", **extra):
@@ -245,9 +246,9 @@ def test_a_revoked_key_is_refused_within_two_seconds(gateway, world):
             client.models.list()
         except openai.AuthenticationError:
             break
-        assert time.monotonic() - revoked_at < 10, "still accepted 10 s after the revocation"
+        assert time.monotonic() - revoked_at < scaled(10, below=60), "still accepted long after the revocation"
         time.sleep(0.02)
-    assert time.monotonic() - revoked_at < 2
+    assert time.monotonic() - revoked_at < scaled(2, below=10)  # the state cache polls every 0.5 s
 
 
 def test_a_key_created_a_moment_ago_is_accepted_at_once_without_waiting_for_the_poll(start_gateway, world):

@@ -25,6 +25,7 @@ from tests import factories as node_factories
 from tests.engines_support.llama_server import free_port
 from tests.jobs import factories
 from tests.jobs.test_simulator import start_simulator
+from tests.timing import scaled
 
 S = BenchmarkStatus
 
@@ -271,7 +272,7 @@ def test_cancelling_a_running_benchmark_stops_it_within_two_seconds_keeping_fini
                    output_tokens=4)
     worker = threading.Thread(target=services.run_benchmark, args=(run.pk,))
     worker.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + scaled(10)
     while BenchmarkRun.objects.get(pk=run.pk).progress <= 0 and time.monotonic() < deadline:
         time.sleep(0.1)
     current = BenchmarkRun.objects.get(pk=run.pk)
@@ -279,9 +280,9 @@ def test_cancelling_a_running_benchmark_stops_it_within_two_seconds_keeping_fini
     asked = time.monotonic()
     response = operator_api.post(f"/api/v1/benchmarks/{run.pk}/cancel/")
     assert response.status_code == 202 and response.json()["cancel_requested"] is True
-    worker.join(timeout=10)
+    worker.join(timeout=scaled(10))
     assert not worker.is_alive()
-    assert time.monotonic() - asked < 2.5
+    assert time.monotonic() - asked < scaled(2.5, below=60)  # a level sends for 600 s
     run.refresh_from_db()
     assert run.status == S.CANCELLED and run.status_detail == "cancelled by an operator"
     assert operator_api.post(f"/api/v1/benchmarks/{run.pk}/cancel/").status_code == 409

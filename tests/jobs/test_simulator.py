@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from jobs.engines.metrics import compute_rates, parse_metrics
 from jobs.simulator.config import build_arg_parser, config_from_args
 from jobs.simulator.protocol import VOCABULARY, estimate_prompt_tokens
+from tests.timing import scaled, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_RE = re.compile(r"boom-simulator listening on http://127\.0\.0\.1:(\d+) model=(\S+) pid=(\d+)")
@@ -395,8 +396,7 @@ def test_health_answers_503_until_the_startup_delay_has_passed(launch):
     assert early.json() == {"status": "starting"}
     refused = httpx.post(f"{sim.url}/v1/chat/completions", json=chat_body(max_tokens=2), timeout=5)
     assert refused.status_code == 503
-    time.sleep(1.1)
-    assert httpx.get(f"{sim.url}/health", timeout=5).status_code == 200
+    wait_for(lambda: httpx.get(f"{sim.url}/health", timeout=5).status_code == 200, 5, what="/health answering 200")
 
 
 @integration
@@ -490,12 +490,12 @@ def test_sigterm_exits_zero_within_two_seconds_even_with_a_stream_in_flight(laun
 
     reader = threading.Thread(target=long_stream, daemon=True)
     reader.start()
-    assert streaming.wait(timeout=5)
+    assert streaming.wait(timeout=scaled(5))
     started = time.monotonic()
     sim.process.send_signal(signal.SIGTERM)
-    assert sim.wait_exit(timeout=5) == 0
-    assert time.monotonic() - started < 2.0
-    reader.join(timeout=5)
+    assert sim.wait_exit(timeout=scaled(5)) == 0
+    assert time.monotonic() - started < scaled(2.0)
+    reader.join(timeout=scaled(5))
     assert "stopped" in sim.log()
 
 
@@ -505,8 +505,8 @@ def test_sigterm_stops_a_hung_simulator_too(launch):
     httpx.post(f"{sim.url}/_sim/fault", json={"mode": "hang"}, timeout=5)
     started = time.monotonic()
     sim.process.send_signal(signal.SIGTERM)
-    assert sim.wait_exit(timeout=5) == 0
-    assert time.monotonic() - started < 2.0
+    assert sim.wait_exit(timeout=scaled(5)) == 0
+    assert time.monotonic() - started < scaled(2.0)
 
 
 @integration

@@ -19,6 +19,7 @@ import pytest
 
 from nodes.probes.result import ProbeResult, parse_probe_output, split_sections
 from nodes.probes.script import NPU_SMI_DIRS, NVIDIA_SMI_DIRS, PROBE_SCRIPT
+from tests.timing import scaled
 
 TESTS = Path(__file__).resolve().parents[1]
 FAKE_BIN = TESTS / "fakes" / "bin"
@@ -119,7 +120,7 @@ def test_the_probe_is_quick_and_never_sleeps():
     run_probe(with_fakes())
 
     assert "sleep" not in PROBE_SCRIPT
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < scaled(10, below=20)  # a tool's timeout is 20 s
 
 
 def test_the_result_is_json_serialisable_for_the_database():

@@ -35,6 +35,7 @@ from tests.sshd import (
     openssh_public,
     require_sshd,
 )
+from tests.timing import scaled
 
 # Tests that start sshd or open sockets; the small unit tests at the end are not marked.
 integration = pytest.mark.integration
@@ -303,7 +304,7 @@ def test_a_server_that_never_speaks_ssh_raises_unreachable_after_the_connect_tim
         with pytest.raises(Unreachable) as caught:
             pool.run(target, "true")
 
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < scaled(5, below=20)
     assert "handshake" in caught.value.reason
 
 
@@ -337,7 +338,7 @@ def test_a_command_timeout_raises_and_a_later_command_on_the_same_target_works(p
     with pytest.raises(CommandTimeout) as caught:
         pool.run(target, "sleep 30", timeout=1)
 
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < scaled(3, below=30)  # not the 30 s of the sleep
     assert "did not finish within 1 s" in caught.value.reason
     assert pool.run(target, "echo still here").stdout == "still here\n"
     assert pool.connections_opened == 1  # the connection survived the timeout

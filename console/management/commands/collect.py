@@ -6,7 +6,7 @@ import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
-from console.telemetry.collector import Collector
+from console.telemetry.collector import Collector, tune_gc
 
 log = logging.getLogger("console.telemetry.collector")
 
@@ -29,6 +29,7 @@ class Command(BaseCommand):
             collector = Collector(shard=shard, shards=shards, simulate=simulate)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        tune_gc()
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())

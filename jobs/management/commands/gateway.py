@@ -15,6 +15,7 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, **options):
         from jobs.gateway.server import run
 
-        self.stdout.write(f"BooM gateway on http://{host}:{port}/v1 (Ctrl-C stops it)")
-        self.stdout.flush()
+        if options.get("verbosity", 1) > 0:  # make run prints its own summary (-v 0)
+            self.stdout.write(f"BooM gateway on http://{host}:{port}/v1 (Ctrl-C stops it)")
+            self.stdout.flush()
         run(host, port)
