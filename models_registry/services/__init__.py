@@ -11,6 +11,7 @@ a directory on a node), ``verification`` (hashing the files on the node). Caller
 ``from models_registry import services; services.register_version(...)``.
 """
 
+from models_registry.services import copies
 from models_registry.services.common import (
     ALIAS_RE,
     DETAIL_MAX,
@@ -46,7 +47,8 @@ from models_registry.services.registration import (
 from models_registry.services.verification import manifest_digest, request_verify, verify_version
 
 __all__ = [
-    "ALIAS_RE", "DETAIL_MAX", "UNDEPLOYABLE", "architecture_of", "check_parent", "check_quantization", "Conflict",
+    "ALIAS_RE", "copies", "DETAIL_MAX",
+    "UNDEPLOYABLE", "architecture_of", "check_parent", "check_quantization", "Conflict",
     "delete_version", "deprecate", "directory_of", "EvaluationInput", "extra_quantizations", "import_version",
     "InvalidInput", "latest_scores", "lineage", "manifest_digest", "memory_estimate", "NodeUnavailable",
     "parse_source", "promote", "refuse_delete_in_use", "refuse_delete_with_versions", "register_version",

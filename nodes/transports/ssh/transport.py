@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from nodes.crypto import SecretBoxError
 from nodes.transports.base import CommandResult, NodeCommandError, Transport
 from nodes.transports.ssh.connect import SSHTarget
-from nodes.transports.ssh.pool import POOL, LineStream, SSHPool
+from nodes.transports.ssh.pool import POOL, ChannelPipe, LineStream, SSHPool
 
 __all__ = ["DEFAULT_REMOTE_BASE", "SSHTransport", "ssh_target"]
 
@@ -95,6 +95,10 @@ class SSHTransport(Transport):
                stdin: str | None = None, timeout: float | None = None) -> CommandResult:
         return self.pool.stream(self.target(), command, stdin=stdin, timeout=timeout or self.command_timeout,
                                 on_stdout_line=on_line)
+
+    def open_pipe(self, command: str | Sequence[str], *, timeout: float = 60.0) -> ChannelPipe:
+        """The command's binary stdin/stdout over one channel of the pooled connection."""
+        return self.pool.open_pipe(self.target(), command, timeout=timeout)
 
     def session_identity(self, node) -> tuple | None:
         """Only nodes whose host key a probe pinned: a stream never trusts a first contact. A new key,
