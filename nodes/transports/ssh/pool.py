@@ -57,7 +57,7 @@ _READ_CHUNK = 1 << 16
 _STDIN_POLL_S = 0.02
 # Bulk pipes (model copies): a large receive window and packet keep a fast link busy (paramiko's
 # defaults, 2 MiB and 32 KiB, stall a loopback transfer on window adjustments).
-PIPE_WINDOW = 64 << 20
+PIPE_WINDOW = 8 << 20
 PIPE_MAX_PACKET = 1 << 17
 
 
