@@ -116,7 +116,8 @@ def test_a_job_pinned_to_b_waits_for_the_copy_and_starts_llama_server_on_bs_copy
             reconciler.reconcile_job(job_id)
         assert CopyStatusChange.objects.filter(copy=copy).count() == transitions
         job = Job.objects.get(pk=job_id)
-        assert job.instances.get().state == "failed" and "the copy of the model to node node-b failed" in job.state_detail
+        assert job.instances.get().state == "failed"
+        assert "the copy of the model to node node-b failed" in job.state_detail
 
         # The operator asks for the copy again: it resumes, becomes ready, and the replica starts on it.
         assert operator_api.post(f"/api/v1/model-versions/{version.pk}/copies/", {"node": node_b.pk},
