@@ -429,6 +429,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
     "NotificationChannelKindEnum": "console.alerting.choices.ChannelKind",
     "NotificationStatusEnum": "console.alerting.choices.NotificationStatus",
     "NotificationKindEnum": "console.alerting.choices.NotificationKind",
+    "ModelCopyStatusEnum": "models_registry.choices.CopyStatus",
 })
 
 LOGGING = {

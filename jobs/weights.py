@@ -19,13 +19,17 @@ from models_registry.models import ModelCopy
 
 def copies_weights(job) -> bool:
     """True when replicas of ``job`` need the version's files on their node, copied there if missing."""
-    engine = ENGINES.get(job.engine)
+    return copies_weights_for(job.model_version, job.engine, job.options)
+
+
+def copies_weights_for(version, engine_name: str | None, options: dict | None = None) -> bool:
+    """``copies_weights`` for a version and an engine before a job exists (the deploy recommendation)."""
+    engine = ENGINES.get(engine_name or "")
     if engine is not None and not engine.loads_weights:
         return False
-    version = job.model_version
     if registry.directory_of(version) is None or version.node_id is None:
         return False  # a hub or object-store source: the engine fetches it itself
-    return bool((job.options or {}).get("copy_weights", True))
+    return bool((options or {}).get("copy_weights", True))
 
 
 def ready_nodes(job) -> set[int]:
