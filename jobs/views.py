@@ -1,10 +1,13 @@
 """Job pages: list, detail (instances, log tail, timeline), create with a placement preview."""
 
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -18,6 +21,8 @@ from jobs.charts import job_charts
 from jobs.forms import JobForm
 from jobs.gateway.views import job_snippet
 from jobs.models import Job
+from jobs.recommend import recommend
+from models_registry.models import ModelVersion
 
 
 @login_required
@@ -47,7 +52,9 @@ def job_detail(request, pk):
 def job_create(request):
     if not has_role(request.user, ADMIN):
         raise PermissionDenied
-    form = JobForm(request.POST or None)
+    # The Deploy button of a version page (job_deploy) fills the form from the recommendation.
+    initial = {key: request.GET[key] for key in PREFILLED if request.GET.get(key)}
+    form = JobForm(request.POST or None, initial=initial or None)
     if request.method == "POST" and form.is_valid():
         serializer = JobSerializer(data=form.api_payload(), context={"request": request})
         if serializer.is_valid():
@@ -57,6 +64,32 @@ def job_create(request):
         for field, errors in serializer.errors.items():
             form.add_error(field if field in form.fields else None, errors)
     return render(request, "jobs/job_form.html", {"form": form})
+
+
+#: Job form fields the Deploy button may fill (query parameters of the job form).
+PREFILLED = ("name", "model_version", "engine", "replicas", "accelerators_per_replica", "nodes_per_replica")
+
+
+@login_required
+def job_deploy(request, version_pk):
+    """Deploy a model version: the recommendation (jobs.recommend) fills the job form; its reasons, when
+    it does not fit now, are shown above it. The form's placement preview shows where it would go."""
+    if not has_role(request.user, ADMIN):
+        raise PermissionDenied
+    version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=version_pk)
+    advice = recommend(version)
+    if advice["fits"]:
+        where = "; ".join(", ".join(m["name"] for m in r["members"]) for r in advice["placement"])
+        text = _("Recommended: %(engine)s, %(acc)s accelerator(s) on %(nodes)s node(s) per replica, on %(where)s.")
+        messages.info(request, text % {"engine": advice["engine"], "acc": advice["accelerators_per_replica"],
+                                       "nodes": advice["nodes_per_replica"], "where": where})
+        if advice["copies_needed"]:
+            messages.info(request, _("The model's files will be copied to %(nodes)s first.")
+                          % {"nodes": ", ".join(advice["copies_needed"])})
+    for reason in advice["reasons"]:
+        messages.warning(request, _("It does not fit now: %(reason)s") % {"reason": reason})
+    query = urlencode({k: v for k, v in advice["job"].items() if v is not None})
+    return redirect(f"{reverse('job-add')}?{query}")
 
 
 @login_required

@@ -11,4 +11,6 @@ urlpatterns = [
     path("versions/<int:pk>/promote/", views.version_promote, name="model-version-promote"),
     path("versions/<int:pk>/import/", views.version_import, name="model-version-import"),
     path("versions/<int:pk>/deprecate/", views.version_deprecate, name="model-version-deprecate"),
+    path("versions/<int:pk>/copies/", views.copy_add, name="model-copy-add"),
+    path("versions/<int:pk>/copies/<int:copy_id>/<str:action>/", views.copy_action, name="model-copy-action"),
 ]
