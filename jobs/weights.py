@@ -40,7 +40,7 @@ def ready_nodes(job) -> set[int]:
 
 def failed_nodes(job) -> dict[int, str]:
     """Nodes whose copy of the job's version failed, with the reason (placement avoids them)."""
-    return dict(ModelCopy.objects.filter(version_id=job.model_version_id, status=CopyStatus.FAILED)
+    return dict(ModelCopy.objects.filter(version_id=job.model_version_id, status=CopyStatus.FAILED, origin=False)
                 .values_list("node_id", "status_detail"))
 
 
@@ -69,7 +69,8 @@ def prepare(job, node) -> Prepare:
     if not copies_weights(job):
         return Prepare("ready")
     copy = copy_on(job, node)
-    if copy is not None and copy.status == CopyStatus.READY:
+    if copy is not None and (copy.status == CopyStatus.READY or copy.origin and copy.status != CopyStatus.REMOVING):
+        # The origin holds the files whatever its verdict (the jobs API warns about unverified versions).
         return Prepare("ready", copy=copy)
     if copy is not None and copy.status == CopyStatus.FAILED:
         return Prepare("failed", f"the copy of the model to node {node.name} failed: {copy.status_detail}", copy)
@@ -80,7 +81,10 @@ def prepare(job, node) -> Prepare:
     try:
         copy = registry.copies.request_copy(job.model_version, node, actor="reconciler")
     except registry.Conflict as exc:
-        return Prepare("failed", f"the model cannot be copied to node {node.name}: {exc}")
+        reason = f"the model cannot be copied to node {node.name}: {exc}"
+        # Kept as a failed copy: placement leaves the node out, so the refusal is not asked again every pass.
+        registry.copies.record_refusal(job.model_version, node, reason)
+        return Prepare("failed", reason)
     return Prepare("wait", _progress(node, copy), copy)
 
 

@@ -91,8 +91,9 @@ def source_for(version: ModelVersion, target_node_id: int) -> ModelCopy | None:
 
 
 def is_stale(copy: ModelCopy) -> bool:
-    """A busy copy whose worker has not written progress for CONSOLE_COPY_STALE_S (it died)."""
-    return copy.status in COPY_BUSY and copy.updated_at is not None and \
+    """A busy (or pending) copy whose worker has not written progress for CONSOLE_COPY_STALE_S: it died,
+    or its task was lost before a worker took it."""
+    return (copy.status in COPY_BUSY or copy.status == CopyStatus.PENDING) and copy.updated_at is not None and \
         copy.updated_at < timezone.now() - timedelta(seconds=settings.CONSOLE_COPY_STALE_S)
 
 
@@ -215,6 +216,30 @@ def request_copy(version: ModelVersion, node, *, path: str | None = None, bandwi
                              "bytes": size, "bytes_to_write": plan.needed(manifest),
                              "bandwidth_limit": bandwidth_limit})
         enqueue.copy_version(copy.pk)
+    return copy
+
+
+def record_refusal(version: ModelVersion, node, reason: str, *, actor: str = "reconciler") -> ModelCopy:
+    """A copy that could not even start (no room, nothing to copy from, the version not verified), kept as
+    a ``failed`` copy on the node: placement leaves the node out for the version's jobs and the failed-copy
+    alert fires, until an operator asks for the copy again or removes it."""
+    copy = version.copies.filter(node=node).first()
+    if copy is None:
+        try:
+            with transaction.atomic():
+                copy = ModelCopy.objects.create(version=version, node=node, path=default_path(version),
+                                                status=CopyStatus.FAILED, status_detail=reason[:4000],
+                                                size_bytes=version.size_bytes)
+                CopyStatusChange.objects.create(copy=copy, from_status="", to_status=CopyStatus.FAILED,
+                                                reason=reason[:2000], actor=actor)
+                publish(copy)
+        except IntegrityError:
+            copy = version.copies.get(node=node)
+    elif copy.status != CopyStatus.FAILED:
+        try:
+            transition_copy(copy, CopyStatus.FAILED, reason, actor=actor)
+        except TransitionNotAllowed:
+            pass
     return copy
 
 
