@@ -78,6 +78,11 @@ class Progress:
         if self.stop.is_set():
             raise _Stop
 
+    def take_back(self, n: int) -> None:
+        """A file whose stream failed starts again: what it had written no longer counts."""
+        with self._lock:
+            self.done -= n
+
 
 def pump(source, target, source_path: str, target_path: str, size: int, progress: Progress, limit: RateLimit,
          *, timeout: float, on_chunk: Callable[[int], None] | None = None) -> None:
@@ -104,6 +109,31 @@ def pump(source, target, source_path: str, target_path: str, size: int, progress
         raise NodeCommandError(f"writing it failed (exit {written.exit_code}): {written.stderr.strip()[-300:]}")
     if sent != size:
         raise NodeCommandError(f"{sent} bytes read, the manifest says {size}")
+
+
+#: Tries per file: a stream that breaks (a connection lost or re-keyed too slowly under load) is written
+#: again from its start on a fresh channel, after 1 then 2 seconds, before the copy fails.
+FILE_ATTEMPTS = 3
+
+
+def _pump_with_retries(source, target, source_path: str, target_path: str, size: int, progress: Progress,
+                       limit: RateLimit, *, timeout: float, on_chunk) -> None:
+    for attempt in range(1, FILE_ATTEMPTS + 1):
+        counted = [0]
+
+        def count(sent: int, counted: list[int] = counted) -> None:
+            counted[0] = sent
+            if on_chunk is not None:
+                on_chunk(sent)
+
+        try:
+            pump(source, target, source_path, target_path, size, progress, limit, timeout=timeout, on_chunk=count)
+            return
+        except NodeCommandError:
+            progress.take_back(counted[0])
+            if attempt == FILE_ATTEMPTS or progress.stop.is_set():
+                raise
+            time.sleep(attempt)
 
 
 def _hash_on(node, directory: str, paths: list[str], on_line: Callable[[str], None]) -> HashTracker:
@@ -211,9 +241,9 @@ def _transfer(copy: ModelCopy, source: ModelCopy, parallel: int, on_chunk) -> Mo
                     return
                 path = queue.pop(0)
             try:
-                pump(source_t, target_t, f"{source.path}/{path}", f"{copy.path}/{path}", sizes[path], progress, limit,
-                     timeout=timeout,
-                     on_chunk=(lambda n, path=path: on_chunk(path, n)) if on_chunk is not None else None)
+                _pump_with_retries(source_t, target_t, f"{source.path}/{path}", f"{copy.path}/{path}", sizes[path],
+                                   progress, limit, timeout=timeout,
+                                   on_chunk=(lambda n, path=path: on_chunk(path, n)) if on_chunk is not None else None)
             except _Stop:
                 return
             except NodeCommandError as exc:

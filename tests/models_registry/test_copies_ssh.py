@@ -229,3 +229,26 @@ def test_the_origin_copy_cannot_be_removed(operator_api, setup):
     version, node_a, _node_b, _root = setup
     origin = ModelCopy.objects.get(version=version, origin=True)
     assert operator_api.delete(f"{URL}{version.pk}/copies/{origin.pk}/").status_code == 409
+
+
+def test_a_stream_that_breaks_once_is_written_again_and_the_copy_ends_ready(
+        operator_api, setup, django_capture_on_commit_callbacks):
+    from nodes.transports import NodeCommandError
+
+    version, _node_a, node_b, root_b = setup
+    target = root_b / "retried"
+    with django_capture_on_commit_callbacks(execute=False):
+        copy_id = operator_api.post(f"{URL}{version.pk}/copies/", {"node": node_b.pk, "path": str(target)},
+                                    format="json").json()["id"]
+    broken = []
+
+    def break_once(path, sent):
+        if path.startswith("model-00001") and sent >= 1 << 20 and not broken:
+            broken.append(path)
+            raise NodeCommandError("connection to 127.0.0.1 was lost while reading")
+
+    transfer.run_copy(copy_id, parallel=2, on_chunk=break_once)
+    copy = ModelCopy.objects.get(pk=copy_id)
+    assert broken == ["model-00001.safetensors"]
+    assert copy.status == "ready", copy.status_detail
+    assert copy.bytes_done == version.size_bytes and copy.files_copied == 4
