@@ -166,7 +166,7 @@ def main(shards: int, shard_mib: int, repeat: int, write: bool, parallel: int) -
     from models_registry.models import Model
     from nodes import services as node_services
     from nodes.models import Node
-    from nodes.transports.ssh import POOL
+    from nodes.transports.ssh import BULK_POOL, POOL
     from tests.sshd import SshdNode
 
     work = Path(tempfile.mkdtemp(prefix="boom-bench-copies-"))
@@ -211,6 +211,7 @@ def main(shards: int, shard_mib: int, repeat: int, write: bool, parallel: int) -
         print(resumed, flush=True)
     finally:
         POOL.close_all()
+        BULK_POOL.close_all()
         for daemon in daemons.values():
             daemon.cleanup()
         shutil.rmtree(work, ignore_errors=True)
@@ -245,6 +246,7 @@ loopback) and copied to node B (another sshd, its own model root), median of {re
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up (sshd, files) on a kill
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         child(int(sys.argv[2]))
         sys.exit(0)

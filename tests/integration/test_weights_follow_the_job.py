@@ -18,7 +18,7 @@ from models_registry.models import CopyStatusChange, Model, ModelCopy
 from models_registry.services import transfer
 from nodes.models import Node
 from nodes.tasks import probe_node
-from nodes.transports.ssh import POOL
+from nodes.transports.ssh import BULK_POOL, POOL
 from tests.engines_support.llama_server import require_llama_server
 from tests.engines_support.tiny_gguf import write_tiny_llama
 from tests.sshd import SshdNode, require_sshd
@@ -65,6 +65,7 @@ def nodes(admin_api, tmp_path_factory):
         yield make
     finally:
         POOL.close_all()
+        BULK_POOL.close_all()
         for daemon in daemons:
             daemon.cleanup()
 

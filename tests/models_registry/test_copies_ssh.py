@@ -13,7 +13,7 @@ from console.core.models import Event
 from models_registry import services
 from models_registry.models import ModelCopy
 from models_registry.services import transfer
-from nodes.transports.ssh import POOL
+from nodes.transports.ssh import BULK_POOL, POOL
 from tests.models_registry import raw_safetensors
 from tests.models_registry.conftest import TINY_LLAMA_CONFIG
 from tests.models_registry.test_registry_ssh import add_node
@@ -35,6 +35,7 @@ def two_nodes():
         yield a, b
     finally:
         POOL.close_all()
+        BULK_POOL.close_all()
         a.cleanup()
         b.cleanup()
 

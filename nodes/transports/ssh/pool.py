@@ -45,7 +45,7 @@ from nodes.transports.ssh.connect import (
     _where,
 )
 
-__all__ = ["KEEPALIVE_S", "MAX_SESSIONS", "POOL", "ChannelPipe", "LineStream", "SSHPool"]
+__all__ = ["BULK_POOL", "KEEPALIVE_S", "MAX_SESSIONS", "POOL", "ChannelPipe", "LineStream", "SSHPool"]
 
 log = logging.getLogger("nodes.transports.ssh")
 
@@ -693,3 +693,7 @@ def _drain(chan: paramiko.Channel, out: list[bytes] | _LineSplitter, err: list[b
 
 POOL = SSHPool()
 """The process-wide pool every probe and executor uses."""
+
+BULK_POOL = SSHPool(max_idle_s=60)
+"""A second pool, for bulk pipes (model copies): their own connections, so that streams holding session
+slots for minutes never make a probe or an executor call wait for one."""
