@@ -87,6 +87,16 @@ def time_scp(config: Path, source: Path, target: Path, *, through_here: bool) ->
     return time.perf_counter() - start
 
 
+def time_rsync(config: Path, source: Path, target: Path) -> float:
+    """``rsync`` A's files -> B over one SSH hop (the direct option when the nodes share a key)."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    start = time.perf_counter()
+    subprocess.run(["rsync", "-a", "--whole-file", "-e", f"ssh -F {config}", f"{source}/", f"node-b:{target}/"],
+                   check=True)
+    return time.perf_counter() - start
+
+
 def console_copy(version, node, path: Path) -> dict:
     from models_registry.models import CopyStatusChange, ModelCopy
     from models_registry.services import copies, transfer
@@ -196,15 +206,17 @@ def main(shards: int, shard_mib: int, repeat: int, write: bool, parallel: int) -
         ssh_config(config, daemons)
         target = work / "root-b" / "model" / "v1"
 
-        rows = {"scp": [], "scp3": [], "stream": [], "ready": [], "cpu": []}
+        rows = {"scp": [], "scp3": [], "rsync": [], "stream": [], "ready": [], "cpu": []}
         for _ in range(repeat):
             rows["scp"].append(time_scp(config, source, work / "scp-b", through_here=False))
+            rows["rsync"].append(time_rsync(config, source, work / "rsync-b") if shutil.which("rsync") else 0.0)
             rows["scp3"].append(time_scp(config, source, work / "scp3-b", through_here=True))
             result = console_copy(version, nodes["node-b"], target)
             rows["stream"].append(result["streaming"])
             rows["ready"].append(result["total"])
             rows["cpu"].append(result["cpu"])
-            print(f"scp {rows['scp'][-1]:.2f} s, scp -3 {rows['scp3'][-1]:.2f} s, console streaming "
+            print(f"scp {rows['scp'][-1]:.2f} s, rsync {rows['rsync'][-1]:.2f} s, scp -3 {rows['scp3'][-1]:.2f} s, "
+                  "console streaming "
                   f"{result['streaming']:.2f} s, to ready {result['total']:.2f} s, cpu {result['cpu']:.2f} s",
                   flush=True)
         resumed = killed_and_resumed(version, nodes["node-b"], work / "root-b" / "resumed", data_dir)
@@ -216,7 +228,7 @@ def main(shards: int, shard_mib: int, repeat: int, write: bool, parallel: int) -
             daemon.cleanup()
         shutil.rmtree(work, ignore_errors=True)
 
-    scp, scp3, stream, ready = (median(rows[k]) for k in ("scp", "scp3", "stream", "ready"))
+    scp, scp3, stream, ready, rsync = (median(rows[k]) for k in ("scp", "scp3", "stream", "ready", "rsync"))
     mib = size / (1 << 20)
     ratio = scp / stream
     body = f"""
@@ -227,6 +239,7 @@ loopback) and copied to node B (another sshd, its own model root), median of {re
 | path | time | rate |
 |---|---|---|
 | `scp` A's files -> B (one SSH hop; the baseline) | {scp:.2f} s | {mib / scp:.0f} MiB/s |
+| `rsync -a --whole-file` A -> B (one SSH hop) | {rsync:.2f} s | {mib / rsync if rsync else 0:.0f} MiB/s |
 | `scp -3` A -> this machine -> B (two hops, like the console) | {scp3:.2f} s | {mib / scp3:.0f} MiB/s |
 | console copy, streaming (2 SSH pipes a file, {parallel} file(s) at once) | {stream:.2f} s | {mib / stream:.0f} MiB/s |
 | console copy, request to `ready` (streaming + hashing every file on B) | {ready:.2f} s | {mib / ready:.0f} MiB/s |
