@@ -129,3 +129,12 @@ def test_a_local_pipe_that_gets_nothing_times_out(local_node):
     with transport_for(local_node).open_pipe(["sleep", "30"], timeout=0.5) as pipe, \
             pytest.raises(NodeCommandError, match="sent nothing"):
         pipe.read(10)
+
+
+def test_a_copy_change_is_published_on_its_nodes_live_stream(copy_on_b):
+    from console.core.models import StreamEntry
+
+    copies.transition_copy(copy_on_b, "verifying", "hashing", progress=0.0)
+    entry = StreamEntry.objects.filter(topic=f"node:{copy_on_b.node_id}").latest("pk")
+    assert entry.payload["state"]["copies"][str(copy_on_b.pk)]["status"] == "verifying"
+    assert entry.payload["state"]["copies"][str(copy_on_b.pk)]["version"] == copy_on_b.version_id
