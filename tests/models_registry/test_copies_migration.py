@@ -22,8 +22,8 @@ def test_existing_versions_get_their_origin_copy_ready_when_verified():
     ModelVersion = apps.get_model("models_registry", "ModelVersion")
     node = factories.node(name="npu-a")  # the nodes app is not migrated back: today's model
     model = Model.objects.create(name="Qwen")
-    ModelVersion.objects.create(model=model, version="bf16", source_uri="/data/qwen", node_id=node.pk, status="verified",
-                                size_bytes=1000)
+    ModelVersion.objects.create(model=model, version="bf16", source_uri="/data/qwen", node_id=node.pk,
+                                status="verified", size_bytes=1000)
     ModelVersion.objects.create(model=model, version="int8", source_uri="file:///data/qwen%20int8", node_id=node.pk,
                                 status="registered")
     ModelVersion.objects.create(model=model, version="hub", source_uri="hf://Qwen/Qwen2.5-7B", node=None)
