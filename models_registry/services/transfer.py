@@ -208,38 +208,58 @@ def _transfer(copy: ModelCopy, source: ModelCopy, parallel: int, on_chunk) -> Mo
     plan = plan_target(copy.node, copy.path, manifest)
     check_room(copy.node, copy.path, plan, manifest)
 
-    # 1. Files already there with their manifest size: keep those whose digest matches.
+    # 1. Files already there with their manifest size are hashed on the target while the missing ones
+    # stream (a resume does not wait for the check); those whose digest differs join the queue.
     present = [p for p in sizes if plan.have.get(p) == sizes[p]]
-    kept: list[str] = []
-    if present:
-        if not _heartbeat(copy, CopyStatus.COPYING, status_detail=f"checking {len(present)} file(s) already there"):
-            raise _Stop
-        tracker = _hash_on(copy.node, copy.path, present, lambda line: None)
-        bad = _mismatches(tracker, expected)
-        kept = [p for p in present if p not in bad]
-    todo = sorted((p for p in sizes if p not in kept), key=lambda p: -sizes[p])
-    done_bytes = sum(sizes[p] for p in kept)
-    progress = Progress(done_bytes)
-    if not _heartbeat(copy, CopyStatus.COPYING, bytes_done=done_bytes, files_skipped=len(kept),
-                      progress=round(done_bytes / total, 4) if total else 1.0,
-                      status_detail=f"streaming {len(todo)} file(s) from node {source.node.name}; "
-                                    f"{len(kept)} already there"):
+    missing = sorted((p for p in sizes if p not in present), key=lambda p: -sizes[p])
+    progress = Progress(0)
+    if not _heartbeat(copy, CopyStatus.COPYING, bytes_done=0, files_skipped=0, progress=0.0 if total else 1.0,
+                      status_detail=f"streaming {len(missing)} file(s) from node {source.node.name}"
+                                    + (f"; checking {len(present)} already there" if present else "")):
         raise _Stop
 
-    # 2. Stream the rest, ``parallel`` files at a time.
+    # 2. Stream, ``parallel`` files at a time.
     source_t, target_t = transport_for(source.node), transport_for(copy.node)
     limit = RateLimit(copy.bandwidth_limit)
     timeout = float(settings.CONSOLE_COPY_IDLE_TIMEOUT_S)
-    queue = list(todo)
+    queue = list(missing)
+    kept: list[str] = []
     failures: dict[str, str] = {}
     lock = threading.Lock()
+    checking = threading.Event()
+
+    def check_present() -> None:
+        def on_line(line: str) -> None:
+            if progress.stop.is_set():
+                raise _Stop
+
+        try:
+            bad = _mismatches(_hash_on(copy.node, copy.path, present, on_line), expected)
+            with lock:
+                kept.extend(p for p in present if p not in bad)
+                queue.extend(sorted((p for p in present if p in bad), key=lambda p: -sizes[p]))
+            progress.add(sum(sizes[p] for p in present if p not in bad))
+        except _Stop:
+            pass
+        except NodeCommandError as exc:
+            with lock:
+                failures["(the files already there)"] = f"checking them failed: {exc}"
+            progress.stop.set()
+        finally:
+            checking.clear()
 
     def worker() -> None:
         while not progress.stop.is_set():
             with lock:
-                if not queue:
-                    return
-                path = queue.pop(0)
+                path = queue.pop(0) if queue else None
+            if path is None:
+                if checking.is_set():
+                    time.sleep(0.1)  # files found wrong by the check may still join the queue
+                    continue
+                with lock:
+                    if not queue:
+                        return
+                continue
             try:
                 _pump_with_retries(source_t, target_t, f"{source.path}/{path}", f"{copy.path}/{path}", sizes[path],
                                    progress, limit, timeout=timeout,
@@ -255,8 +275,13 @@ def _transfer(copy: ModelCopy, source: ModelCopy, parallel: int, on_chunk) -> Mo
                     failures[path] = f"{type(exc).__name__}: {exc}"
                 progress.stop.set()
 
-    threads = [threading.Thread(target=worker, name=f"copy-{copy.pk}-{i}", daemon=True)
-               for i in range(min(parallel, len(todo)))]
+    if present:
+        checking.set()
+        threads = [threading.Thread(target=check_present, name=f"copy-{copy.pk}-check", daemon=True)]
+    else:
+        threads = []
+    threads += [threading.Thread(target=worker, name=f"copy-{copy.pk}-{i}", daemon=True)
+                for i in range(max(1, min(parallel, len(sizes))))]
     for thread in threads:
         thread.start()
     cancelled = False
@@ -265,7 +290,7 @@ def _transfer(copy: ModelCopy, source: ModelCopy, parallel: int, on_chunk) -> Mo
             for thread in threads:
                 thread.join(PROGRESS_INTERVAL_S / max(1, len(threads)))
             done = progress.done
-            if not _heartbeat(copy, CopyStatus.COPYING, bytes_done=done,
+            if not _heartbeat(copy, CopyStatus.COPYING, bytes_done=done, files_skipped=len(kept),
                               progress=round(done / total, 4) if total else 1.0):
                 cancelled = True
                 progress.stop.set()
@@ -280,10 +305,11 @@ def _transfer(copy: ModelCopy, source: ModelCopy, parallel: int, on_chunk) -> Mo
         raise _Failed(f"{len(failures)} file(s) could not be copied: {listing}")
 
     # 3. Hash what was written against the verified manifest.
-    if not transition_copy(copy, CopyStatus.VERIFYING, f"{len(todo)} file(s) written; hashing them on the node",
-                           bytes_done=total, progress=1.0, files_copied=len(todo)):
+    written = sorted(p for p in sizes if p not in kept)
+    if not transition_copy(copy, CopyStatus.VERIFYING, f"{len(written)} file(s) written; hashing them on the node",
+                           bytes_done=total, progress=1.0, files_copied=len(written), files_skipped=len(kept)):
         raise _Stop
-    return _verify(copy, todo, expected, kept=len(kept))
+    return _verify(copy, written, expected, kept=len(kept))
 
 
 def _verify(copy: ModelCopy, paths: list[str], expected: dict[str, str], *, kept: int = 0) -> ModelCopy:
