@@ -3,7 +3,8 @@
 Rules: the engine's vendors (vllm and sglang on NVIDIA, vllm-ascend and mindie on Ascend, llamacpp and the
 simulator anywhere, CPU-only nodes included), the job's ``node_selector`` labels, healthy free accelerators,
 and free accelerator memory against the model version's memory estimate. ``binpack`` (default) fills the
-fullest node that still fits; ``spread`` uses the emptiest. A replica that spans nodes gets one member per
+fullest node that still fits; ``spread`` uses the emptiest; either way nodes holding a ready copy of the
+model's files come first (jobs.weights). A replica that spans nodes gets one member per
 node, all placed together or not at all.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from django.db.models import Count, Q
 from django.utils.translation import gettext as _
 
+from jobs import weights
 from jobs.engines.registry import ENGINES
 from nodes.choices import Health, NodeStatus
 from nodes.models import Accelerator, Node
@@ -69,11 +71,23 @@ def plan_replica(job, engine, exclude_nodes=(), reserved: set[int] | None = None
     ]
     if not nodes:
         raise NoRoom(_("no online node matches the node selector") if job.node_selector else _("no node is online"))
+    # Weights follow the job (jobs.weights): nodes whose copy of the version failed are left out (the
+    # operator asks for the copy again or removes it), and nodes with a ready copy come first.
+    if weights.copies_weights(job):
+        failed = weights.failed_nodes(job)
+        usable = [n for n in nodes if n.pk not in failed]
+        if not usable:
+            names = ", ".join(sorted(n.name for n in nodes if n.pk in failed))
+            raise NoRoom(_("the copy of the model failed on every node that matches (%(nodes)s): ask for the copy "
+                           "again or remove it") % {"nodes": names})
+        nodes = usable
+    with_copy = weights.ready_nodes(job)
     per_acc = job.accelerators_per_replica
     if per_acc == 0:
         if "cpu" not in engine.vendors:
             raise NoRoom(_("the %(engine)s engine needs accelerators") % {"engine": engine.name})
         ordered = sorted(nodes, key=lambda n: (n.instance_count, n.name), reverse=job.placement == "binpack")
+        ordered.sort(key=lambda n: n.pk not in with_copy)  # stable: a ready copy first, then the strategy
         if len(ordered) < job.nodes_per_replica:
             raise NoRoom(_("a replica needs %(needed)d nodes; %(available)d are available")
                          % {"needed": job.nodes_per_replica, "available": len(ordered)})
@@ -110,4 +124,5 @@ def plan_replica(job, engine, exclude_nodes=(), reserved: set[int] | None = None
         raise NoRoom(reason)
     # binpack: fewest free accelerators first; spread: most first.
     fitting.sort(key=lambda n: (len(by_node[n.pk]), n.name), reverse=job.placement == "spread")
+    fitting.sort(key=lambda n: n.pk not in with_copy)  # stable: a ready copy first, then the strategy
     return [MemberPlan(node, by_node[node.pk][:per_acc]) for node in fitting[: job.nodes_per_replica]]

@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from console.core import audit, broadcast, locks
-from jobs import services
+from jobs import services, weights
 from jobs.choices import ACTIVE_STATES, PROCESS_STATES, DesiredState, InstanceState
 from jobs.engines.registry import get_engine
 from jobs.executors.base import AlreadyRunning, ExecutorError, ProcessSpec
@@ -214,7 +214,11 @@ def _act(job, engine, instance: Instance, members: list[Instance]) -> None:
     if instance.node.status == NodeStatus.UNREACHABLE:
         return  # within the grace: wait (see _move_off_lost_nodes)
     try:
-        if instance.state == S.SCHEDULED:
+        if instance.state in (S.SCHEDULED, S.PREPARING):
+            if not _weights_ready(job, instance):
+                return
+            if instance.member == 0 and any(m.state == S.PREPARING for m in members if m.pk != instance.pk):
+                return  # a replica spanning nodes starts once every member's node has the files
             if instance.member == 0 or _leader_started(members):
                 _start(job, engine, instance, members)
         elif instance.state == S.RESTARTING:
@@ -229,8 +233,24 @@ def _act(job, engine, instance: Instance, members: list[Instance]) -> None:
         _node_not_answering(instance, str(exc))
     except (ExecutorError, OSError) as exc:
         instance.refresh_from_db()
-        if instance.state in PROCESS_STATES or instance.state == S.SCHEDULED:
+        if instance.state in PROCESS_STATES or instance.state in (S.SCHEDULED, S.PREPARING):
             _failed(instance, f"the executor failed: {exc}", "")
+
+
+def _weights_ready(job, instance: Instance) -> bool:
+    """True when the instance's node has the model's files (jobs.weights). Otherwise the instance is
+    ``preparing`` while its copy runs (its detail shows the progress), or ``failed`` with the copy's
+    reason: placement then avoids that node for this job, so a failed copy is not retried in a loop."""
+    outcome = weights.prepare(job, instance.node)
+    if outcome.outcome == "ready":
+        return True
+    if outcome.outcome == "wait":
+        services.transition_instance(instance, S.PREPARING, outcome.reason)
+        return False
+    services.release(instance)
+    services.transition_instance(instance, S.FAILED, outcome.reason, last_exit_reason=outcome.reason[:2000],
+                                 pid=None)
+    return False
 
 
 def _leader_started(members) -> bool:

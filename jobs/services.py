@@ -43,7 +43,7 @@ def derive_job_state(job: Job, instances: list[Instance]) -> tuple[str, str]:
     """A job's state from its instances: (state, detail)."""
     active = [i for i in instances if i.state in ACTIVE_STATES]
     if job.desired_state == DesiredState.STOPPED:
-        running = [i for i in active if i.state != S.SCHEDULED]
+        running = [i for i in active if i.state not in (S.SCHEDULED, S.PREPARING)]
         return JobState.STOPPED, (f"stopping {len(running)} instance(s)" if running else "")
     replicas: dict[int, list[Instance]] = {}
     for instance in active:
@@ -76,7 +76,7 @@ def refresh_job_state(job: Job, pending_reason: str | None = None) -> Job:
     state, detail = derive_job_state(job, instances)
     if pending_reason and state in (JobState.PENDING, JobState.STARTING, JobState.DEGRADED):
         detail = pending_reason
-        if state == JobState.STARTING and not any(i.state != S.SCHEDULED for i in instances):
+        if state == JobState.STARTING and not any(i.state not in (S.SCHEDULED, S.PREPARING) for i in instances):
             state = JobState.PENDING
     if (state, detail) != (job.state, job.state_detail):
         old = job.state

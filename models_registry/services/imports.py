@@ -26,6 +26,7 @@ from models_registry.services.common import (
     extra_quantizations,
     memory_estimate,
     parse_source,
+    sync_origin,
     transition_version,
 )
 from nodes.transports import NodeCommandError, transport_for
@@ -149,11 +150,12 @@ def _store_inspection(version: ModelVersion, inspection: DirectoryInspection) ->
             batch_size=1000,
         )
         _fill_model_facts(version.model, parameters, config)
+        for key, value in values.items():
+            setattr(version, key, value)
+        sync_origin(version, "imported")
         audit.record("imported", version, detail={
             "files": len(inspection.files), "size_bytes": inspection.size_bytes, "format": detected_format,
             "parameters": parameters, "quantization": quantization})
-    for key, value in values.items():
-        setattr(version, key, value)
     return True
 
 
