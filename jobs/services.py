@@ -14,8 +14,9 @@ from console.core.errors import Conflict
 from jobs import enqueue
 from jobs.choices import ACTIVE_STATES, INSTANCE_TRANSITIONS, DesiredState, InstanceState, JobState
 from jobs.engines.registry import ENGINES, get_engine
+from jobs.engines.spec import core_list
 from jobs.models import Allocation, Instance, InstanceStateChange, Job
-from jobs.placement import NoRoom, memory_per_accelerator, plan_replica
+from jobs.placement import NoRoom, cpu_memory_per_replica, memory_per_accelerator, plan_replica, reserve
 from jobs.runtime import executor_for
 from nodes.transports import NodeCommandError
 
@@ -91,7 +92,7 @@ def record_created(instance: Instance, member_plan) -> None:
         f" with {', '.join(f'{a.vendor}{a.index}' for a in member_plan.accelerators)}"
         if member_plan.accelerators
         else ""
-    )
+    ) + (f" on CPU cores {core_list(member_plan.cpu_cores)}" if getattr(member_plan, "cpu_cores", None) else "")
     InstanceStateChange.objects.create(instance=instance, from_state=S.SCHEDULED, to_state=S.SCHEDULED, reason=reason)
     audit.record("schedule", instance, detail={"job": instance.job_id, "node": member_plan.node.name, "reason": reason})
 
@@ -107,8 +108,11 @@ def allocate(instance: Instance, accelerators) -> bool:
 
 
 def release(instance: Instance) -> int:
-    """Free the accelerators of an instance (on stop, or when it moves to another node)."""
+    """Free the accelerators and CPU cores of an instance (on stop, or when it moves to another node)."""
     deleted, _ = Allocation.objects.filter(instance=instance).delete()
+    if instance.cpu_cores:
+        Instance.objects.filter(pk=instance.pk).update(cpu_cores=[])
+        instance.cpu_cores = []
     return deleted
 
 
@@ -225,22 +229,25 @@ def preview_placement(data: dict) -> dict:
     """Where a job described by validated serializer ``data`` would go now."""
     job = Job(**{k: v for k, v in data.items() if k not in ("desired_state",)})
     engine = get_engine(job.engine)
-    replicas, reserved = [], set()
+    replicas, reserved, reserved_cores, reserved_memory = [], set(), {}, {}
     reason = None
     for _replica in range(job.replicas):
         try:
-            plan = plan_replica(job, engine, reserved=reserved)
+            plan = plan_replica(job, engine, reserved=reserved, reserved_cores=reserved_cores,
+                                reserved_memory=reserved_memory)
         except NoRoom as exc:
             reason = str(exc)
             break
-        for member in plan:
-            reserved.update(a.pk for a in member.accelerators)
+        reserve(plan, reserved, reserved_cores, reserved_memory)
         replicas.append([{"node": m.node.pk, "node_name": m.node.name,
                           "accelerators": [{"id": a.pk, "vendor": a.vendor, "index": a.index, "model": a.model}
-                                           for a in m.accelerators]} for m in plan])
-    need = memory_per_accelerator(job)
+                                           for a in m.accelerators],
+                          "cpu_cores": list(m.cpu_cores)} for m in plan])
+    cpu_serving = job.accelerators_per_replica == 0 and getattr(engine, "cpu_serving", False)
+    need = None if cpu_serving else memory_per_accelerator(job)
     return {"placeable_replicas": len(replicas), "replicas": replicas, "reason": reason,
-            "memory_per_accelerator_bytes": need}
+            "memory_per_accelerator_bytes": need, "cpu_serving": cpu_serving,
+            "memory_per_replica_bytes": cpu_memory_per_replica(job) if cpu_serving else None}
 
 
 def instance_logs(instance: Instance, lines: int, previous: bool) -> dict:
