@@ -72,8 +72,8 @@ VLLM_HINTS: tuple[ErrorHint, ...] = (
         "not enough free memory on the node for the KV cache ({0}): lower the kv_cache_gib option or free memory",
     ),
     ErrorHint.of(
-        r"Invalid repository ID or local directory specified: '([^']+)'",
-        "model path missing on the node: {0}",
+        r"non-default args: \{[^\n]*'port': (\d+)[\s\S]*?(?:OSError: \[Errno 98\] )?Address already in use",
+        "port {0} already in use: another process listens on it",
     ),
     ErrorHint.of(
         r"unrecognized arguments:[^\n]*?(--(?:nnodes|node-rank|master-addr|master-port|headless))",

