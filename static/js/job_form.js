@@ -47,9 +47,24 @@
     if (result.memory_per_accelerator_bytes) {
       nodes.push(el("p", t.perAcc + ": " + (result.memory_per_accelerator_bytes / 1073741824).toFixed(1) + " GiB"));
     }
+    if (result.cpu_serving && result.memory_per_replica_bytes) {
+      nodes.push(el("p", t.perReplica + ": " + (result.memory_per_replica_bytes / 1073741824).toFixed(1) + " GiB"));
+    }
+    // CPU serving: the cores each member gets ("0-3"), as vLLM's thread binding will read them.
+    function coreList(cores) {
+      var runs = [], start = null, prev = null;
+      cores.forEach(function (c) {
+        if (prev !== null && c === prev + 1) { prev = c; return; }
+        if (start !== null) runs.push(start === prev ? String(start) : start + "-" + prev);
+        start = prev = c;
+      });
+      if (start !== null) runs.push(start === prev ? String(start) : start + "-" + prev);
+      return runs.join(",");
+    }
     result.replicas.forEach(function (members, r) {
       nodes.push(el("div", "r" + r + ": " + members.map(function (m) {
-        return m.node_name + " [" + (m.accelerators.length ? m.accelerators.map(function (a) { return a.vendor + a.index; }).join(", ") : "CPU") + "]";
+        if (m.accelerators.length) return m.node_name + " [" + m.accelerators.map(function (a) { return a.vendor + a.index; }).join(", ") + "]";
+        return m.node_name + " [" + (m.cpu_cores && m.cpu_cores.length ? t.cores + " " + coreList(m.cpu_cores) : "CPU") + "]";
       }).join(" + ")));
     });
     if (result.reason) nodes.push(el("p", t.none + ": " + result.reason, "errorlist"));
