@@ -54,8 +54,9 @@ VLLM_CPU_ENV = frozenset({"VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE"}
 #: Hints shared by vLLM and vLLM-Ascend: real start-up failures (tests/fixtures/vllm/startup-*.log).
 VLLM_HINTS: tuple[ErrorHint, ...] = (
     ErrorHint.of(
-        r"No module named '?vllm\.entrypoints\.(cli|openai)",
-        "this vLLM is too old: it has no vllm.entrypoints.{0} module (vLLM 0.8 or newer is needed)",
+        r"No module named '?(vllm\.entrypoints\.(?:cli|openai)[\w.]*)",
+        "this vLLM has no module {0}, which the console starts (vllm.entrypoints.openai.api_server on one node, "
+        "vllm.entrypoints.cli.main for multi-node members): check the vLLM version on the node",
     ),
     ErrorHint.of(
         r"PackageNotFoundError: No package metadata was found for vllm",

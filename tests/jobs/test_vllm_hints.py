@@ -38,3 +38,12 @@ def test_a_healthy_vllm_log_has_no_cause():
     healthy = "\n".join(tail("head-dim-16-unsupported-cpu-attention").splitlines()[:60])
     assert "Application startup complete" in healthy or "Warming up" in healthy
     assert get_engine("vllm").error_hints(healthy) is None
+
+
+def test_a_vllm_without_the_server_module_the_console_starts_is_named_as_such():
+    log = ("/opt/vllm/bin/python: Error while finding module specification for 'vllm.entrypoints.openai.api_server' "
+           "(ModuleNotFoundError: No module named 'vllm.entrypoints.openai')")
+    assert get_engine("vllm").error_hints(log) == (
+        "this vLLM has no module vllm.entrypoints.openai, which the console starts (vllm.entrypoints.openai."
+        "api_server on one node, vllm.entrypoints.cli.main for multi-node members): check the vLLM version on "
+        "the node")
