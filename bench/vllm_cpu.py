@@ -188,10 +188,12 @@ def main() -> None:
                              text=True, check=True).stdout.strip().splitlines()[-1]
     cores = list(range(args.cores))
 
+    loads = [os.getloadavg()[0]]
     hand = [by_hand(python, model_dir, cores, work / "by-hand-1.log")]
-    print(f"by hand: {hand[0]:.1f} s", flush=True)
+    print(f"by hand: {hand[0]:.1f} s (load {loads[-1]:.1f})", flush=True)
+    loads.append(os.getloadavg()[0])
     console_s, job, instance = through_console(python, model_dir, args.cores)
-    print(f"through the console: {console_s:.1f} s", flush=True)
+    print(f"through the console: {console_s:.1f} s (load {loads[-1]:.1f})", flush=True)
     base = instance.endpoint.removesuffix("/v1")
     try:
         prompts = [generator.synthetic_prompt(i, args.input_tokens, args.output_tokens) for i in range(max(
@@ -212,8 +214,9 @@ def main() -> None:
 
         Job.objects.filter(pk=job.pk).update(desired_state="stopped")
         reconciler.reconcile_job(job.pk)
+    loads.append(os.getloadavg()[0])
     hand.append(by_hand(python, model_dir, cores, work / "by-hand-2.log"))
-    print(f"by hand again: {hand[1]:.1f} s", flush=True)
+    print(f"by hand again: {hand[1]:.1f} s (load {loads[-1]:.1f})", flush=True)
 
     hand_mean = statistics.mean(hand)
     start_ratio = console_s / hand_mean
@@ -242,7 +245,9 @@ def main() -> None:
         f"{hand[0]:.1f} s, then {hand[1]:.1f} s after the console's run; the same job started through the console "
         f"(start, the reconciler's passes every 0.25 s, the local executor, until the instance is `running`): "
         f"{console_s:.1f} s. Ratio to the mean by hand: **{start_ratio:.2f}**: it {start_verdict} the goal of "
-        f"≤ 1.1.\n\n"
+        f"≤ 1.1. The machine's 1-minute load average when each start began: {loads[0]:.1f} (by hand), "
+        f"{loads[1]:.1f} (console), {loads[2]:.1f} (by hand again), on {os.cpu_count()} cores: the starts "
+        f"compile the model, so on a shared machine their spread is the other work's, not the console's.\n\n"
         f"**Serving.** The console's load generator and `vllm bench serve` (same install) against that one vLLM, "
         f"same prompts ({args.input_tokens}-word synthetic prompts, as a `custom` dataset without chat template), "
         f"same requests per level (4 × concurrency, at least 16), {args.output_tokens} output tokens per request "

@@ -64,11 +64,9 @@ def cpu_memory_per_replica(job) -> int | None:
     return need or None
 
 
-def cores_in_use(node, exclude_instance=None) -> set[int]:
+def cores_in_use(node) -> set[int]:
     """The cores the node's live CPU-serving instances hold."""
     live = node.instances.filter(state__in=ACTIVE_STATES).exclude(cpu_cores=[])
-    if exclude_instance is not None:
-        live = live.exclude(pk=exclude_instance.pk)
     used: set[int] = set()
     for cores in live.values_list("cpu_cores", flat=True):
         used.update(int(c) for c in cores or [])

@@ -98,6 +98,14 @@ def test_the_reconciler_records_the_cores_and_the_launch_binds_vllm_to_them(sett
     assert node.pk == instances[0].node_id
 
 
+def test_the_instances_api_shows_the_cores_of_a_cpu_serving_instance(admin_api):
+    node = cpu_node("cpu-1", cores=4)
+    job = cpu_job(cores=2)
+    Instance.objects.create(job=job, replica=0, node=node, port=8000, state="running", cpu_cores=[2, 3])
+    listed = admin_api.get(f"/api/v1/instances/?job={job.pk}").json()["results"]
+    assert [row["cpu_cores"] for row in listed] == [[2, 3]]
+
+
 def test_the_api_accepts_vllm_with_no_accelerators_and_previews_cores_and_memory(admin_api):
     cpu_node("cpu-1", cores=4, free_gib=8)
     version = jf.version(name="tiny", memory=1 * GIB)
