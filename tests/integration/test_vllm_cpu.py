@@ -33,6 +33,7 @@ from console.telemetry.collector import Collector
 from jobs import reconciler
 from jobs.benchmarks import services as benchmarks
 from jobs.choices import BenchmarkStatus
+from jobs.engines.spec import core_list
 from jobs.gateway.server import Gateway
 from jobs.models import BenchmarkRun, Instance, Job, JobSample
 from models_registry.models import Model, ModelVersion
@@ -183,7 +184,7 @@ def test_vllm_on_the_local_nodes_cpus_serves_reports_is_benchmarked_heals_and_st
         key = instance.key
         cores = min(2, int(node.facts["cpu_cores"]))
         assert instance.cpu_cores == list(range(cores))
-        engine_env = processes_of(key)[0].environ()
+        engine_env = psutil.Process(instance.pid).environ()
         assert engine_env["VLLM_CPU_OMP_THREADS_BIND"] == ("0" if cores == 1 else f"0-{cores - 1}")
         assert engine_env["VLLM_CPU_KVCACHE_SPACE"] == "1"
         api_job = admin_api.get(f"/api/v1/jobs/{job_id}/").json()
@@ -280,8 +281,9 @@ def test_vllm_over_ssh_serves_completions_and_streamed_chat_and_stops_clean(
         assert completion["usage"]["completion_tokens"] == 16
         assert_served(*chat_through(instance.endpoint))
         # The engine runs under the SSH node's session (its own HOME), bound to the cores placement gave it.
-        engine = next(p for p in processes_of(key) if p.pid == instance.pid)
-        assert engine.environ()["HOME"] == node_home and engine.environ()["VLLM_CPU_OMP_THREADS_BIND"]
+        engine_env = psutil.Process(instance.pid).environ()
+        assert engine_env["HOME"] == node_home and engine_env["BOOM_INSTANCE"] == key
+        assert engine_env["VLLM_CPU_OMP_THREADS_BIND"] == core_list(instance.cpu_cores) and instance.cpu_cores
         stop_and_check_nothing_left(operator_api, job_id, key)
     finally:
         if job_id is not None:
