@@ -2,7 +2,7 @@
 
 1. **Start to ready.** The command the console's vLLM adapter builds (same argv, same environment) run
    by hand until ``/health`` answers, then the same job started through the console (API service, the
-   reconciler's passes as the periodic task makes them, the local executor) until the instance is
+   reconciler's passes at the periodic task's cadence, ``CONSOLE_RECONCILE_INTERVAL_MS``, the local executor) until the instance is
    ``running``, then by hand again. The ratio is the console's time over the mean of the two by-hand
    times (goal: at most 1.1).
 2. **Serving.** Against that one vLLM (the console's instance): the console's load generator
@@ -114,6 +114,8 @@ def by_hand(python: Path, model_dir: Path, cores: list[int], log: Path) -> float
 
 def through_console(python: Path, model_dir: Path, cores: int):
     """Start the job through the console; (seconds to running, the job, its instance)."""
+    from django.conf import settings
+
     from jobs import reconciler, services
     from jobs.models import Job
     from models_registry.models import Model, ModelVersion
@@ -138,7 +140,7 @@ def through_console(python: Path, model_dir: Path, cores: int):
         failed = job.instances.exclude(last_exit_reason="").first()
         if failed is not None:
             raise SystemExit(f"the console's vLLM failed: {failed.last_exit_reason}")
-        time.sleep(0.25)
+        time.sleep(settings.CONSOLE_RECONCILE_INTERVAL_S)  # the periodic task's cadence (1 s by default)
 
 
 def ours(base: str, level: int, prompts, requests: int) -> dict:
@@ -253,7 +255,7 @@ def main() -> None:
         f"`--max-model-len 512 --dtype bfloat16`.\n\n"
         f"**Start to ready.** The command the console's adapter builds, run by hand until `/health` answers: "
         f"{hand[0]:.1f} s, then {hand[1]:.1f} s after the console's run; the same job started through the console "
-        f"(start, the reconciler's passes every 0.25 s, the local executor, until the instance is `running`): "
+        f"(start, the reconciler's passes at the periodic task's cadence, 1 s, the local executor, until the instance is `running`): "
         f"{console_s:.1f} s. Ratio to the mean by hand: **{start_ratio:.2f}**: it {start_verdict} the goal of "
         f"≤ 1.1. The machine's 1-minute load average when each start began: {loads[0]:.1f} (by hand), "
         f"{loads[1]:.1f} (console), {loads[2]:.1f} (by hand again), on {os.cpu_count()} cores: the starts "
