@@ -2,9 +2,9 @@
 
 1. **Start to ready.** The command the console's vLLM adapter builds (same argv, same environment) run
    by hand until ``/health`` answers, then the same job started through the console (API service, the
-   reconciler's passes at the periodic task's cadence, ``CONSOLE_RECONCILE_INTERVAL_MS``, the local executor) until the instance is
-   ``running``, then by hand again. The ratio is the console's time over the mean of the two by-hand
-   times (goal: at most 1.1).
+   reconciler's passes at the periodic task's cadence, ``CONSOLE_RECONCILE_INTERVAL_MS``, the local
+   executor) until the instance is ``running``, then by hand again. The ratio is the console's time
+   over the mean of the two by-hand times (goal: at most 1.1).
 2. **Serving.** Against that one vLLM (the console's instance): the console's load generator
    (``jobs/benchmarks/generator.py``) and ``vllm bench serve`` from the same vLLM install, at the same
    concurrency levels, with the same prompts (the generator's synthetic prompts,
@@ -255,7 +255,8 @@ def main() -> None:
         f"`--max-model-len 512 --dtype bfloat16`.\n\n"
         f"**Start to ready.** The command the console's adapter builds, run by hand until `/health` answers: "
         f"{hand[0]:.1f} s, then {hand[1]:.1f} s after the console's run; the same job started through the console "
-        f"(start, the reconciler's passes at the periodic task's cadence, 1 s, the local executor, until the instance is `running`): "
+        f"(start, the reconciler's passes at the periodic task's cadence, 1 s, the local executor, until the "
+        f"instance is `running`): "
         f"{console_s:.1f} s. Ratio to the mean by hand: **{start_ratio:.2f}**: it {start_verdict} the goal of "
         f"≤ 1.1. The machine's 1-minute load average when each start began: {loads[0]:.1f} (by hand), "
         f"{loads[1]:.1f} (console), {loads[2]:.1f} (by hand again), on {os.cpu_count()} cores: the starts "
