@@ -321,7 +321,7 @@ def test_a_vllm_job_whose_model_path_is_missing_on_the_node_records_that_cause(
         instance = reconcile_until(job_id, lambda j: j.instances.exclude(last_exit_reason="").first(),
                                    what="vLLM to exit on the missing model path")
         key = instance.key
+        # The cause stays on the instance while the reconciler tries again (at once, then with back-off).
         assert instance.last_exit_reason == f"exited with code 1; model path missing on the node: {missing}"
-        assert instance.state in ("restarting", "failed")
     finally:
         cleanup(job_id, key)
