@@ -290,7 +290,7 @@ def main() -> None:
         f"{hand[0]:.1f} s, then {hand[1]:.1f} s after the console's run; the same job started through the console "
         f"(start, the reconciler's passes at the periodic task's cadence, 1 s, the local executor, until the "
         f"instance is `running`): "
-        f"{console_s:.1f} s. Ratio to the mean by hand: **{start_ratio:.2f}**: it {start_verdict} the goal of "
+        f"{console_s:.1f} s. Ratio to the mean by hand: **{start_ratio:.3f}**: it {start_verdict} the goal of "
         f"≤ 1.1. The machine's 1-minute load average when each start began: {loads[0]:.1f} (by hand), "
         f"{loads[1]:.1f} (console), {loads[2]:.1f} (by hand again), on {os.cpu_count()} cores: the starts "
         f"compile the model, so on a shared machine their spread is the other work's, not the console's. "
