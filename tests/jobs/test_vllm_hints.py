@@ -61,3 +61,15 @@ def test_a_real_vllm_cpu_scrape_reads_as_vllm_v1_with_its_counters_and_latency_h
     assert (snapshot.ttft.count, snapshot.itl.count, snapshot.e2e.count) == (2.0, 22.0, 2.0)
     rates = compute_rates(None, snapshot)
     assert rates.requests_running == 0 and rates.kv_cache_usage_percent == 0
+
+
+def test_without_vllm_the_real_engine_tests_skip_locally_and_fail_under_ci(monkeypatch, tmp_path):
+    from tests.engines_support import vllm_server
+
+    monkeypatch.setenv("BOOM_VLLM_PYTHON", str(tmp_path / "no-such-python"))
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="BOOM_VLLM_PYTHON=.*is not an executable file"):
+        vllm_server.require_vllm()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="vLLM is required under CI=true"):
+        vllm_server.require_vllm()
