@@ -27,7 +27,7 @@ from jobs.choices import ACTIVE_STATES, PROCESS_STATES, DesiredState, InstanceSt
 from jobs.engines.registry import get_engine
 from jobs.executors.base import AlreadyRunning, ExecutorError, ProcessSpec
 from jobs.models import Allocation, Instance, Job
-from jobs.placement import NoRoom, plan_replica
+from jobs.placement import NoRoom, plan_replica, reserve
 from jobs.runtime import check_ready, executor_for, launch_spec
 from nodes.choices import NodeStatus
 from nodes.models import Node
@@ -109,21 +109,23 @@ def _plan(job: Job, engine) -> tuple[list[tuple[Instance, str]], str | None]:
             if instance.replica >= wanted and instance.state in ACTIVE_STATES:
                 to_stop.append((instance, extra_reason))
         reserved: set[int] = set()
+        reserved_cores: dict[int, set[int]] = {}
+        reserved_memory: dict[int, int] = {}
         for replica in range(wanted):
             members = by_replica.get(replica, [])
             live = [m for m in members if m.state in ACTIVE_STATES and m.node_id is not None]
             if len(live) == job.nodes_per_replica:
                 continue
             try:
-                plan = plan_replica(job, engine, reserved=reserved)
+                plan = plan_replica(job, engine, reserved=reserved, reserved_cores=reserved_cores,
+                                    reserved_memory=reserved_memory)
             except NoRoom as exc:
                 pending_reason = str(exc)
                 continue
             if not _place(job, replica, members, plan):
                 pending_reason = "placement raced with another; retrying"
                 continue
-            for member_plan in plan:
-                reserved.update(a.pk for a in member_plan.accelerators)
+            reserve(plan, reserved, reserved_cores, reserved_memory)
         if job.desired_state == DesiredState.RUNNING:
             reason = f"rolling restart to generation {job.generation}"
             to_stop += [(victim, reason) for victim in _rolling_restart_victims(job, by_replica, wanted)]
@@ -145,6 +147,7 @@ def _place(job: Job, replica: int, members: list[Instance], plan) -> bool:
                 port=port,
                 state=S.SCHEDULED,
                 generation=job.generation,
+                cpu_cores=member_plan.cpu_cores,
             )
             services.record_created(instance, member_plan)
         else:
@@ -160,6 +163,7 @@ def _place(job: Job, replica: int, members: list[Instance], plan) -> bool:
                 generation=job.generation,
                 pid=None,
                 next_attempt_at=None,
+                cpu_cores=member_plan.cpu_cores,
             ):
                 return False
         if not services.allocate(instance, member_plan.accelerators):

@@ -79,6 +79,7 @@ def launch_spec(instance, accelerators, members=None, workdir: str | None = None
         master_addr=reach_host(leader.node) if multinode and leader.node else None,
         master_port=(leader.port + 1) if multinode and leader.port else None,
         simulator=simulator,
+        cpu_cores=[int(core) for core in (instance.cpu_cores or [])] if vendor is None else [],
     )
 
 

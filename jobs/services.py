@@ -15,6 +15,7 @@ from console.core.errors import Conflict
 from jobs import enqueue
 from jobs.choices import ACTIVE_STATES, INSTANCE_TRANSITIONS, DesiredState, InstanceState, JobState
 from jobs.engines.registry import ENGINES, get_engine
+from jobs.engines.spec import core_list
 from jobs.models import Allocation, Instance, InstanceStateChange, Job
 from jobs.placement import NoRoom, plan_replica
 from jobs.runtime import executor_for
@@ -98,7 +99,7 @@ def record_created(instance: Instance, member_plan) -> None:
         f" with {', '.join(f'{a.vendor}{a.index}' for a in member_plan.accelerators)}"
         if member_plan.accelerators
         else ""
-    )
+    ) + (f" on CPU cores {core_list(member_plan.cpu_cores)}" if getattr(member_plan, "cpu_cores", None) else "")
     InstanceStateChange.objects.create(instance=instance, from_state=S.SCHEDULED, to_state=S.SCHEDULED, reason=reason)
     audit.record("schedule", instance, detail={"job": instance.job_id, "node": member_plan.node.name, "reason": reason})
 
@@ -114,8 +115,11 @@ def allocate(instance: Instance, accelerators) -> bool:
 
 
 def release(instance: Instance) -> int:
-    """Free the accelerators of an instance (on stop, or when it moves to another node)."""
+    """Free the accelerators and CPU cores of an instance (on stop, or when it moves to another node)."""
     deleted, _ = Allocation.objects.filter(instance=instance).delete()
+    if instance.cpu_cores:
+        Instance.objects.filter(pk=instance.pk).update(cpu_cores=[])
+        instance.cpu_cores = []
     return deleted
 
 

@@ -281,6 +281,7 @@ class InstanceSerializer(serializers.ModelSerializer):
             "node",
             "node_name",
             "accelerators",
+            "cpu_cores",
             "port",
             "pid",
             "state",
