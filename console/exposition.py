@@ -23,6 +23,9 @@ Families (label sets in braces):
   ``boom_job_kv_cache_usage_ratio`` (``{job}``);
 * ``boom_instances{state}``, ``boom_instance_info{job,instance,replica,node,state}``,
   ``boom_instance_restarts_total{job,instance}``;
+* ``boom_model_copies{status}`` (every status, zeros included), ``boom_model_copy_info{model,version,node,status}``,
+  ``boom_model_copy_progress_ratio{model,version,node}`` and ``boom_model_copy_bytes{model,version,node}``
+  (bytes written so far);
 * ``boom_alerts{state,severity}`` (when the alerting app is installed).
 
 Access: a viewer's token (``Authorization: Token <key>``, which Prometheus sends with
@@ -48,6 +51,8 @@ from console.core.permissions import VIEWER, has_role
 from console.core.tokens import HashedTokenAuthentication
 from console.telemetry import series as telemetry
 from jobs.models import Instance, Job
+from models_registry.choices import CopyStatus
+from models_registry.models import ModelCopy
 from nodes.models import Accelerator, Node
 
 WINDOW_S = 120  # samples older than this are not "current" any more
@@ -69,6 +74,7 @@ class ConsoleCollector:
         yield from self._nodes()
         yield from self._accelerators()
         yield from self._jobs()
+        yield from self._copies()
         yield from self._alerts()
 
     def _nodes(self):
@@ -185,6 +191,26 @@ class ConsoleCollector:
         for state, count in sorted(counts.items()):
             by_state.add_metric([state], count)
         yield from (by_state, info, restarts)
+
+    def _copies(self):
+        by_status = _gauge("boom_model_copies", "Copies of model versions on nodes, by status.", ["status"])
+        info = _gauge("boom_model_copy_info", "A model version's copy on a node.",
+                      ["model", "version", "node", "status"])
+        progress = _gauge("boom_model_copy_progress_ratio", "Fraction of a copy's bytes written (1 when ready).",
+                          ["model", "version", "node"])
+        written = _gauge("boom_model_copy_bytes", "Bytes of a copy written on its node so far.",
+                         ["model", "version", "node"])
+        counts = dict.fromkeys(CopyStatus.values, 0)
+        rows = ModelCopy.objects.values_list("version__model__name", "version__version", "node__name", "status",
+                                             "progress", "bytes_done").order_by("pk")
+        for model, version, node, status, ratio, done in rows:
+            counts[status] = counts.get(status, 0) + 1
+            info.add_metric([model, version, node, status], 1)
+            progress.add_metric([model, version, node], 1.0 if status == CopyStatus.READY else (ratio or 0.0))
+            written.add_metric([model, version, node], done or 0)
+        for status, count in counts.items():
+            by_status.add_metric([status], count)
+        yield from (by_status, info, progress, written)
 
     def _alerts(self):
         try:

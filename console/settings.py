@@ -258,6 +258,13 @@ CONSOLE_VERIFY_STALE_S = env_int("CONSOLE_VERIFY_STALE_S", 900, minimum=10)
 CONSOLE_VERIFY_HASH_METHOD = env_str("CONSOLE_VERIFY_HASH_METHOD", "auto")
 if CONSOLE_VERIFY_HASH_METHOD not in ("auto", "python", "sha256sum"):
     raise EnvError(f"CONSOLE_VERIFY_HASH_METHOD must be auto, python or sha256sum, got {CONSOLE_VERIFY_HASH_METHOD!r}")
+# Copies of a version on other nodes (docs/models.md "Copies and transfers"): where a copy goes when the
+# request names no path (per node: model/version under it), how many files stream at once, and after how
+# long without a progress write a copy's worker counts as dead (an operator may then start it again).
+CONSOLE_MODEL_ROOT = env_str("CONSOLE_MODEL_ROOT", "~/.boom-console/models")
+CONSOLE_COPY_PARALLEL = env_int("CONSOLE_COPY_PARALLEL", 4, minimum=1, maximum=8)
+CONSOLE_COPY_STALE_S = env_int("CONSOLE_COPY_STALE_S", 120, minimum=5)
+CONSOLE_COPY_IDLE_TIMEOUT_S = env_int("CONSOLE_COPY_IDLE_TIMEOUT_S", 120, minimum=5)
 
 # Serving jobs.
 # Bound on each executor call to a node (start, status, tail; a stop gets its grace on top): a node that stops
@@ -431,6 +438,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
     "NotificationChannelKindEnum": "console.alerting.choices.ChannelKind",
     "NotificationStatusEnum": "console.alerting.choices.NotificationStatus",
     "NotificationKindEnum": "console.alerting.choices.NotificationKind",
+    "ModelCopyStatusEnum": "models_registry.choices.CopyStatus",
 })
 
 CONSOLE_LOG_LEVEL = env_str("CONSOLE_LOG_LEVEL", "INFO").upper()

@@ -17,6 +17,7 @@ from console.core.oidc import ConsoleOIDCCallbackView, ConsoleOIDCRequestView
 from console.dashboards import views as dashboard_views
 from console.telemetry.api import router as telemetry_router
 from jobs.api.urls import router as jobs_router
+from jobs.api.views import RecommendView
 from models_registry.api.urls import router as models_router
 from nodes.api.urls import router as nodes_router
 
@@ -47,6 +48,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("admin/", admin.site.urls),
+    path("api/v1/model-versions/<int:pk>/recommend/", RecommendView.as_view(), name="api-version-recommend"),
     path("api/v1/", include(router.urls)),
     # Both need a viewer (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]); the docs page sends a browser to the
     # login page first. The split view serves its script as a file (no inline script under the CSP).

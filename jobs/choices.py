@@ -22,6 +22,7 @@ class JobState(models.TextChoices):
 
 class InstanceState(models.TextChoices):
     SCHEDULED = "scheduled", _("scheduled")  # placed on a node with accelerators; not started
+    PREPARING = "preparing", _("preparing")  # placed; waiting for the model's files to be copied to its node
     STARTING = "starting", _("starting")  # process started; waiting for readiness
     RUNNING = "running", _("running")  # process alive and ready
     UNHEALTHY = "unhealthy", _("unhealthy")  # alive but failing health checks
@@ -33,7 +34,8 @@ class InstanceState(models.TextChoices):
 S = InstanceState
 # Allowed transitions (source -> targets). Every change goes through jobs.services.transition_instance.
 INSTANCE_TRANSITIONS: dict[str, set[str]] = {
-    S.SCHEDULED: {S.STARTING, S.RESTARTING, S.FAILED, S.STOPPED},
+    S.SCHEDULED: {S.PREPARING, S.STARTING, S.RESTARTING, S.FAILED, S.STOPPED},
+    S.PREPARING: {S.SCHEDULED, S.STARTING, S.RESTARTING, S.FAILED, S.STOPPED},
     S.STARTING: {S.RUNNING, S.UNHEALTHY, S.RESTARTING, S.FAILED, S.STOPPED},
     S.RUNNING: {S.UNHEALTHY, S.RESTARTING, S.FAILED, S.STOPPED},
     S.UNHEALTHY: {S.RUNNING, S.RESTARTING, S.FAILED, S.STOPPED},
@@ -41,7 +43,7 @@ INSTANCE_TRANSITIONS: dict[str, set[str]] = {
     S.FAILED: {S.SCHEDULED, S.RESTARTING, S.STOPPED},
     S.STOPPED: {S.SCHEDULED},
 }
-ACTIVE_STATES = {S.SCHEDULED, S.STARTING, S.RUNNING, S.UNHEALTHY, S.RESTARTING}
+ACTIVE_STATES = {S.SCHEDULED, S.PREPARING, S.STARTING, S.RUNNING, S.UNHEALTHY, S.RESTARTING}
 PROCESS_STATES = {S.STARTING, S.RUNNING, S.UNHEALTHY}  # a process should exist on the node
 
 

@@ -111,6 +111,8 @@ class Instance(models.Model):
     # The node's own run counter of this instance key (the launcher's), saved with the pid of each start:
     # a check that finds the node still at this run knows the start after it never happened.
     node_run = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    # CPU serving: the node's CPU ids this instance is bound to (disjoint from the node's other live ones).
+    cpu_cores = models.JSONField(default=list, blank=True, editable=False)
     restart_count = models.PositiveIntegerField(default=0)
     last_exit_reason = models.TextField(blank=True)
     previous_log = models.TextField(blank=True)

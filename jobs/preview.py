@@ -12,7 +12,14 @@ from django.utils.translation import gettext, ngettext
 
 from jobs.engines.registry import get_engine
 from jobs.models import Instance, Job
-from jobs.placement import NoRoom, format_bytes, memory_per_accelerator, plan_replica
+from jobs.placement import (
+    NoRoom,
+    cpu_memory_per_replica,
+    format_bytes,
+    memory_per_accelerator,
+    plan_replica,
+    reserve,
+)
 from nodes.models import Accelerator, AcceleratorSample
 
 #: Utilisation at or above which the preview says a chosen accelerator is busy (the probe rounds).
@@ -33,16 +40,16 @@ def preview_placement(data: dict) -> dict:
     fields = {f.name for f in Job._meta.concrete_fields} - {"desired_state", "id"}
     job = Job(**{k: v for k, v in data.items() if k in fields})
     engine = get_engine(job.engine)
-    plans, reserved = [], set()
+    plans, reserved, reserved_cores, reserved_memory = [], set(), {}, {}
     reason = None
     for _replica in range(job.replicas):
         try:
-            plan = plan_replica(job, engine, reserved=reserved)
+            plan = plan_replica(job, engine, reserved=reserved, reserved_cores=reserved_cores,
+                                reserved_memory=reserved_memory)
         except NoRoom as exc:
             reason = str(exc)
             break
-        for member in plan:
-            reserved.update(a.pk for a in member.accelerators)
+        reserve(plan, reserved, reserved_cores, reserved_memory)
         plans.append(plan)
     details = _accelerator_details(reserved)
     warnings = []
@@ -54,16 +61,22 @@ def preview_placement(data: dict) -> dict:
             for item in accelerators:
                 if item["saturated"]:
                     warnings.append(_saturated_warning(m.node.name, item))
-            members.append({"node": m.node.pk, "node_name": m.node.name, "accelerators": accelerators})
+            members.append({"node": m.node.pk, "node_name": m.node.name, "accelerators": accelerators,
+                            "cpu_cores": list(m.cpu_cores)})
         replicas.append(members)
-    need = memory_per_accelerator(job)
+    # CPU serving (vLLM with 0 accelerators): the node memory a replica needs, not accelerator memory.
+    cpu_serving = job.accelerators_per_replica == 0 and getattr(engine, "cpu_serving", False)
+    need = None if cpu_serving else memory_per_accelerator(job)
+    per_replica = cpu_memory_per_replica(job) if cpu_serving else None
     summary = ngettext("%(placeable)d of %(replicas)d replica can be placed now.",
                        "%(placeable)d of %(replicas)d replicas can be placed now.",
                        job.replicas) % {"placeable": len(replicas), "replicas": job.replicas}
     return {"placeable_replicas": len(replicas), "replicas": replicas, "reason": reason,
             "placeable": reason is None, "summary": summary, "warnings": warnings,
             "memory_per_accelerator_bytes": need,
-            "memory_per_accelerator": format_bytes(need) if need else None}
+            "memory_per_accelerator": format_bytes(need) if need else None, "cpu_serving": cpu_serving,
+            "memory_per_replica_bytes": per_replica,
+            "memory_per_replica": format_bytes(per_replica) if per_replica else None}
 
 
 def _accelerator_details(ids: set[int]) -> dict[int, dict]:

@@ -22,12 +22,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from console.core import audit, broadcast, locks
-from jobs import services
+from jobs import services, weights
 from jobs.choices import ACTIVE_STATES, PROCESS_STATES, DesiredState, InstanceState
 from jobs.engines.registry import get_engine
 from jobs.executors.base import AlreadyRunning, ExecutorError, ProcessSpec
 from jobs.models import Allocation, Instance, Job
-from jobs.placement import NoRoom, plan_replica
+from jobs.placement import NoRoom, plan_replica, reserve
 from jobs.runtime import check_ready, executor_for, launch_spec
 from nodes.choices import NodeStatus
 from nodes.models import Node
@@ -109,21 +109,23 @@ def _plan(job: Job, engine) -> tuple[list[tuple[Instance, str]], str | None]:
             if instance.replica >= wanted and instance.state in ACTIVE_STATES:
                 to_stop.append((instance, extra_reason))
         reserved: set[int] = set()
+        reserved_cores: dict[int, set[int]] = {}
+        reserved_memory: dict[int, int] = {}
         for replica in range(wanted):
             members = by_replica.get(replica, [])
             live = [m for m in members if m.state in ACTIVE_STATES and m.node_id is not None]
             if len(live) == job.nodes_per_replica:
                 continue
             try:
-                plan = plan_replica(job, engine, reserved=reserved)
+                plan = plan_replica(job, engine, reserved=reserved, reserved_cores=reserved_cores,
+                                    reserved_memory=reserved_memory)
             except NoRoom as exc:
                 pending_reason = str(exc)
                 continue
             if not _place(job, replica, members, plan):
                 pending_reason = "placement raced with another; retrying"
                 continue
-            for member_plan in plan:
-                reserved.update(a.pk for a in member_plan.accelerators)
+            reserve(plan, reserved, reserved_cores, reserved_memory)
         if job.desired_state == DesiredState.RUNNING:
             reason = f"rolling restart to generation {job.generation}"
             to_stop += [(victim, reason) for victim in _rolling_restart_victims(job, by_replica, wanted)]
@@ -145,6 +147,7 @@ def _place(job: Job, replica: int, members: list[Instance], plan) -> bool:
                 port=port,
                 state=S.SCHEDULED,
                 generation=job.generation,
+                cpu_cores=member_plan.cpu_cores,
             )
             services.record_created(instance, member_plan)
         else:
@@ -160,6 +163,7 @@ def _place(job: Job, replica: int, members: list[Instance], plan) -> bool:
                 generation=job.generation,
                 pid=None,
                 next_attempt_at=None,
+                cpu_cores=member_plan.cpu_cores,
             ):
                 return False
         if not services.allocate(instance, member_plan.accelerators):
@@ -214,7 +218,11 @@ def _act(job, engine, instance: Instance, members: list[Instance]) -> None:
     if instance.node.status == NodeStatus.UNREACHABLE:
         return  # within the grace: wait (see _move_off_lost_nodes)
     try:
-        if instance.state == S.SCHEDULED:
+        if instance.state in (S.SCHEDULED, S.PREPARING):
+            if not _weights_ready(job, instance):
+                return
+            if instance.member == 0 and any(m.state == S.PREPARING for m in members if m.pk != instance.pk):
+                return  # a replica spanning nodes starts once every member's node has the files
             if instance.member == 0 or _leader_started(members):
                 _start(job, engine, instance, members)
         elif instance.state == S.RESTARTING:
@@ -229,8 +237,24 @@ def _act(job, engine, instance: Instance, members: list[Instance]) -> None:
         _node_not_answering(instance, str(exc))
     except (ExecutorError, OSError) as exc:
         instance.refresh_from_db()
-        if instance.state in PROCESS_STATES or instance.state == S.SCHEDULED:
+        if instance.state in PROCESS_STATES or instance.state in (S.SCHEDULED, S.PREPARING):
             _failed(instance, f"the executor failed: {exc}", "")
+
+
+def _weights_ready(job, instance: Instance) -> bool:
+    """True when the instance's node has the model's files (jobs.weights). Otherwise the instance is
+    ``preparing`` while its copy runs (its detail shows the progress), or ``failed`` with the copy's
+    reason: placement then avoids that node for this job, so a failed copy is not retried in a loop."""
+    outcome = weights.prepare(job, instance.node)
+    if outcome.outcome == "ready":
+        return True
+    if outcome.outcome == "wait":
+        services.transition_instance(instance, S.PREPARING, outcome.reason)
+        return False
+    services.release(instance)
+    services.transition_instance(instance, S.FAILED, outcome.reason, last_exit_reason=outcome.reason[:2000],
+                                 pid=None)
+    return False
 
 
 def _leader_started(members) -> bool:

@@ -6,6 +6,7 @@ from urllib.parse import urlparse
 import httpx
 from django.conf import settings
 
+from jobs import weights
 from jobs.engines.base import LaunchSpec
 from jobs.engines.registry import get_engine
 from jobs.executors import Executor
@@ -17,15 +18,20 @@ def executor_for(node):
     return Executor(transport_for(node), timeout_s=float(settings.CONSOLE_EXECUTOR_TIMEOUT_S))
 
 
-def model_path(version) -> str:
-    """The path an engine loads: the version's directory (or file) on the node, or the hub id."""
+def model_path(version, node=None) -> str:
+    """The path an engine loads: the directory (or file) of the version's ready copy on ``node`` when
+    there is one (jobs.weights), else the version's own directory, or the hub id. For a GGUF version
+    whose path is a directory: its GGUF file in it (the first shard of a split one)."""
     uri = version.source_uri
     parsed = urlparse(uri)
     if parsed.scheme in ("hf", "modelscope"):
         return (parsed.netloc + parsed.path).split("@")[0]
-    if parsed.scheme == "file":
-        return parsed.path
-    return uri
+    path = weights.path_on(version, node) or (parsed.path if parsed.scheme == "file" else uri)
+    if version.format == "gguf" and not path.lower().endswith(".gguf") and version.pk:
+        ggufs = sorted(version.files.filter(path__iendswith=".gguf").values_list("path", flat=True))
+        if ggufs:
+            path = f"{path.rstrip('/')}/{ggufs[0]}"
+    return path
 
 
 def reach_host(node) -> str:
@@ -50,7 +56,7 @@ def launch_spec(instance, accelerators, members=None, workdir: str | None = None
     simulator = {k: v for k, v in (job.options or {}).items() if k in engine_options}
     multinode = job.nodes_per_replica > 1
     return LaunchSpec(
-        model_path=model_path(job.model_version),
+        model_path=model_path(job.model_version, node),
         served_name=job.options.get("served_name") or job.name,
         # Members of a replica spanning nodes bind the node's own address (HCCL/MindIE need a concrete one).
         host=transport.connect_host if multinode else transport.bind_host,
@@ -73,6 +79,7 @@ def launch_spec(instance, accelerators, members=None, workdir: str | None = None
         master_addr=reach_host(leader.node) if multinode and leader.node else None,
         master_port=(leader.port + 1) if multinode and leader.port else None,
         simulator=simulator,
+        cpu_cores=[int(core) for core in (instance.cpu_cores or [])] if vendor is None else [],
     )
 
 

@@ -15,6 +15,7 @@ from console.core.errors import Conflict
 from jobs import enqueue
 from jobs.choices import ACTIVE_STATES, INSTANCE_TRANSITIONS, DesiredState, InstanceState, JobState
 from jobs.engines.registry import ENGINES, get_engine
+from jobs.engines.spec import core_list
 from jobs.models import Allocation, Instance, InstanceStateChange, Job
 from jobs.placement import NoRoom, plan_replica
 from jobs.runtime import executor_for
@@ -43,7 +44,7 @@ def derive_job_state(job: Job, instances: list[Instance]) -> tuple[str, str]:
     """A job's state from its instances: (state, detail)."""
     active = [i for i in instances if i.state in ACTIVE_STATES]
     if job.desired_state == DesiredState.STOPPED:
-        running = [i for i in active if i.state != S.SCHEDULED]
+        running = [i for i in active if i.state not in (S.SCHEDULED, S.PREPARING)]
         return JobState.STOPPED, (f"stopping {len(running)} instance(s)" if running else "")
     replicas: dict[int, list[Instance]] = {}
     for instance in active:
@@ -76,7 +77,7 @@ def refresh_job_state(job: Job, pending_reason: str | None = None) -> Job:
     state, detail = derive_job_state(job, instances)
     if pending_reason and state in (JobState.PENDING, JobState.STARTING, JobState.DEGRADED):
         detail = pending_reason
-        if state == JobState.STARTING and not any(i.state != S.SCHEDULED for i in instances):
+        if state == JobState.STARTING and not any(i.state not in (S.SCHEDULED, S.PREPARING) for i in instances):
             state = JobState.PENDING
     if (state, detail) != (job.state, job.state_detail):
         old = job.state
@@ -98,7 +99,7 @@ def record_created(instance: Instance, member_plan) -> None:
         f" with {', '.join(f'{a.vendor}{a.index}' for a in member_plan.accelerators)}"
         if member_plan.accelerators
         else ""
-    )
+    ) + (f" on CPU cores {core_list(member_plan.cpu_cores)}" if getattr(member_plan, "cpu_cores", None) else "")
     InstanceStateChange.objects.create(instance=instance, from_state=S.SCHEDULED, to_state=S.SCHEDULED, reason=reason)
     audit.record("schedule", instance, detail={"job": instance.job_id, "node": member_plan.node.name, "reason": reason})
 
@@ -114,8 +115,11 @@ def allocate(instance: Instance, accelerators) -> bool:
 
 
 def release(instance: Instance) -> int:
-    """Free the accelerators of an instance (on stop, or when it moves to another node)."""
+    """Free the accelerators and CPU cores of an instance (on stop, or when it moves to another node)."""
     deleted, _ = Allocation.objects.filter(instance=instance).delete()
+    if instance.cpu_cores:
+        Instance.objects.filter(pk=instance.pk).update(cpu_cores=[])
+        instance.cpu_cores = []
     return deleted
 
 

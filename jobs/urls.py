@@ -5,6 +5,7 @@ from jobs import views
 urlpatterns = [
     path("", views.job_list, name="job-list"),
     path("add/", views.job_create, name="job-add"),
+    path("deploy/<int:version_pk>/", views.job_deploy, name="job-deploy"),
     path("benchmarks/", include("jobs.benchmarks.urls")),
     path("gateway/", include("jobs.gateway.urls")),
     path("instances/<int:pk>/log/", views.instance_log, name="instance-log"),

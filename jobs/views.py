@@ -2,6 +2,8 @@
 day-2 actions: edit, scale, stop and delete (confirmed, with a reason), an instance's log and its
 previous run's. Thin: validation is the API serializer's, work is jobs.services'."""
 
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -25,6 +27,8 @@ from jobs.forms import JobEditForm, JobForm, ScaleForm
 from jobs.gateway.views import job_snippet
 from jobs.models import Instance, Job
 from jobs.preview import preview_placement
+from jobs.recommend import recommend
+from models_registry.models import ModelVersion
 
 #: Lines of an instance's log shown on its log page (the API's ``tail`` bounds: 1..5000).
 LOG_LINES, LOG_LINES_MAX = 300, 5000
@@ -66,10 +70,10 @@ def job_detail(request, pk):
 def job_create(request):
     if not has_role(request.user, ADMIN):
         raise PermissionDenied
-    # The first-run guide links here with the simulator chosen; other fields keep their defaults.
-    initial = {key: request.GET[key] for key in ("engine", "model_version", "accelerators_per_replica")
-               if request.GET.get(key)}
-    form = JobForm(request.POST or None, initial=initial)
+    # The first-run guide (the simulator chosen) and the Deploy button of a version page (job_deploy, from
+    # the recommendation) fill the form; other fields keep their defaults.
+    initial = {key: request.GET[key] for key in PREFILLED if request.GET.get(key)}
+    form = JobForm(request.POST or None, initial=initial or None)
     unplaceable = None
     if request.method == "POST" and form.is_valid():
         serializer = JobSerializer(data=form.api_payload(), context={"request": request})
@@ -91,6 +95,32 @@ def job_create(request):
 def _copy_errors(form, errors) -> None:
     for field, problems in errors.items():
         form.add_error(field if field in form.fields else None, problems)
+
+
+#: Job form fields the Deploy button may fill (query parameters of the job form).
+PREFILLED = ("name", "model_version", "engine", "replicas", "accelerators_per_replica", "nodes_per_replica")
+
+
+@login_required
+def job_deploy(request, version_pk):
+    """Deploy a model version: the recommendation (jobs.recommend) fills the job form; its reasons, when
+    it does not fit now, are shown above it. The form's placement preview shows where it would go."""
+    if not has_role(request.user, ADMIN):
+        raise PermissionDenied
+    version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=version_pk)
+    advice = recommend(version)
+    if advice["fits"]:
+        where = "; ".join(", ".join(m["name"] for m in r["members"]) for r in advice["placement"])
+        text = _("Recommended: %(engine)s, %(acc)s accelerator(s) on %(nodes)s node(s) per replica, on %(where)s.")
+        messages.info(request, text % {"engine": advice["engine"], "acc": advice["accelerators_per_replica"],
+                                       "nodes": advice["nodes_per_replica"], "where": where})
+        if advice["copies_needed"]:
+            messages.info(request, _("The model's files will be copied to %(nodes)s first.")
+                          % {"nodes": ", ".join(advice["copies_needed"])})
+    for reason in advice["reasons"]:
+        messages.warning(request, _("It does not fit now: %(reason)s") % {"reason": reason})
+    query = urlencode({k: v for k, v in advice["job"].items() if v is not None})
+    return redirect(f"{reverse('job-add')}?{query}")
 
 
 @login_required

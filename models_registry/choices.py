@@ -22,6 +22,28 @@ VERSION_TRANSITIONS: dict[str, set[str]] = {
 }
 
 
+class CopyStatus(models.TextChoices):
+    PENDING = "pending", _("pending")        # asked for; files not (all) there yet, or not checked
+    COPYING = "copying", _("copying")        # a transfer streams files from a ready copy to this node
+    VERIFYING = "verifying", _("verifying")  # the files on this node are being hashed against the manifest
+    READY = "ready", _("ready")              # every manifest file is there with its verified digest
+    FAILED = "failed", _("failed")           # transfer or verification failed (or was cancelled): detail says why
+    REMOVING = "removing", _("removing")     # its files are being deleted; the row goes when they are gone
+
+
+# Allowed transitions (source -> targets). Every change goes through models_registry.services.copies.transition_copy.
+COPY_TRANSITIONS: dict[str, set[str]] = {
+    CopyStatus.PENDING: {CopyStatus.COPYING, CopyStatus.VERIFYING, CopyStatus.FAILED, CopyStatus.REMOVING},
+    CopyStatus.COPYING: {CopyStatus.VERIFYING, CopyStatus.PENDING, CopyStatus.FAILED, CopyStatus.REMOVING},
+    CopyStatus.VERIFYING: {CopyStatus.READY, CopyStatus.FAILED, CopyStatus.PENDING, CopyStatus.REMOVING},
+    CopyStatus.READY: {CopyStatus.VERIFYING, CopyStatus.PENDING, CopyStatus.FAILED, CopyStatus.REMOVING},
+    CopyStatus.FAILED: {CopyStatus.PENDING, CopyStatus.VERIFYING, CopyStatus.READY, CopyStatus.REMOVING},
+    CopyStatus.REMOVING: {CopyStatus.FAILED},
+}
+#: A copy in one of these states has a worker on it (its ``updated_at`` is its heartbeat).
+COPY_BUSY = {CopyStatus.COPYING, CopyStatus.VERIFYING, CopyStatus.REMOVING}
+
+
 class WeightFormat(models.TextChoices):
     SAFETENSORS = "safetensors", "safetensors"
     GGUF = "gguf", "GGUF"

@@ -11,3 +11,18 @@ def import_version(version_id: int) -> None:
 def verify_version(version_id: int) -> None:
     """Hash a version's files on its node, after the current transaction commits."""
     after_commit("models_registry.tasks.verify_version", version_id)
+
+
+def copy_version(copy_id: int) -> None:
+    """Stream a pending copy's files from a ready copy, after the current transaction commits."""
+    after_commit("models_registry.tasks.copy_version", copy_id)
+
+
+def verify_copy(copy_id: int) -> None:
+    """Hash a copy's files on its node, after the current transaction commits."""
+    after_commit("models_registry.tasks.verify_copy", copy_id)
+
+
+def remove_copy(copy_id: int) -> None:
+    """Delete a copy's files on its node, after the current transaction commits."""
+    after_commit("models_registry.tasks.remove_copy", copy_id)

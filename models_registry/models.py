@@ -7,7 +7,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from console.core.models import TransitionRecord
-from models_registry.choices import Modality, ParentRelation, VersionStatus, WeightFormat
+from models_registry.choices import CopyStatus, Modality, ParentRelation, VersionStatus, WeightFormat
 from models_registry.quantization import QUANTIZATIONS, normalize
 
 
@@ -125,6 +125,54 @@ class VersionStatusChange(TransitionRecord):
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="status_history")
     from_status = models.CharField(max_length=16, choices=VersionStatus.choices)
     to_status = models.CharField(max_length=16, choices=VersionStatus.choices)
+
+
+class ModelCopy(models.Model):
+    """The files of a version on one node: where they lie and whether they are all there, verified.
+
+    The node a version was imported from holds its first copy (``origin``). Other copies are made by a
+    transfer from a node with a ready copy (models_registry.services.copies); ``status`` changes only
+    through ``transition_copy``. ``updated_at`` is the heartbeat of the worker that copies or hashes.
+    """
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="copies")
+    node = models.ForeignKey("nodes.Node", on_delete=models.CASCADE, related_name="model_copies")
+    path = models.CharField(_("path"), max_length=1024, help_text=_("The directory on the node."))
+    origin = models.BooleanField(default=False, editable=False,
+                                 help_text=_("The directory the version was imported from."))
+    status = models.CharField(_("status"), max_length=16, choices=CopyStatus.choices, default=CopyStatus.PENDING,
+                              editable=False)
+    status_detail = models.TextField(blank=True, editable=False)
+    source = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                               editable=False, help_text=_("The copy the last transfer read from."))
+    progress = models.FloatField(null=True, blank=True, editable=False)
+    bytes_done = models.BigIntegerField(default=0, editable=False)
+    size_bytes = models.BigIntegerField(null=True, blank=True, editable=False)
+    bandwidth_limit = models.BigIntegerField(_("bandwidth limit (bytes/s)"), null=True, blank=True,
+                                             help_text=_("Empty: as fast as the connections go."))
+    files_skipped = models.PositiveIntegerField(default=0, editable=False,
+                                                help_text=_("Files the last transfer found in place and kept."))
+    files_copied = models.PositiveIntegerField(default=0, editable=False)
+    verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["version_id", "-origin", "node__name"]
+        constraints = [models.UniqueConstraint(fields=["version", "node"], name="copy_unique_per_node")]
+        verbose_name = _("model copy")
+
+    def __str__(self):
+        return f"{self.version_id}@{self.node_id}:{self.path}"
+
+
+class CopyStatusChange(TransitionRecord):
+    """Append-only history of a copy's status."""
+
+    subject = "copy"
+    copy = models.ForeignKey(ModelCopy, on_delete=models.CASCADE, related_name="status_history")
+    from_status = models.CharField(max_length=16, choices=CopyStatus.choices)
+    to_status = models.CharField(max_length=16, choices=CopyStatus.choices)
 
 
 class Evaluation(models.Model):

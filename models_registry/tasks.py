@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from models_registry import services
+from models_registry.services import copies, transfer
 
 #: An unreachable node is retried this many times (after 15, 30, 60 s) before the import fails.
 IMPORT_RETRIES = 3
@@ -30,3 +31,24 @@ def verify_version(version_id: int) -> None:
     operator may verify it again after CONSOLE_VERIFY_STALE_S (services.request_verify).
     """
     services.verify_version(version_id)
+
+
+@shared_task(acks_late=False, ignore_result=True)
+def copy_version(copy_id: int) -> None:
+    """Stream a pending copy's files from a node with a ready copy, then verify them (idempotent: only
+    while the copy is ``pending``). Not acks_late, like verify_version: a copy of hundreds of gigabytes
+    outlasts the broker's visibility timeout. A worker that dies leaves the copy ``copying`` without
+    progress; after CONSOLE_COPY_STALE_S a new request starts it again, keeping the files already there."""
+    transfer.run_copy(copy_id)
+
+
+@shared_task(acks_late=False, ignore_result=True)
+def verify_copy(copy_id: int) -> None:
+    """Hash a copy's files on its node against the verified manifest (idempotent: only while verifying)."""
+    transfer.verify_copy(copy_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def remove_copy(copy_id: int) -> None:
+    """Delete a removing copy's files on its node, then the copy (idempotent: only while removing)."""
+    copies.remove_copy(copy_id)

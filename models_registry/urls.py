@@ -16,4 +16,6 @@ urlpatterns = [
     path("versions/<int:pk>/edit/", views.version_edit, name="model-version-edit"),
     path("versions/<int:pk>/evaluations/", views.version_evaluations, name="model-version-evaluations"),
     path("versions/<int:pk>/delete/", views.version_delete, name="model-version-delete"),
+    path("versions/<int:pk>/copies/", views.copy_add, name="model-copy-add"),
+    path("versions/<int:pk>/copies/<int:copy_id>/<str:action>/", views.copy_action, name="model-copy-action"),
 ]

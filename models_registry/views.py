@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Prefetch
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -25,7 +26,7 @@ from models_registry.api.serializers import (
     ModelVersionSerializer,
     known_quantizations,
 )
-from models_registry.choices import VersionStatus
+from models_registry.choices import CopyStatus, VersionStatus
 from models_registry.forms import (
     EvaluationFormSet,
     ImportForm,
@@ -34,7 +35,7 @@ from models_registry.forms import (
     VersionCreateForm,
     VersionEditForm,
 )
-from models_registry.models import Alias, Model, ModelVersion
+from models_registry.models import Alias, Model, ModelCopy, ModelVersion
 from nodes.models import Node
 
 #: Files listed on a version page; the API's files/ pages through all of them.
@@ -162,10 +163,58 @@ def version_detail(request, pk):
                                            "source_uri": services.directory_of(version) or ""}),
         "promote_form": PromoteForm(),
         # The page follows the version on its topic: transitions and an import's files re-read the live
-        # regions, a verification's progress moves the bar (static/js/model_version.js).
+        # regions, a verification's progress moves the bar (static/js/model_version.js), a copy's moves its own.
         "working": version.status == VersionStatus.VERIFYING or version.import_pending,
         "live": stream_config([services.version_topic(version.pk)]),
+        **_copies_context(version),
     })
+
+
+def _copies_context(version) -> dict:
+    copies = list(version.copies.select_related("node").order_by("-origin", "node__name"))
+    taken = {c.node_id for c in copies}
+    return {
+        "copies": copies,
+        "copy_nodes": [n for n in Node.objects.order_by("name") if n.pk not in taken],
+        "copies_i18n": {"statuses": {code: str(label) for code, label in CopyStatus.choices}},
+    }
+
+
+@login_required
+@require_POST
+def copy_add(request, pk):
+    """Ask for a copy of the version on a node (or resume a failed one): the API's rules and messages."""
+    _require(request, OPERATOR)
+
+    def work(version):
+        node = Node.objects.filter(pk=request.POST.get("node") or 0).first()
+        if node is None:
+            raise services.InvalidInput({"node": [_("Choose a node.")]})
+        path = (request.POST.get("path") or "").strip()
+        services.copies.request_copy(version, node, path=services.copies.check_path(path) if path else None,
+                                     request=request)
+        messages.info(request, _("Copying %(name)s to node %(node)s.") % {"name": version, "node": node.name})
+
+    _run(request, pk, work)
+    return redirect(reverse("model-version-detail", kwargs={"pk": pk}) + "#copies-title")
+
+
+@login_required
+@require_POST
+def copy_action(request, pk, copy_id, action):
+    """Cancel, verify again or remove one copy."""
+    _require(request, OPERATOR)
+    actions = {"cancel": services.copies.cancel_copy, "verify": services.copies.request_verify_copy,
+               "remove": services.copies.request_remove}
+    if action not in actions:
+        raise Http404
+    copy = get_object_or_404(ModelCopy.objects.select_related("node", "version__model"), pk=copy_id, version_id=pk)
+    with conflict_message(request):
+        actions[action](copy, request=request)
+        if action == "verify":
+            audit.record("verify_copy", copy.version, request=request, detail={"node": copy.node.name,
+                                                                               "path": copy.path})
+    return redirect(reverse("model-version-detail", kwargs={"pk": pk}) + "#copies-title")
 
 
 def _run(request, pk, work) -> None:

@@ -46,6 +46,13 @@ BUILTIN_RULES: list[dict] = [
         "summary_template": "{{ labels.mount }} on {{ labels.node_name }} is {{ value }} % full",
         "description_template": "{{ detail }}",
     },
+    {
+        "kind": RuleKind.MODEL_COPY_FAILED, "name": "Model copy failed", "severity": Severity.WARNING,
+        "for_seconds": 0, "comparator": Comparator.GT, "threshold": 0,
+        "summary_template": "The copy of {{ labels.model_name }}:{{ labels.version_name }} on "
+                            "{{ labels.node_name }} failed",
+        "description_template": "{{ detail }}",
+    },
 ]
 
 

@@ -53,6 +53,7 @@ class RuleKind(models.TextChoices):
     JOB_DEGRADED = "job_degraded", _("job degraded or failed")
     PROBE_FAILING = "probe_failing", _("probe failing")
     DISK_NEARLY_FULL = "disk_nearly_full", _("disk nearly full")
+    MODEL_COPY_FAILED = "model_copy_failed", _("model copy failed")
 
 
 SERIES_KINDS = (RuleKind.THRESHOLD, RuleKind.RELATIVE)  # the kinds a user creates

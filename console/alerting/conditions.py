@@ -23,6 +23,8 @@ from console.alerting.choices import Comparator, RuleKind, Severity
 from console.alerting.labels import COMMON_LABELS, SCOPE_LABELS
 from console.telemetry import series as telemetry
 from jobs.models import Instance, InstanceStateChange, Job
+from models_registry.choices import CopyStatus
+from models_registry.models import ModelCopy
 from nodes.models import Accelerator, Node
 
 COMPARE: dict[str, Callable[[float, float], bool]] = {
@@ -39,6 +41,7 @@ BUILTIN_LABELS: dict[str, tuple[str, ...]] = {
     RuleKind.JOB_DEGRADED: ("job", "job_name", "state"),
     RuleKind.PROBE_FAILING: ("node", "node_name"),
     RuleKind.DISK_NEARLY_FULL: ("node", "node_name", "mount"),
+    RuleKind.MODEL_COPY_FAILED: ("version", "model_name", "version_name", "node", "node_name"),
 }
 BUILTIN_UNITS = {RuleKind.NODE_UNREACHABLE: "s", RuleKind.INSTANCE_CRASH_LOOP: "restarts",
                  RuleKind.DISK_NEARLY_FULL: "%", RuleKind.PROBE_FAILING: "errors"}
@@ -358,6 +361,20 @@ def check_disk_nearly_full(rule, ctx: Context) -> list[Candidate]:
     return out
 
 
+def check_model_copy_failed(rule, ctx: Context) -> list[Candidate]:
+    """Copies of model versions that failed (transfer, verification or removal); the detail says why.
+    A cancelled copy is failed too: the alert resolves when the copy is asked for again or removed."""
+    rows = ModelCopy.objects.filter(status=CopyStatus.FAILED).values(
+        "version_id", "version__model__name", "version__version", "node_id", "node__name", "status_detail")
+    out = []
+    for row in rows:
+        labels = {"version": str(row["version_id"]), "model_name": row["version__model__name"],
+                  "version_name": row["version__version"], "node": str(row["node_id"]), "node_name": row["node__name"]}
+        entity = f"{row['version__model__name']}:{row['version__version']}@{row['node__name']}"
+        out.append(Candidate(labels, 1.0, entity, detail=(row["status_detail"] or "")[:500]))
+    return out
+
+
 CHECKS: dict[str, Callable[[Any, Context], list[Candidate]]] = {
     RuleKind.THRESHOLD: check_threshold,
     RuleKind.RELATIVE: check_relative,
@@ -367,5 +384,6 @@ CHECKS: dict[str, Callable[[Any, Context], list[Candidate]]] = {
     RuleKind.JOB_DEGRADED: check_job_degraded,
     RuleKind.PROBE_FAILING: check_probe_failing,
     RuleKind.DISK_NEARLY_FULL: check_disk_nearly_full,
+    RuleKind.MODEL_COPY_FAILED: check_model_copy_failed,
 }
 """One check per rule kind. Adding a kind: a function here, its labels in BUILTIN_LABELS, a choice."""

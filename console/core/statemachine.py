@@ -48,7 +48,10 @@ HISTORY_REASON_MAX = 2000
 EVENT_REASON_MAX = 500
 
 #: Fields a same-status write may change without a page showing anything new (no live-stream notice).
-QUIET_FIELDS = frozenset({"updated_at", "last_check_at", "heartbeat_at", "next_probe_at"})
+# Bookkeeping that changes at every pass (a probe's time and duration, a heartbeat): written, but no news for
+# the pages by itself (at 1000 nodes a notice per probe would be a stream write per probe).
+QUIET_FIELDS = frozenset({"updated_at", "last_check_at", "heartbeat_at", "next_probe_at", "last_probe_at",
+                          "last_probe_duration_ms", "last_seen"})
 
 Table = Mapping[str, set[str] | frozenset[str]]
 

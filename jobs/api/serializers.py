@@ -18,7 +18,7 @@ from nodes import validators
 # Options every engine understands: name -> (type, smallest value). An engine's own options are its
 # ``job_options`` (the simulator's ttft_ms, ...), checked by the engine.
 GENERIC_OPTIONS = {"python": (str, None), "served_name": (str, None), "start_timeout_s": (float, 1),
-                   "stop_grace_s": (float, 0)}
+                   "stop_grace_s": (float, 0), "copy_weights": (bool, None)}
 # Where an engine's message about a launch-spec field is shown: the job field the user sets.
 #: What viewers read instead of a plain env value (operators and admins see the values).
 MASK = "******"
@@ -205,7 +205,10 @@ class JobSerializer(serializers.ModelSerializer):
             if key not in GENERIC_OPTIONS:
                 continue  # the engine's own options are the engine's to check, in validate()
             kind, low = GENERIC_OPTIONS[key]
-            if kind is str:
+            if kind is bool:
+                if not isinstance(item, bool):
+                    problems.append(f"{key} must be true or false.")
+            elif kind is str:
                 if not isinstance(item, str) or not item or "\x00" in item:
                     problems.append(f"{key} must be a non-empty string.")
             elif isinstance(item, bool) or not isinstance(item, int | float):
@@ -278,6 +281,7 @@ class InstanceSerializer(serializers.ModelSerializer):
             "node",
             "node_name",
             "accelerators",
+            "cpu_cores",
             "port",
             "pid",
             "state",

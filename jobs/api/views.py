@@ -1,10 +1,13 @@
 """Jobs API views: thin; the work is in jobs.services and jobs.reconciler."""
 
 import django_filters
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from console.core.api import (
     ERRORS,
@@ -14,10 +17,13 @@ from console.core.api import (
     body_reason,
     query_reason,
 )
+from console.core.permissions import RolePermission
 from jobs import services
 from jobs.api.serializers import InstanceSerializer, JobSerializer, ScaleSerializer
 from jobs.models import Instance, Job
 from jobs.preview import preview_placement
+from jobs.recommend import recommend
+from models_registry.models import ModelVersion
 
 
 class JobFilter(django_filters.FilterSet):
@@ -119,3 +125,28 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             return Response({"tail": ["An integer."]}, status=status.HTTP_400_BAD_REQUEST)
         previous = request.query_params.get("previous") in ("1", "true", "yes")
         return Response(services.instance_logs(instance, lines, previous))
+
+
+class RecommendSerializer(serializers.Serializer):
+    """``POST model-versions/{id}/recommend/``: ``vendor`` (``nvidia``, ``huawei`` or ``cpu``; default: the
+    vendor with the most free accelerators that can serve the format), ``replicas`` (default 1)."""
+
+    vendor = serializers.ChoiceField(choices=["nvidia", "huawei", "cpu"], required=False)
+    replicas = serializers.IntegerField(required=False, min_value=1, max_value=64, default=1)
+
+
+class RecommendView(APIView):
+    """How to deploy a model version here, and whether it fits now (jobs.recommend). Operators; nothing is
+    created: ``job`` is the body of a ``POST jobs/`` that deploys it."""
+
+    permission_classes = [RolePermission]
+    operator_actions = ("recommend",)
+    action = "recommend"
+
+    @extend_schema(request=RecommendSerializer, responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    def post(self, request, pk: int):
+        version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
+        body = RecommendSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return Response(recommend(version, vendor=body.validated_data.get("vendor"),
+                                  replicas=body.validated_data["replicas"]))

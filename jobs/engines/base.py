@@ -102,6 +102,10 @@ class Engine(EngineChecks, ABC):
     #: Whether the engine loads the model version's weights. When not (the simulator), the version's
     #: status, quantization and memory estimate do not matter: any version will do.
     loads_weights: ClassVar[bool] = True
+    #: Whether a placement without accelerators is CPU serving: it takes ``options["cpu_cores"]`` cores
+    #: of the node (disjoint from the other CPU-serving replicas there, ``spec.cpu_cores``) and needs
+    #: the weights plus ``options["kv_cache_gib"]`` of the node's free memory (``jobs/placement.py``).
+    cpu_serving: ClassVar[bool] = False
     #: Job ``options`` this engine reads besides the generic ones (``python``, ``served_name``...):
     #: key -> (flag, type, smallest value, largest value or None). They reach the engine as
     #: ``spec.simulator`` and its ``validate_more`` checks them.

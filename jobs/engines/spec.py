@@ -21,6 +21,7 @@ __all__ = [
     "LaunchSpec",
     "ascend_root",
     "cann_setenv_files",
+    "core_list",
     "env_wrapped",
     "is_wildcard",
     "url_host",
@@ -82,7 +83,8 @@ class LaunchSpec:
     node_rank: int = 0
     master_addr: str | None = None
     master_port: int | None = None
-    simulator: dict[str, Any] = field(default_factory=dict)  # simulator options (ttft_ms, ...)
+    simulator: dict[str, Any] = field(default_factory=dict)  # the engine's job options (ttft_ms, cpu_cores...)
+    cpu_cores: list[int] = field(default_factory=list)  # CPU serving: the node's cores this member may use
 
     @property
     def placement_vendor(self) -> str:
@@ -105,6 +107,23 @@ class LaunchSpec:
         if not self.quantization or not isinstance(self.quantization, str):
             return None
         return normalize_quantization(self.quantization)
+
+
+def core_list(cores: Sequence[int]) -> str:
+    """CPU ids as ``taskset``/OpenMP write them: ``[0, 1, 2, 3, 6]`` -> ``"0-3,6"``."""
+    ids = sorted(set(int(c) for c in cores))
+    runs: list[str] = []
+    start = prev = None
+    for core in ids:
+        if prev is not None and core == prev + 1:
+            prev = core
+            continue
+        if start is not None:
+            runs.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = core
+    if start is not None:
+        runs.append(str(start) if start == prev else f"{start}-{prev}")
+    return ",".join(runs)
 
 
 def url_host(host: str) -> str:

@@ -20,6 +20,7 @@ __all__ = [
     "EngineChecks",
     "MAX_EXTRA_ARG_CHARS",
     "Messages",
+    "job_option_messages",
     "validate_extra_args",
 ]
 
@@ -204,6 +205,15 @@ class EngineChecks:
             add("accelerator_ids", "a CPU-only placement has no accelerators to assign")
         if self.needs_accelerators and not ids:
             add("accelerator_ids", f"{self.label} needs at least one accelerator on each node")
+        if spec.vendor is not None and not ids and spec.vendor in self.vendors:
+            add("accelerator_ids", f"{self.label} on {spec.vendor} accelerators needs at least one of them assigned")
+        cores = spec.cpu_cores
+        if not isinstance(cores, list | tuple) or not all(_is_int(c) and c >= 0 for c in cores):
+            add("cpu_cores", "cpu_cores must be a list of non-negative CPU ids")
+        elif len(set(cores)) != len(cores):
+            add("cpu_cores", "cpu_cores lists a CPU twice")
+        elif cores and spec.vendor is not None:
+            add("cpu_cores", "CPU cores are assigned only to a CPU-only placement")
 
     def _validate_parallelism(self, spec: LaunchSpec, add: Any) -> None:
         tp, pp = spec.tensor_parallel, spec.pipeline_parallel
@@ -280,6 +290,31 @@ class EngineChecks:
                 add("env", f"{key}: the value must be a string, not {type(value).__name__}")
             elif "\x00" in value or len(value) > MAX_ENV_VALUE_CHARS:
                 add("env", f"{key}: the value must have no NUL and at most {MAX_ENV_VALUE_CHARS} characters")
+
+
+def job_option_messages(options: Any, known: Mapping[str, tuple[str, type, float | None, float | None]],
+                        label: str) -> list[str]:
+    """Messages about an engine's job ``options`` (``spec.simulator``) against its ``known`` ones:
+    key -> (flag, type, smallest value, largest value or None). Unknown keys are refused."""
+    if options is None:
+        return []
+    if not isinstance(options, Mapping):
+        return [f"{label} options must be an object"]
+    messages = []
+    for key, value in options.items():
+        if key not in known:
+            messages.append(f"unknown {label} option {key!r}; known: {', '.join(known)}")
+            continue
+        if value is None:
+            continue
+        _flag, kind, low, high = known[key]
+        ok_type = isinstance(value, int | float) if kind is float else isinstance(value, int)
+        if isinstance(value, bool) or not ok_type or (kind is float and value != value):
+            messages.append(f"{key} must be {'a number' if kind is float else 'an integer'}, not {value!r}")
+        elif (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+            messages.append(f"{key} must be {bounds}, not {value!r}")
+    return messages
 
 
 def _dtype_value(dtype: str | None) -> str | None:

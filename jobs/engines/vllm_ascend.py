@@ -22,6 +22,7 @@ from __future__ import annotations
 from django.utils.translation import gettext_noop
 
 from jobs.engines.base import (
+    CONSOLE_ENV,
     ErrorHint,
     LaunchSpec,
     cann_setenv_files,
@@ -57,12 +58,17 @@ class VllmAscendEngine(VllmEngine):
     name = "vllm-ascend"
     label = "vLLM-Ascend"
     vendors = frozenset({"huawei"})
+    needs_accelerators = True
+    cpu_serving = False
+    job_options = {}
+    controlled_env = CONSOLE_ENV
     supported_quantizations = frozenset({"bf16", "fp16", *ASCEND_QUANTIZED})
     quantization_args = {name: ("--quantization", "ascend") for name in ASCEND_QUANTIZED}
     hints = (*ASCEND_HINTS, *VLLM_HINTS)
 
     def build_argv(self, spec: LaunchSpec) -> list[str]:
-        """``bash -c WRAPPER boom-engine-env '' SET_ENV... -- python -m vllm.entrypoints.cli.main serve ...``."""
+        """``bash -c WRAPPER boom-engine-env '' SET_ENV... -- python -m vllm.entrypoints.openai.api_server ...``
+        (``vllm.entrypoints.cli.main serve`` for the members of a multi-node replica)."""
         return env_wrapped(self.serve_argv(spec), cann_setenv_files(spec))
 
     def build_env(self, spec: LaunchSpec) -> dict[str, str]:

@@ -12,7 +12,16 @@ from console.core.api import SystemText
 from models_registry import services
 from models_registry.choices import ParentRelation, WeightFormat
 from models_registry.inspection.config import architecture_from_dict
-from models_registry.models import Evaluation, Model, ModelFile, ModelVersion, Quantization, VersionStatusChange
+from models_registry.models import (
+    CopyStatusChange,
+    Evaluation,
+    Model,
+    ModelCopy,
+    ModelFile,
+    ModelVersion,
+    Quantization,
+    VersionStatusChange,
+)
 from models_registry.quantization import QUANTIZATIONS, normalize
 from nodes.models import Node
 
@@ -358,3 +367,48 @@ def known_quantizations() -> list[dict]:
     rows += [{"name": q.name, "bits_per_param": q.bits_per_param, "description": q.description, "builtin": False}
              for q in Quantization.objects.all()]
     return rows
+
+
+class ModelCopySerializer(serializers.ModelSerializer):
+    """A version's files on one node: ``status`` (``pending``, ``copying``, ``verifying``, ``ready``,
+    ``failed``, ``removing``), ``progress`` (0..1) and ``bytes_done`` of ``size_bytes`` while copying,
+    ``detail`` (why it failed, what it does now), ``origin`` (the directory the version was imported from)."""
+
+    node_name = serializers.CharField(source="node.name", read_only=True)
+    detail = serializers.CharField(source="status_detail", read_only=True)
+    source_node = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelCopy
+        fields = ["id", "version", "node", "node_name", "path", "origin", "status", "progress", "bytes_done",
+                  "size_bytes", "verified_at", "detail", "source", "source_node", "bandwidth_limit",
+                  "files_skipped", "files_copied", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def get_source_node(self, obj) -> str | None:
+        return obj.source.node.name if obj.source_id and obj.source else None
+
+
+class CopyRequestSerializer(serializers.Serializer):
+    """``POST model-versions/{id}/copies/``: ``node`` (id), ``path`` (default:
+    ``<CONSOLE_MODEL_ROOT>/<model>/<version>`` on the node), ``bandwidth_limit`` (bytes/s; empty: no limit)."""
+
+    node = serializers.PrimaryKeyRelatedField(queryset=Node.objects.all())
+    path = serializers.CharField(required=False, allow_blank=True, max_length=1024)
+    bandwidth_limit = serializers.IntegerField(required=False, allow_null=True, min_value=65536,
+                                               max_value=1 << 40)
+
+    def validate_path(self, value: str) -> str:
+        if not value:
+            return ""
+        try:
+            return services.copies.check_path(value)
+        except services.InvalidInput as exc:
+            raise serializers.ValidationError(exc.errors["path"]) from None
+
+
+class CopyStatusChangeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CopyStatusChange
+        fields = ["id", "time", "from_status", "to_status", "reason", "actor"]
+        read_only_fields = fields

@@ -15,9 +15,12 @@ from console.core.api import ERRORS, REASON_PARAMETER, AuditedModelViewSet, quer
 from models_registry import services
 from models_registry.api.filtersets import ModelFilter, ModelVersionFilter
 from models_registry.api.serializers import (
+    CopyRequestSerializer,
+    CopyStatusChangeSerializer,
     ImportSerializer,
     KnownQuantizationSerializer,
     LineageSerializer,
+    ModelCopySerializer,
     ModelFileSerializer,
     ModelSerializer,
     ModelVersionSerializer,
@@ -27,7 +30,7 @@ from models_registry.api.serializers import (
     VersionStatusChangeSerializer,
     known_quantizations,
 )
-from models_registry.models import Model, ModelVersion, Quantization
+from models_registry.models import Model, ModelCopy, ModelVersion, Quantization
 from nodes.models import Node
 
 
@@ -74,7 +77,7 @@ class ModelVersionViewSet(AuditedModelViewSet):
     serializer_class = ModelVersionSerializer
     filterset_class = ModelVersionFilter
     ordering_fields = ["version", "status", "created_at", "size_bytes", "memory_required_bytes"]
-    operator_actions = ("verify",)
+    operator_actions = ("verify", "copies", "copy_detail", "copy_verify", "copy_cancel")
 
     def _fresh(self, pk, code=status.HTTP_200_OK):
         version = self.get_queryset().get(pk=pk)
@@ -178,6 +181,78 @@ class ModelVersionViewSet(AuditedModelViewSet):
         """The version's status transitions, newest first."""
         page = self.paginate_queryset(self.get_object().status_history.all())
         return self.get_paginated_response(VersionStatusChangeSerializer(page, many=True).data)
+
+    # --- copies on nodes ------------------------------------------------------------------------
+
+    def _copy(self, version: ModelVersion, copy_id) -> ModelCopy:
+        from django.shortcuts import get_object_or_404
+
+        return get_object_or_404(ModelCopy.objects.select_related("node", "version__model", "source__node"),
+                                 pk=copy_id, version=version)
+
+    @extend_schema(methods=["GET"], responses={200: ModelCopySerializer(many=True), **ERRORS})
+    @extend_schema(methods=["POST"], request=CopyRequestSerializer, responses={202: ModelCopySerializer, **ERRORS})
+    @action(detail=True, methods=["get", "post"])
+    def copies(self, request, pk=None):
+        """GET: the version's copies on nodes (the origin first). POST ``{node, path?, bandwidth_limit?}``
+        (operators): copy the files from a node with a ready copy; 202, then poll ``status`` and
+        ``progress``. 409 when the version is not verified, when no ready copy exists to read from, when
+        the node already has one, or when the target has less free disk than needed (both numbers said)."""
+        version = self.get_object()
+        if request.method == "GET":
+            rows = version.copies.select_related("node", "source__node").order_by("-origin", "node__name")
+            page = self.paginate_queryset(rows)
+            return self.get_paginated_response(ModelCopySerializer(page, many=True).data)
+        body = CopyRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        with service_errors():
+            copy = services.copies.request_copy(version, body.validated_data["node"],
+                                                path=body.validated_data.get("path") or None,
+                                                bandwidth_limit=body.validated_data.get("bandwidth_limit"),
+                                                request=request)
+        return Response(ModelCopySerializer(self._copy(version, copy.pk)).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(methods=["GET"], responses={200: ModelCopySerializer, **ERRORS})
+    @extend_schema(methods=["DELETE"], responses={202: ModelCopySerializer, **ERRORS})
+    @action(detail=True, methods=["get", "delete"], url_path=r"copies/(?P<copy_id>[0-9]+)")
+    def copy_detail(self, request, pk=None, copy_id=None):
+        """GET: one copy. DELETE (operators): remove its files on the node, then the copy (202: it is
+        ``removing``). 409 while an instance uses it, while it is being copied (cancel first), and for
+        the origin directory."""
+        copy = self._copy(self.get_object(), copy_id)
+        if request.method == "GET":
+            return Response(ModelCopySerializer(copy).data)
+        with service_errors():
+            services.copies.request_remove(copy, request=request)
+        return Response(ModelCopySerializer(copy).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: ModelCopySerializer, **ERRORS})
+    @action(detail=True, methods=["post"], url_path=r"copies/(?P<copy_id>[0-9]+)/verify")
+    def copy_verify(self, request, pk=None, copy_id=None):
+        """Hash the copy's files on its node against the verified manifest (operators); 202, then poll."""
+        copy = self._copy(self.get_object(), copy_id)
+        with service_errors():
+            services.copies.request_verify_copy(copy, request=request)
+        audit.record("verify_copy", copy.version, request=request, detail={"node": copy.node.name, "path": copy.path})
+        return Response(ModelCopySerializer(copy).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={200: ModelCopySerializer, **ERRORS})
+    @action(detail=True, methods=["post"], url_path=r"copies/(?P<copy_id>[0-9]+)/cancel")
+    def copy_cancel(self, request, pk=None, copy_id=None):
+        """Stop a pending or running transfer (operators): the copy ends ``failed`` ("cancelled"); asking
+        for the copy again resumes from the files already written."""
+        copy = self._copy(self.get_object(), copy_id)
+        with service_errors():
+            services.copies.cancel_copy(copy, request=request)
+        return Response(ModelCopySerializer(copy).data)
+
+    @extend_schema(responses={200: CopyStatusChangeSerializer(many=True), **ERRORS})
+    @action(detail=True, methods=["get"], url_path=r"copies/(?P<copy_id>[0-9]+)/history")
+    def copy_history(self, request, pk=None, copy_id=None):
+        """The copy's status transitions, newest first."""
+        copy = self._copy(self.get_object(), copy_id)
+        page = self.paginate_queryset(copy.status_history.all())
+        return self.get_paginated_response(CopyStatusChangeSerializer(page, many=True).data)
 
 
 class QuantizationViewSet(AuditedModelViewSet):

@@ -35,6 +35,10 @@ __all__ = [
     "HASH_SHELL_FALLBACK",
     "INSPECT_PROGRAM",
     "check_relative_path",
+    "copy_files_command",
+    "manifest_text",
+    "receive_command",
+    "send_command",
     "hash_command",
     "inspect_command",
     "remote_command_line",
@@ -44,6 +48,9 @@ _PROGRAMS = Path(__file__).resolve().parent / "programs"
 #: The node-side programs, as they are sent.
 INSPECT_PROGRAM = (_PROGRAMS / "inspect_directory.py").read_text(encoding="utf-8")
 HASH_PROGRAM = (_PROGRAMS / "hash_files.py").read_text(encoding="utf-8")
+COPY_PROGRAM = (_PROGRAMS / "copy_files.py").read_text(encoding="utf-8")
+#: Writes stdin into ``<path>.boom-part`` and renames it once it has the expected size (plain sh).
+RECEIVE_PROGRAM = (_PROGRAMS / "receive_file.sh").read_text(encoding="utf-8")
 #: Used by the ``sh`` wrapper when neither ``python3`` nor ``python`` exists: ``sha256sum`` + GNU ``stat``.
 #: Arguments: method, directory, files...  (paths with newlines are not escaped on this path).
 HASH_SHELL_FALLBACK = (_PROGRAMS / "hash_files.sh").read_text(encoding="utf-8")
@@ -68,6 +75,12 @@ def _b64(text: str) -> str:
 
 
 _INSPECT_B64 = _b64(INSPECT_PROGRAM)
+_COPY_B64 = _b64(COPY_PROGRAM)
+_COPY_WRAPPER = (
+    'b=$1; p=$2; shift 2; for py in python3 python; do if command -v "$py" >/dev/null 2>&1; '
+    'then exec "$py" -c "$b" "$p" "$@"; fi; done; '
+    "echo '@@fatal neither python3 nor python is installed on this node'; exit 127"
+)
 _HASH_B64 = _b64(HASH_PROGRAM)
 
 HASH_METHODS = ("auto", "python", "sha256sum")
@@ -113,6 +126,35 @@ def hash_command(directory: str, files: list[str], method: str = "auto") -> list
         "sh", "-c", _HASH_WRAPPER, "boom-hash", _BOOTSTRAP, _HASH_B64, HASH_SHELL_FALLBACK,
         method, _check_directory(directory), *names,
     ]
+
+
+def _escape(path: str) -> str:
+    return path.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+def manifest_text(files: list[tuple[str, int]]) -> str:
+    """The manifest ``copy_files.py`` reads on its standard input: ``<size> <escaped path>`` lines."""
+    return "".join(f"{int(size)} {_escape(check_relative_path(path))}\n" for path, size in files)
+
+
+def copy_files_command(action: str, directory: str) -> list[str]:
+    """argv of ``programs/copy_files.py``: ``plan`` (free space and the files already there) or
+    ``remove`` (delete the manifest's files, then empty directories) in ``directory``; send
+    :func:`manifest_text` as its standard input."""
+    if action not in ("plan", "remove"):
+        raise ValueError("action must be plan or remove")
+    return ["sh", "-c", _COPY_WRAPPER, "boom-copy", _BOOTSTRAP, _COPY_B64, action, _check_directory(directory)]
+
+
+def send_command(path: str) -> list[str]:
+    """argv that writes one file's bytes to standard output (the source side of a copy)."""
+    return ["cat", "--", _check_directory(path)]
+
+
+def receive_command(path: str, size: int) -> list[str]:
+    """argv that writes standard input to ``path`` (through ``path.boom-part``, renamed once ``size`` bytes
+    arrived): the target side of a copy."""
+    return ["sh", "-c", RECEIVE_PROGRAM, "boom-receive", _check_directory(path), str(int(size))]
 
 
 def remote_command_line(argv: list[str]) -> str:

@@ -12,6 +12,7 @@ starter catalog). Callers use the names below:
 ``from models_registry import services; services.register_version(...)``.
 """
 
+from models_registry.services import copies
 from models_registry.services.common import (
     ALIAS_RE,
     DETAIL_MAX,
@@ -49,7 +50,8 @@ from models_registry.services.starter import CatalogLoad, load_catalog
 from models_registry.services.verification import manifest_digest, request_verify, verify_version
 
 __all__ = [
-    "ALIAS_RE", "CatalogLoad", "DETAIL_MAX", "UNDEPLOYABLE", "architecture_of", "check_parent", "check_quantization",
+    "ALIAS_RE", "CatalogLoad", "copies", "DETAIL_MAX", "UNDEPLOYABLE",
+    "architecture_of", "check_parent", "check_quantization",
     "Conflict", "delete_version", "deprecate", "directory_of", "EvaluationInput", "extra_quantizations",
     "import_version", "InvalidInput", "latest_scores", "lineage", "load_catalog", "manifest_digest",
     "memory_estimate", "NodeUnavailable", "parse_source", "promote", "refuse_delete_in_use",

@@ -13,11 +13,12 @@ from django.utils import timezone
 
 from console.core import audit, broadcast, statemachine
 from console.core.errors import Conflict as CoreConflict
+from console.core.statemachine import TransitionNotAllowed
 from models_registry import enqueue
-from models_registry.choices import VERSION_TRANSITIONS, VersionStatus
+from models_registry.choices import COPY_TRANSITIONS, VERSION_TRANSITIONS, CopyStatus, VersionStatus
 from models_registry.inspection.config import ModelArchitecture
 from models_registry.inspection.memory import estimate_memory
-from models_registry.models import ModelVersion, Quantization, VersionStatusChange
+from models_registry.models import CopyStatusChange, ModelCopy, ModelVersion, Quantization, VersionStatusChange
 from models_registry.quantization import UnknownQuantization, is_known, lookup
 from models_registry.uris import InvalidSourceURI, SourceURI, parse_source_uri
 
@@ -109,13 +110,16 @@ def transition_version(version: ModelVersion, to_status: str, reason: str = "", 
     """Move ``version`` to ``to_status`` through console.core.statemachine.transition (table check,
     conditional write, a ``VersionStatusChange`` row and an audit event in one transaction). False when
     someone else changed the status first."""
-    return statemachine.transition(version, to_status, reason, table=VERSION_TRANSITIONS, what="a version",
-                                   history=VersionStatusChange, actor=actor, request=request,
-                                   topics=(version_topic(version.pk),), updated_at=timezone.now(), **fields)
+    changed = statemachine.transition(version, to_status, reason, table=VERSION_TRANSITIONS, what="a version",
+                                      history=VersionStatusChange, actor=actor, request=request,
+                                      topics=(version_topic(version.pk),), updated_at=timezone.now(), **fields)
+    if changed:
+        sync_origin(version, reason)
+    return changed
 
 
 def version_topic(version_id: int) -> str:
-    """The live-stream topic of a version's page (console.streams): its status, files and progress."""
+    """The live-stream topic of a version's page (console.streams): its status, files, progress and copies."""
     return f"modelversion:{version_id}"
 
 
@@ -130,6 +134,75 @@ def publish_progress(version_id: int, progress: float) -> None:
         broadcast.publish(version_topic(version_id), {"state": {"progress": {"modelversion": progress}}})
     except Exception:  # noqa: BLE001 - the page still shows it at the next transition
         log.warning("could not publish the progress of version %s", version_id, exc_info=True)
+
+
+# --- copies: the state machine, and the origin copy following the version ---------------------------
+
+
+def transition_copy(copy: ModelCopy, to_status: str, reason: str = "", *, actor: str | None = None,
+                    request=None, **fields) -> bool:
+    """Move ``copy`` to ``to_status`` through console.core.statemachine.transition (table check,
+    conditional write, a ``CopyStatusChange`` row and an audit event), then publish it on the target
+    node's live stream; the version's page re-reads its copies (kind ``modelcopy``). False when someone
+    else changed the status first."""
+    changed = statemachine.transition(copy, to_status, reason, table=COPY_TRANSITIONS, what="a model copy",
+                                      history=CopyStatusChange, actor=actor, request=request,
+                                      topics=(version_topic(copy.version_id),), updated_at=timezone.now(), **fields)
+    if changed:
+        publish(copy)
+    return changed
+
+
+def publish(copy: ModelCopy) -> None:
+    """The copy's status and progress on the live stream of its node (``node:<id>``, key ``copies``) and of
+    its version's page (``modelversion:<id>``), whose progress bars move on it."""
+    state = {"state": {"copies": {str(copy.pk): snapshot(copy)}}}
+    broadcast.publish_many([(f"node:{copy.node_id}", state), (version_topic(copy.version_id), state)])
+
+
+def snapshot(copy: ModelCopy) -> dict:
+    return {"version": copy.version_id, "status": copy.status, "progress": copy.progress,
+            "bytes_done": copy.bytes_done, "size_bytes": copy.size_bytes, "detail": copy.status_detail[:500]}
+
+
+
+_ORIGIN_STATUS = {VersionStatus.REGISTERED: CopyStatus.PENDING, VersionStatus.VERIFYING: CopyStatus.VERIFYING,
+                  VersionStatus.VERIFIED: CopyStatus.READY, VersionStatus.FAILED: CopyStatus.FAILED}
+
+
+def sync_origin(version: ModelVersion, reason: str = "") -> ModelCopy | None:
+    """Keep the origin copy (the directory the version was imported from) in step with the version:
+    created once the version has a directory on a node, moved when it is imported elsewhere, and its
+    status following the version's (verified -> ready, failed -> failed, ...)."""
+    directory = directory_of(version)
+    origin = version.copies.filter(origin=True).first()
+    if version.node_id is None or directory is None or version.catalog and not version.files.exists():
+        return origin
+    if origin is not None and (origin.node_id != version.node_id or origin.path != directory):
+        origin.delete()
+        origin = None
+    wanted = _ORIGIN_STATUS.get(version.status)
+    if origin is None:
+        version.copies.filter(node_id=version.node_id).delete()  # a copy where the version now lies is its origin
+        origin = ModelCopy.objects.create(
+            version=version, node_id=version.node_id, path=directory, origin=True,
+            status=wanted or CopyStatus.PENDING, status_detail=reason[:4000], size_bytes=version.size_bytes,
+            verified_at=version.verified_at if wanted == CopyStatus.READY else None,
+            progress=1.0 if wanted == CopyStatus.READY else None,
+            bytes_done=version.size_bytes or 0 if wanted == CopyStatus.READY else 0)
+        CopyStatusChange.objects.create(copy=origin, from_status="", to_status=origin.status,
+                                        reason=f"the version's directory: {reason}"[:2000])
+        return origin
+    if wanted is None or wanted == origin.status:
+        return origin
+    extra = {"size_bytes": version.size_bytes}
+    if wanted == CopyStatus.READY:
+        extra.update(verified_at=version.verified_at, progress=1.0, bytes_done=version.size_bytes or 0)
+    try:
+        transition_copy(origin, wanted, f"the version is {version.status}: {reason}", **extra)
+    except TransitionNotAllowed:
+        pass
+    return origin
 
 
 # --- memory estimate --------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from models_registry.services.common import (
     extra_quantizations,
     memory_estimate,
     parse_source,
+    sync_origin,
     tell_version_page,
     transition_version,
 )
@@ -150,12 +151,13 @@ def _store_inspection(version: ModelVersion, inspection: DirectoryInspection) ->
             batch_size=1000,
         )
         _fill_model_facts(version.model, parameters, config)
+        for key, value in values.items():
+            setattr(version, key, value)
+        sync_origin(version, "imported")
         audit.record("imported", version, detail={
             "files": len(inspection.files), "size_bytes": inspection.size_bytes, "format": detected_format,
             "parameters": parameters, "quantization": quantization})
         tell_version_page(version.pk)
-    for key, value in values.items():
-        setattr(version, key, value)
     return True
 
 

@@ -8,7 +8,7 @@ Adding a kind: a module with a :class:`~nodes.transports.base.Transport` subclas
 ``TRANSPORTS``, and a choice in ``nodes.choices.Transport``.
 """
 
-from nodes.transports.base import CommandResult, NodeCommandError, Transport, command_text, quote_argv
+from nodes.transports.base import CommandResult, NodeCommandError, Pipe, Transport, command_text, quote_argv
 from nodes.transports.local import LocalTransport
 from nodes.transports.ssh import SSHTransport
 
@@ -38,6 +38,7 @@ __all__ = [
     "CommandResult",
     "LocalTransport",
     "NodeCommandError",
+    "Pipe",
     "SSHTransport",
     "Transport",
     "UnknownTransport",

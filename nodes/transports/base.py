@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-__all__ = ["CommandResult", "NodeCommandError", "Transport", "command_text", "quote_argv"]
+__all__ = ["CommandResult", "NodeCommandError", "Pipe", "Transport", "command_text", "quote_argv"]
 
 
 @dataclass
@@ -52,6 +52,41 @@ class NodeCommandError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.host_key = host_key
+
+
+class Pipe(ABC):
+    """A running command's binary standard input and output (see :meth:`Transport.open_pipe`).
+
+    Not thread-safe: one thread reads and writes a pipe. ``close()`` is idempotent and ends the command
+    if it still runs (its input closed, then the channel or process killed).
+    """
+
+    @abstractmethod
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes of standard output, as soon as some are there; ``b""`` at its end.
+        Raises :class:`NodeCommandError` when nothing came for the pipe's idle timeout or the link died."""
+
+    @abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send all of ``data`` to the command's standard input (blocks while the command is slow)."""
+
+    @abstractmethod
+    def close_write(self) -> None:
+        """End the command's standard input (it reads end of file)."""
+
+    @abstractmethod
+    def wait(self, timeout: float) -> CommandResult:
+        """Wait for the command to exit; its exit code and standard error (stdout is not kept)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Free the pipe, ending the command if it still runs."""
+
+    def __enter__(self) -> Pipe:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 def quote_argv(argv: Sequence[str]) -> str:
@@ -143,6 +178,12 @@ class Transport(ABC):
         (None when nothing came within ``wait`` seconds) and ``close()``. Transports that return a
         :meth:`session_identity` implement it."""
         raise NotImplementedError(f"the {self.kind} transport does not stream long-lived commands")
+
+    def open_pipe(self, command: str | Sequence[str], *, timeout: float = 60.0) -> Pipe:
+        """Start ``command`` and return its binary stdin and stdout as a :class:`Pipe`, for streaming
+        bulk data (a model copy reads files with ``cat`` on one node and writes them on another).
+        ``timeout``: starting the command, and the longest wait for data in ``read`` or room in ``write``."""
+        raise NotImplementedError(f"the {self.kind} transport does not open pipes")
 
     def home(self) -> str:
         """The login's home directory on the node (``$HOME``), asked once per :attr:`login`."""

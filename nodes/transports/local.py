@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from nodes.transports.base import CommandResult, NodeCommandError, Transport, command_text
+from nodes.transports.base import CommandResult, NodeCommandError, Pipe, Transport, command_text
 
 __all__ = ["LocalTransport", "engine_base_env"]
 
@@ -127,6 +127,18 @@ class LocalTransport(Transport):
             stderr = errors.read(_STDERR_KEEP).decode("utf-8", errors="replace")
         return CommandResult("", stderr, code)
 
+    def open_pipe(self, command: str | Sequence[str], *, timeout: float = 60.0) -> Pipe:
+        errors = tempfile.TemporaryFile()
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - bash -c with a fixed or quoted command
+                ["bash", "-c", command_text(command)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=errors, env=self.env, start_new_session=True, bufsize=0,
+            )
+        except OSError as exc:
+            errors.close()
+            raise NodeCommandError(f"the command could not run: {exc}") from None
+        return _LocalPipe(proc, errors, timeout)
+
     def _spawn(self, text: str, stdin: str | None, *, stderr) -> subprocess.Popen:
         try:
             return subprocess.Popen(  # noqa: S603 - bash -c with a fixed or quoted command
@@ -135,6 +147,54 @@ class LocalTransport(Transport):
             )
         except OSError as exc:
             raise NodeCommandError(f"the command could not run: {exc}") from None
+
+
+class _LocalPipe(Pipe):
+    """A local subprocess's pipes. ``timeout`` bounds each wait for output."""
+
+    def __init__(self, proc: subprocess.Popen, errors, timeout: float) -> None:
+        self._proc, self._errors, self._timeout, self._closed = proc, errors, timeout, False
+
+    def read(self, size: int) -> bytes:
+        import select
+
+        fd = self._proc.stdout.fileno()
+        if not select.select([fd], [], [], self._timeout)[0]:
+            raise NodeCommandError(f"the command sent nothing for {self._timeout:g} s")
+        return os.read(fd, size)
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._proc.stdin.write(data)
+        except (BrokenPipeError, ValueError):
+            raise NodeCommandError("the command stopped reading its input") from None
+
+    def close_write(self) -> None:
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+
+    def wait(self, timeout: float) -> CommandResult:
+        try:
+            code = self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise NodeCommandError(f"the command did not finish within {timeout:g} s") from None
+        self._errors.seek(0)
+        return CommandResult("", self._errors.read(_STDERR_KEEP).decode("utf-8", errors="replace"), code)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._proc.poll() is None:
+            _kill_group(self._proc)
+        for stream in (self._proc.stdin, self._proc.stdout, self._errors):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._proc.wait()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -59,11 +59,25 @@
     if (result.memory_per_accelerator) {
       nodes.push(el("p", t.perAcc + ": " + result.memory_per_accelerator));
     }
+    if (result.cpu_serving && result.memory_per_replica) {
+      nodes.push(el("p", t.perReplica + ": " + result.memory_per_replica));
+    }
+    // CPU serving: the cores each member gets ("0-3"), as vLLM's thread binding will read them.
+    function coreList(cores) {
+      var runs = [], start = null, prev = null;
+      cores.forEach(function (c) {
+        if (prev !== null && c === prev + 1) { prev = c; return; }
+        if (start !== null) runs.push(start === prev ? String(start) : start + "-" + prev);
+        start = prev = c;
+      });
+      if (start !== null) runs.push(start === prev ? String(start) : start + "-" + prev);
+      return runs.join(",");
+    }
     result.replicas.forEach(function (members, r) {
       nodes.push(el("div", t.replica + " " + r));
       var list = el("ul");
       members.forEach(function (m) {
-        if (!m.accelerators.length) { list.appendChild(el("li", m.node_name + " · CPU")); }
+        if (!m.accelerators.length) { list.appendChild(el("li", m.node_name + " · " + (m.cpu_cores && m.cpu_cores.length ? t.cores + " " + coreList(m.cpu_cores) : "CPU"))); }
         m.accelerators.forEach(function (a) { list.appendChild(accelerator(m.node_name, a)); });
       });
       nodes.push(list);

@@ -82,7 +82,7 @@ def test_bad_rule_input_is_a_400_naming_the_field(admin_api, change, field, word
 
 def test_built_in_rules_are_listed_can_be_disabled_and_tuned_but_not_deleted(admin_api):
     listed = admin_api.get("/api/v1/alert-rules/?builtin=true").json()
-    assert listed["count"] == 6 and all(r["builtin"] for r in listed["results"])
+    assert listed["count"] == 7 and all(r["builtin"] for r in listed["results"])
     disk = AlertRule.objects.get(kind="disk_nearly_full")
     response = admin_api.patch(f"/api/v1/alert-rules/{disk.pk}/", {"enabled": False, "threshold": 85}, format="json")
     assert response.status_code == 200 and response.json()["enabled"] is False

@@ -20,11 +20,11 @@ def only(kind):
     return AlertRule.objects.get(builtin=True, kind=kind)
 
 
-def test_the_six_built_in_rules_exist_enabled_after_migrating():
+def test_the_seven_built_in_rules_exist_enabled_after_migrating():
     kinds = set(AlertRule.objects.filter(builtin=True, enabled=True).values_list("kind", flat=True))
     assert kinds == {"node_unreachable", "accelerator_health", "instance_crash_loop", "job_degraded",
-                     "probe_failing", "disk_nearly_full"}
-    assert len(BUILTIN_RULES) == 6
+                     "probe_failing", "disk_nearly_full", "model_copy_failed"}
+    assert len(BUILTIN_RULES) == 7
 
 
 def test_a_deleted_built_in_rule_comes_back_and_an_operators_rule_keeps_its_name():
@@ -158,3 +158,23 @@ def test_alerts_of_a_node_in_maintenance_are_recorded_but_marked_paused(now):
     alert.refresh_from_db()
     assert alert.suppressed == ""
     assert timezone.now()
+
+
+def test_a_failed_model_copy_is_an_alert_naming_the_version_and_node_and_resolves_once_it_is_gone(now):
+    from models_registry.models import Model, ModelCopy, ModelVersion
+
+    rule = only("model_copy_failed")
+    node = factories.node(name="npu-b")
+    version = ModelVersion.objects.create(model=Model.objects.create(name="DeepSeek-R1"), version="w8a8",
+                                          source_uri="/models/r1")
+    copy = ModelCopy.objects.create(version=version, node=node, path="/m/r1", status="failed",
+                                    status_detail="verification failed for 1 of 3 files: a.safetensors: sha256 ...")
+    ModelCopy.objects.create(version=version, node=factories.node(name="npu-c"), path="/m/r1", status="ready")
+    evaluator.evaluate(now=now)
+    alert = Alert.objects.get(rule=rule)
+    assert alert.state == "firing" and alert.labels["node_name"] == "npu-b" and alert.labels["version_name"] == "w8a8"
+    assert alert.summary == "The copy of DeepSeek-R1:w8a8 on npu-b failed"
+    copy.delete()
+    evaluator.evaluate(now=later(now, 60))
+    alert.refresh_from_db()
+    assert alert.state == "resolved"

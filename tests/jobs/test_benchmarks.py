@@ -25,7 +25,7 @@ from tests import factories as node_factories
 from tests.engines_support.llama_server import free_port
 from tests.jobs import factories
 from tests.jobs.test_simulator import start_simulator
-from tests.timing import scaled
+from tests.timing import load_factor, scaled
 
 S = BenchmarkStatus
 
@@ -148,11 +148,13 @@ def test_the_generator_sweeps_levels_against_the_simulator_with_ttft_close_to_it
         assert row["output_tokens_per_s"] > 0 and row["total_tokens_per_s"] > row["output_tokens_per_s"]
         assert row["usage_reported"] and row["output_tokens"] == 24 * row["completed"]  # ignore_eos + max_tokens
         assert row["engine"]["output_tokens_per_s"] > 0  # the simulator's own /metrics over the window
-    # More concurrency, more throughput (the simulator slows each stream by 0.4 % per running request).
-    assert rows[2]["output_tokens_per_s"] > 4 * rows[0]["output_tokens_per_s"]
-    # TTFT at concurrency 1 is the configured 20 ms plus HTTP overhead; TPOT the configured 5 ms.
-    assert 18 <= rows[0]["ttft_p50_ms"] <= 80
-    assert 4.5 <= rows[0]["tpot_p50_ms"] <= 15
+    # More concurrency, more throughput (the simulator slows each stream by 0.4 % per running request;
+    # a loaded machine adds the same scheduling delay to every level, so the gain is asked of it loosely).
+    assert rows[2]["output_tokens_per_s"] > (4 if load_factor() < 2 else 2) * rows[0]["output_tokens_per_s"]
+    # TTFT at concurrency 1 is the configured 20 ms plus HTTP overhead; TPOT the configured 5 ms. The
+    # lower bounds hold whatever the load; the upper bounds give the machine's load its share.
+    assert 18 <= rows[0]["ttft_p50_ms"] <= 1000 * scaled(0.080)
+    assert 4.5 <= rows[0]["tpot_p50_ms"] <= 1000 * scaled(0.015)
     assert rows[0]["engine"]["ttft_p50_ms"] is not None
 
 
@@ -161,7 +163,7 @@ def test_a_duration_level_sends_until_the_time_is_up(sim):
     started = time.monotonic()
     level = asyncio.run(generator.run_level(spec, 4, lambda i: generator.synthetic_prompt(i, 16, 8),
                                             duration_s=1.0))
-    assert 1.0 <= time.monotonic() - started < 4
+    assert 1.0 <= time.monotonic() - started < scaled(4)
     assert level.as_dict()["completed"] >= 8
 
 

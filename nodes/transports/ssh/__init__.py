@@ -30,10 +30,11 @@ from nodes.transports.ssh.connect import (
     StreamEnded,
     Unreachable,
 )
-from nodes.transports.ssh.pool import POOL, LineStream, SSHPool
+from nodes.transports.ssh.pool import BULK_POOL, POOL, LineStream, SSHPool
 from nodes.transports.ssh.transport import DEFAULT_REMOTE_BASE, SSHTransport, ssh_target
 
 __all__ = [
+    "BULK_POOL",
     "DEFAULT_REMOTE_BASE",
     "POOL",
     "AuthFailed",

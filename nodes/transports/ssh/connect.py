@@ -100,6 +100,22 @@ class _Connection:
 # --------------------------------------------------------------------------- connecting
 
 
+#: Re-key after this many bytes or packets each way. paramiko's default, 2**29 (512 MiB), makes a model
+#: copy re-key every half gigabyte; a re-key under load that outlasts ``CLEAR_TO_SEND_S`` kills the
+#: connection and every stream on it. OpenSSH's own default for AES is far higher (2**32 blocks).
+REKEY_BYTES = 1 << 36
+REKEY_PACKETS = 1 << 31
+#: How long a sender waits for a re-key to finish (paramiko: 30 s).
+CLEAR_TO_SEND_S = 180.0
+
+
+def _bulk_friendly(transport: paramiko.Transport) -> None:
+    packetizer = transport.packetizer
+    packetizer.REKEY_BYTES = packetizer.REKEY_BYTES_OVERFLOW_MAX = REKEY_BYTES
+    packetizer.REKEY_PACKETS = packetizer.REKEY_PACKETS_OVERFLOW_MAX = REKEY_PACKETS
+    transport.clear_to_send_timeout = CLEAR_TO_SEND_S
+
+
 def _connect(target: SSHTarget, keepalive_s: int) -> _Connection:
     """Open, verify and authenticate one connection, or raise a typed SSHError."""
     where = _where(target)
@@ -171,6 +187,7 @@ def _connect(target: SSHTarget, keepalive_s: int) -> _Connection:
                 host_key=seen_line,
             )
         transport.set_keepalive(keepalive_s)
+        _bulk_friendly(transport)
         log.info(
             "ssh: connected to %s@%s (host key %s)", target.username, where, host_key_fingerprint(seen_line)
         )

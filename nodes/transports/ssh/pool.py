@@ -31,7 +31,7 @@ import paramiko
 from paramiko.common import cMSG_CHANNEL_REQUEST
 from paramiko.message import Message
 
-from nodes.transports.base import CommandResult, command_text
+from nodes.transports.base import CommandResult, Pipe, command_text
 from nodes.transports.ssh.connect import (
     CommandTimeout,
     SSHError,
@@ -45,7 +45,7 @@ from nodes.transports.ssh.connect import (
     _where,
 )
 
-__all__ = ["KEEPALIVE_S", "MAX_SESSIONS", "POOL", "LineStream", "SSHPool"]
+__all__ = ["BULK_POOL", "KEEPALIVE_S", "MAX_SESSIONS", "POOL", "ChannelPipe", "LineStream", "SSHPool"]
 
 log = logging.getLogger("nodes.transports.ssh")
 
@@ -55,6 +55,10 @@ _READ_CHUNK = 1 << 16
 # While stdin is still being sent we poll for send window at this interval
 # (paramiko's send window is not select()-able); otherwise we sleep in select().
 _STDIN_POLL_S = 0.02
+# Bulk pipes (model copies): a large receive window and packet keep a fast link busy (paramiko's
+# defaults, 2 MiB and 32 KiB, stall a loopback transfer on window adjustments).
+PIPE_WINDOW = 8 << 20
+PIPE_MAX_PACKET = 1 << 17
 
 
 # --------------------------------------------------------------------------- the pool
@@ -210,6 +214,52 @@ class SSHPool:
                 slot.sessions.release()
             self._checkin(slot)
             raise
+
+    def open_pipe(self, target: SSHTarget, command: str | Sequence[str], *, timeout: float = 60.0) -> ChannelPipe:
+        """Start ``command`` on ``target`` and return its binary stdin/stdout as a :class:`ChannelPipe`.
+
+        Holds one of the connection's session slots until the pipe is closed. ``timeout`` bounds getting
+        a slot and starting the command, and then each wait for data (``read``) or window (``write``).
+        """
+        text = command_text(command)
+        self.reap_idle()
+        slot = self._checkout(_pool_key(target))
+        acquired = False
+        chan = None
+        try:
+            if not slot.sessions.acquire(timeout=timeout):
+                raise CommandTimeout(
+                    f"no free SSH session to {_where(target)} within {timeout:g} s "
+                    f"({self.max_sessions} commands already running there)"
+                )
+            acquired = True
+            chan, conn = self._open_pipe_channel(slot, target, timeout)
+            chan.settimeout(timeout)
+            self._exec(chan, conn, slot, target, text, timeout)
+            return ChannelPipe(self, slot, chan, conn, target, timeout)
+        except BaseException:
+            if chan is not None:
+                chan.close()
+            if acquired:
+                slot.sessions.release()
+            self._checkin(slot)
+            raise
+
+    def _open_pipe_channel(self, slot: _Slot, target: SSHTarget,
+                           timeout: float) -> tuple[paramiko.Channel, _Connection]:
+        while True:
+            conn, fresh = self._connection(slot, target)
+            try:
+                chan = conn.transport.open_session(window_size=PIPE_WINDOW, max_packet_size=PIPE_MAX_PACKET,
+                                                   timeout=min(timeout, target.connect_timeout))
+                return chan, conn
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                self._drop(slot, conn)
+                if fresh:
+                    raise Unreachable(
+                        f"{_where(target)} accepted the connection but refused a session: {_cause(exc)}",
+                        host_key=conn.host_key,
+                    ) from None
 
     def close(self, target: SSHTarget | None = None) -> None:
         """Close the pooled connection for ``target`` (all connections when None)."""
@@ -500,6 +550,71 @@ class LineStream:
             self._pool._checkin(self._slot)
 
 
+class ChannelPipe(Pipe):
+    """A remote command's binary stdin and stdout over one SSH channel (see :meth:`SSHPool.open_pipe`)."""
+
+    def __init__(self, pool: SSHPool, slot: _Slot, chan: paramiko.Channel, conn: _Connection,
+                 target: SSHTarget, timeout: float) -> None:
+        self._pool, self._slot, self._chan, self._conn, self._target = pool, slot, chan, conn, target
+        self._timeout = timeout
+        self._closed = False
+
+    def _lost(self, what: str) -> SSHError:
+        if not self._conn.transport.is_active():
+            self._pool._drop(self._slot, self._conn)
+            return Unreachable(f"connection to {_where(self._target)} was lost while {what}",
+                               host_key=self._conn.host_key)
+        return CommandTimeout(f"{what} on {_where(self._target)} made no progress for {self._timeout:g} s",
+                              host_key=self._conn.host_key)
+
+    def read(self, size: int) -> bytes:
+        try:
+            return self._chan.recv(size)
+        except TimeoutError:
+            raise self._lost("reading") from None
+        except (OSError, EOFError, paramiko.SSHException):
+            raise self._lost("reading") from None
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._chan.sendall(data)
+        except TimeoutError:
+            raise self._lost("writing") from None
+        except (OSError, EOFError, paramiko.SSHException):
+            if not self._conn.transport.is_active():
+                raise self._lost("writing") from None
+            raise SSHError(f"the command on {_where(self._target)} stopped reading its input",
+                           host_key=self._conn.host_key) from None
+
+    def close_write(self) -> None:
+        try:
+            self._chan.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+
+    def wait(self, timeout: float) -> CommandResult:
+        if not self._chan.status_event.wait(timeout):
+            raise CommandTimeout(f"the command did not finish within {timeout:g} s on {_where(self._target)}",
+                                 host_key=self._conn.host_key)
+        err = []
+        while self._chan.recv_stderr_ready():
+            err.append(self._chan.recv_stderr(_READ_CHUNK))
+        return CommandResult("", b"".join(err).decode("utf-8", errors="replace")[-4096:], self._chan.exit_status,
+                             host_key=self._conn.host_key)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self._chan.status_event.is_set():
+                _signal_remote(self._chan, "TERM")
+            self._chan.close()
+        finally:
+            self._slot.sessions.release()
+            self._pool._checkin(self._slot)
+
+
 def _after_fork_in_child() -> None:
     for pool in list(_POOLS):
         pool._after_fork()
@@ -578,3 +693,7 @@ def _drain(chan: paramiko.Channel, out: list[bytes] | _LineSplitter, err: list[b
 
 POOL = SSHPool()
 """The process-wide pool every probe and executor uses."""
+
+BULK_POOL = SSHPool(max_idle_s=60)
+"""A second pool, for bulk pipes (model copies): their own connections, so that streams holding session
+slots for minutes never make a probe or an executor call wait for one."""

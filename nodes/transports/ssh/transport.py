@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from nodes.crypto import SecretBoxError
 from nodes.transports.base import CommandResult, NodeCommandError, Transport
 from nodes.transports.ssh.connect import SSHTarget
-from nodes.transports.ssh.pool import POOL, LineStream, SSHPool
+from nodes.transports.ssh.pool import BULK_POOL, POOL, ChannelPipe, LineStream, SSHPool
 
 __all__ = ["DEFAULT_REMOTE_BASE", "SSHTransport", "ssh_target"]
 
@@ -45,7 +45,7 @@ class SSHTransport(Transport):
 
     def __init__(self, target: SSHTarget | Callable[[], SSHTarget], *, connect_host: str | None = None,
                  instance_dir: str = DEFAULT_REMOTE_BASE, command_timeout: float = 60.0,
-                 pool: SSHPool | None = None, login: tuple | None = None) -> None:
+                 pool: SSHPool | None = None, login: tuple | None = None, bulk_pool: SSHPool | None = None) -> None:
         if isinstance(target, SSHTarget):
             self._target, self._make_target = target, None
             connect_host = connect_host or target.host
@@ -57,6 +57,8 @@ class SSHTransport(Transport):
         super().__init__(connect_host=connect_host, instance_dir=instance_dir, command_timeout=command_timeout)
         self._login = login
         self.pool = pool if pool is not None else POOL
+        #: Where bulk pipes go (their own connections; see BULK_POOL); the command pool when one was given.
+        self.bulk_pool = bulk_pool if bulk_pool is not None else (pool if pool is not None else BULK_POOL)
 
     @classmethod
     def for_node(cls, node) -> SSHTransport:
@@ -95,6 +97,10 @@ class SSHTransport(Transport):
                stdin: str | None = None, timeout: float | None = None) -> CommandResult:
         return self.pool.stream(self.target(), command, stdin=stdin, timeout=timeout or self.command_timeout,
                                 on_stdout_line=on_line)
+
+    def open_pipe(self, command: str | Sequence[str], *, timeout: float = 60.0) -> ChannelPipe:
+        """The command's binary stdin/stdout over one channel of the bulk pool's connection to the node."""
+        return self.bulk_pool.open_pipe(self.target(), command, timeout=timeout)
 
     def session_identity(self, node) -> tuple | None:
         """Only nodes whose host key a probe pinned: a stream never trusts a first contact. A new key,

@@ -1,0 +1,273 @@
+"""Benchmark: copying a 2 GiB model version between two loopback sshd nodes through the console, against
+``scp`` between the same two accounts in the same run; the console's CPU per GiB; and resuming a copy
+whose worker was killed at 50 % against a fresh copy.
+
+The version (four 512 MiB safetensors shards of random bytes and a config.json) is imported and verified
+on node A. Then, each timed in turn:
+
+* ``scp`` node to node: A's files to B's account in one SSH hop (what an operator types when the nodes
+  share a key); ``scp -3``: the same through this machine (two hops, like the console);
+* the console's copy (``services.copies.request_copy`` + ``services.transfer.run_copy``: two SSH pipes per
+  file, 4 files at once, then hashing every written file on B against the manifest): the streaming
+  phase's rate (to compare with scp) and the time to ``ready`` (streaming + verification);
+* a copy run in a child process that is SIGKILLed once half of the bytes are written, then asked for
+  again: time from the new request to ``ready`` against the fresh copy's.
+
+Everything is on one machine: the files are in the page cache, and the SSH encryption on both ends and in
+the console competes for the same cores (scp's too).
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import median, setup_django, write_section  # noqa: E402
+
+CHUNK = 64 << 20
+
+
+def write_version(directory: Path, shards: int, shard_bytes: int) -> None:
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text(json.dumps({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 128, "torch_dtype": "bfloat16"}))
+    block = os.urandom(CHUNK)
+    for i in range(shards):
+        header = json.dumps({"w": {"dtype": "U8", "shape": [shard_bytes], "data_offsets": [0, shard_bytes]}})
+        header = header.encode() + b" " * (-len(header) % 8)
+        with open(directory / f"model-{i + 1:05d}-of-{shards:05d}.safetensors", "wb") as fh:
+            fh.write(len(header).to_bytes(8, "little") + header)
+            left = shard_bytes
+            n = 0
+            while left:
+                part = block[n % 13:] + block[: n % 13]
+                fh.write(part[:left])
+                left -= min(left, len(part))
+                n += 1
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def ssh_config(path: Path, nodes: dict[str, object]) -> None:
+    lines = []
+    for name, daemon in nodes.items():
+        key = path.parent / f"{name}.key"
+        key.write_text(daemon.client_key_pem)
+        key.chmod(0o600)
+        lines += [f"Host {name}", "  HostName 127.0.0.1", f"  Port {daemon.port}", f"  User {daemon.username}",
+                  f"  IdentityFile {key}", "  StrictHostKeyChecking no", "  UserKnownHostsFile /dev/null",
+                  "  LogLevel ERROR", ""]
+    path.write_text("\n".join(lines))
+
+
+def time_scp(config: Path, source: Path, target: Path, *, through_here: bool) -> float:
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    files = sorted(p.name for p in source.iterdir())
+    if through_here:
+        argv = ["scp", "-O", "-3", "-q", "-F", str(config), *(f"node-a:{source}/{f}" for f in files),
+                f"node-b:{target}/"]
+    else:  # A's account sends to B's: on this machine, A's files are these files
+        argv = ["scp", "-O", "-q", "-F", str(config), *(str(source / f) for f in files), f"node-b:{target}/"]
+    start = time.perf_counter()
+    subprocess.run(argv, check=True)
+    return time.perf_counter() - start
+
+
+def time_rsync(config: Path, source: Path, target: Path) -> float:
+    """``rsync`` A's files -> B over one SSH hop (the direct option when the nodes share a key)."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    start = time.perf_counter()
+    subprocess.run(["rsync", "-a", "--whole-file", "-e", f"ssh -F {config}", f"{source}/", f"node-b:{target}/"],
+                   check=True)
+    return time.perf_counter() - start
+
+
+def console_copy(version, node, path: Path) -> dict:
+    from models_registry.models import CopyStatusChange, ModelCopy
+    from models_registry.services import copies, transfer
+
+    shutil.rmtree(path, ignore_errors=True)
+    ModelCopy.objects.filter(version=version, node=node).delete()
+    cpu = cpu_seconds()
+    start = time.perf_counter()
+    copy = copies.request_copy(version, node, path=str(path))
+    transfer.run_copy(copy.pk)  # eager Celery ran it at the commit already; then this is a no-op
+    elapsed = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu
+    copy.refresh_from_db()
+    assert copy.status == "ready", copy.status_detail
+    times = {row.to_status: row.time for row in CopyStatusChange.objects.filter(copy=copy)}
+    streaming = (times["verifying"] - times["copying"]).total_seconds()
+    return {"total": elapsed, "streaming": streaming, "cpu": cpu, "copy": copy}
+
+
+def child(copy_id: int) -> None:
+    """Run one copy in this process (the parent kills it half-way)."""
+    import django
+
+    django.setup()
+    from models_registry.services import transfer
+
+    transfer.run_copy(copy_id)
+
+
+def killed_and_resumed(version, node, path: Path, data_dir: Path) -> dict:
+    from django.conf import settings
+    from django.db import connection
+
+    from models_registry.models import ModelCopy
+    from models_registry.services import copies, transfer
+
+    shutil.rmtree(path, ignore_errors=True)
+    ModelCopy.objects.filter(version=version, node=node).delete()
+    from models_registry import enqueue
+
+    queue = enqueue.copy_version
+    enqueue.copy_version = lambda copy_id: None  # the child process runs this copy, not eager Celery
+    try:
+        copy = copies.request_copy(version, node, path=str(path))
+    finally:
+        enqueue.copy_version = queue
+    connection.close()
+    env = dict(os.environ, CONSOLE_DATA_DIR=str(data_dir))
+    proc = subprocess.Popen([sys.executable, __file__, "--child", str(copy.pk)], env=env)
+    size = copy.size_bytes
+    done = 0
+    while proc.poll() is None:
+        done = ModelCopy.objects.filter(pk=copy.pk).values_list("bytes_done", flat=True).first() or 0
+        if done >= size // 2:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    killed_at = done / size
+    # The dead worker's copy stays ``copying``: a new request starts it again once it is stale.
+    settings.CONSOLE_COPY_STALE_S = 0
+    time.sleep(0.5)
+    start = time.perf_counter()
+    copy = ModelCopy.objects.get(pk=copy.pk)
+    copies.request_copy(version, node)
+    transfer.run_copy(copy.pk)
+    elapsed = time.perf_counter() - start
+    copy.refresh_from_db()
+    assert copy.status == "ready", copy.status_detail
+    return {"total": elapsed, "killed_at": killed_at, "skipped": copy.files_skipped, "copied": copy.files_copied}
+
+
+def main(shards: int, shard_mib: int, repeat: int, write: bool, parallel: int) -> None:
+    os.environ["CONSOLE_COPY_PARALLEL"] = str(parallel)
+    data_dir = setup_django()
+    from models_registry import services
+    from models_registry.models import Model
+    from nodes import services as node_services
+    from nodes.models import Node
+    from nodes.transports.ssh import BULK_POOL, POOL
+    from tests.sshd import SshdNode
+
+    work = Path(tempfile.mkdtemp(prefix="boom-bench-copies-"))
+    source = work / "root-a" / "model" / "v1"
+    write_version(source, shards, shard_mib << 20)
+    subprocess.run(["cat", *map(str, source.iterdir())], stdout=subprocess.DEVNULL, check=True)
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+    daemons = {"node-a": SshdNode(env=env).start(), "node-b": SshdNode(env=env).start()}
+    try:
+        nodes = {}
+        for name, daemon in daemons.items():
+            credential = node_services.create_credential(name=f"{name}-key", username=daemon.username,
+                                                         private_key=daemon.client_key_pem, passphrase=None)
+            nodes[name] = Node.objects.create(name=name, address="127.0.0.1", transport="ssh", ssh_port=daemon.port,
+                                              credential=credential)
+        model = Model.objects.create(name="bench-copy")
+        version = services.register_version(model=model, version="v1", source_uri=str(source), node=nodes["node-a"])
+        services.import_version(version.pk)
+        version.refresh_from_db()
+        services.request_verify(version)
+        services.verify_version(version.pk)
+        version.refresh_from_db()
+        assert version.status == "verified", version.status_detail
+        size = version.size_bytes
+        gib = size / (1 << 30)
+        config = work / "ssh_config"
+        ssh_config(config, daemons)
+        target = work / "root-b" / "model" / "v1"
+
+        rows = {"scp": [], "scp3": [], "rsync": [], "stream": [], "ready": [], "cpu": []}
+        for _ in range(repeat):
+            rows["scp"].append(time_scp(config, source, work / "scp-b", through_here=False))
+            rows["rsync"].append(time_rsync(config, source, work / "rsync-b") if shutil.which("rsync") else 0.0)
+            rows["scp3"].append(time_scp(config, source, work / "scp3-b", through_here=True))
+            result = console_copy(version, nodes["node-b"], target)
+            rows["stream"].append(result["streaming"])
+            rows["ready"].append(result["total"])
+            rows["cpu"].append(result["cpu"])
+            print(f"scp {rows['scp'][-1]:.2f} s, rsync {rows['rsync'][-1]:.2f} s, scp -3 {rows['scp3'][-1]:.2f} s, "
+                  "console streaming "
+                  f"{result['streaming']:.2f} s, to ready {result['total']:.2f} s, cpu {result['cpu']:.2f} s",
+                  flush=True)
+        resumed = killed_and_resumed(version, nodes["node-b"], work / "root-b" / "resumed", data_dir)
+        print(resumed, flush=True)
+    finally:
+        POOL.close_all()
+        BULK_POOL.close_all()
+        for daemon in daemons.values():
+            daemon.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+
+    scp, scp3, stream, ready, rsync = (median(rows[k]) for k in ("scp", "scp3", "stream", "ready", "rsync"))
+    mib = size / (1 << 20)
+    ratio = scp / stream
+    body = f"""
+`python bench/copies.py --parallel {parallel}`: a version of {shards} safetensors shards of {shard_mib} MiB
+(random bytes) and a config.json, {gib:.2f} GiB in all, imported and verified on node A (a real sshd on
+loopback) and copied to node B (another sshd, its own model root), median of {repeat} runs, each tool in turn.
+
+| path | time | rate |
+|---|---|---|
+| `scp` A's files -> B (one SSH hop; the baseline) | {scp:.2f} s | {mib / scp:.0f} MiB/s |
+| `rsync -a --whole-file` A -> B (one SSH hop) | {rsync:.2f} s | {mib / rsync if rsync else 0:.0f} MiB/s |
+| `scp -3` A -> this machine -> B (two hops, like the console) | {scp3:.2f} s | {mib / scp3:.0f} MiB/s |
+| console copy, streaming (2 SSH pipes a file, {parallel} file(s) at once) | {stream:.2f} s | {mib / stream:.0f} MiB/s |
+| console copy, request to `ready` (streaming + hashing every file on B) | {ready:.2f} s | {mib / ready:.0f} MiB/s |
+
+- Streaming rate against `scp` node to node: **{ratio:.2f}** (goal: at least 0.8); against `scp -3`:
+  {scp3 / stream:.2f}.
+- Console CPU (user + system of the process that copies): {median(rows['cpu']) / gib:.2f} s per GiB
+  (the SSH decryption of the source stream and encryption of the target stream run in the console, in paramiko).
+- Resume: a copy whose worker was SIGKILLed at {resumed['killed_at']:.0%} of the bytes, asked for again, was
+  `ready` in {resumed['total']:.2f} s against {ready:.2f} s for a fresh copy ({resumed['total'] / ready:.2f} of it):
+  {resumed['skipped']} file(s) found complete on B were hashed and kept, {resumed['copied']} written again
+  (a partial file starts from its beginning).
+"""
+    print(body)
+    if write:
+        write_section("Model copies between nodes", body)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up (sshd, files) on a kill
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        child(int(sys.argv[2]))
+        sys.exit(0)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shards", type=int, default=16)
+    parser.add_argument("--shard-mib", type=int, default=128)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--parallel", type=int, default=4, help="files streamed at once (CONSOLE_COPY_PARALLEL)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args()
+    main(args.shards, args.shard_mib, args.repeat, not args.no_write, args.parallel)

@@ -1,0 +1,139 @@
+"""Weights follow the job, for real: a GGUF version imported and verified on node A (a real sshd), a job
+pinned to node B (another sshd, its own model root) by a label. The replica waits ``preparing`` while the
+console copies the files to B; a failed copy leaves it failed with the reason and is not retried in a loop;
+asked for again, the copy becomes ready and the real ``llama-server`` starts on B's copy."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from jobs import reconciler
+from jobs.models import Instance, Job
+from models_registry import services
+from models_registry.models import CopyStatusChange, Model, ModelCopy
+from models_registry.services import transfer
+from nodes.models import Node
+from nodes.tasks import probe_node
+from nodes.transports.ssh import BULK_POOL, POOL
+from tests.engines_support.llama_server import require_llama_server
+from tests.engines_support.tiny_gguf import write_tiny_llama
+from tests.sshd import SshdNode, require_sshd
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def reconcile_until(job_id, predicate, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reconciler.reconcile_job(job_id)
+        value = predicate(Job.objects.get(pk=job_id))
+        if value:
+            return value
+        time.sleep(0.2)
+    rows = list(Instance.objects.filter(job_id=job_id).values("state", "state_detail", "last_exit_reason"))
+    raise AssertionError(f"timed out waiting for {what}; instances: {rows}")
+
+
+@pytest.fixture
+def nodes(admin_api, tmp_path_factory):
+    require_sshd()
+    daemons = []
+    made = []
+
+    def make(name, labels):
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path_factory.mktemp(f"{name}-home"))}
+        daemon = SshdNode(env=env).start()
+        daemons.append(daemon)
+        credential = admin_api.post("/api/v1/credentials/", {"name": f"{name}-key", "username": daemon.username,
+                                                             "private_key": daemon.client_key_pem}, format="json")
+        response = admin_api.post("/api/v1/nodes/", {"name": name, "address": "127.0.0.1", "transport": "ssh",
+                                                     "ssh_port": daemon.port, "labels": labels,
+                                                     "credential": credential.json()["id"]}, format="json")
+        assert response.status_code == 201, response.content
+        node = Node.objects.get(pk=response.json()["id"])
+        probe_node(node.pk)
+        node.refresh_from_db()
+        assert node.status == "online", node.status_detail
+        made.append(node)
+        return node
+
+    try:
+        yield make
+    finally:
+        POOL.close_all()
+        BULK_POOL.close_all()
+        for daemon in daemons:
+            daemon.cleanup()
+
+
+def test_a_job_pinned_to_b_waits_for_the_copy_and_starts_llama_server_on_bs_copy(
+        admin_api, operator_api, nodes, tmp_path, settings):
+    binary = require_llama_server()
+    node_a = nodes("node-a", {"site": "a"})
+    node_b = nodes("node-b", {"site": "b"})
+    root_b = tmp_path / "root-b"
+    settings.CONSOLE_MODEL_ROOT = str(root_b)
+    source = tmp_path / "root-a" / "tiny-llama"
+    source.mkdir(parents=True)
+    write_tiny_llama(source / "tiny-llama.gguf")
+    model = Model.objects.create(name="tiny-llama", family="llama")
+    version = services.register_version(model=model, version="f32", source_uri=str(source), node=node_a)
+    services.import_version(version.pk)
+    version.refresh_from_db()
+    services.request_verify(version)
+    services.verify_version(version.pk)
+    version.refresh_from_db()
+    assert version.status == "verified" and version.format == "gguf", version.status_detail
+
+    response = admin_api.post("/api/v1/jobs/", {
+        "name": "tiny-on-b", "model_version": version.pk, "engine": "llamacpp", "replicas": 1,
+        "accelerators_per_replica": 0, "node_selector": {"site": "b"}, "desired_state": "running",
+        "env": {"BOOM_LLAMA_SERVER": str(binary)}, "extra_args": ["-c", "512", "-t", "2"]}, format="json")
+    assert response.status_code == 201, response.content
+    job_id = response.json()["id"]
+    try:
+        instance = reconcile_until(job_id, lambda j: j.instances.filter(state="preparing").first(),
+                                   what="the replica to wait for its copy")
+        assert instance.node_id == node_b.pk and "node-b" in instance.state_detail
+        copy = ModelCopy.objects.get(version=version, node=node_b)
+        assert copy.status == "pending" and copy.path == f"{root_b}/tiny-llama/f32"
+
+        # The transfer dies half-way: the copy fails, and so does the replica, with the reason.
+        def die(path, sent):
+            raise OSError("the worker died")
+
+        transfer.run_copy(copy.pk, on_chunk=die)
+        copy.refresh_from_db()
+        assert copy.status == "failed"
+        failed = reconcile_until(job_id, lambda j: j.instances.filter(state="failed").first(),
+                                 what="the replica to fail with the copy")
+        assert "the copy of the model to node node-b failed" in failed.last_exit_reason
+        transitions = CopyStatusChange.objects.filter(copy=copy).count()
+        for _ in range(3):  # no retry loop: the failed node is left out, nothing asks for a copy again
+            reconciler.reconcile_job(job_id)
+        assert CopyStatusChange.objects.filter(copy=copy).count() == transitions
+        job = Job.objects.get(pk=job_id)
+        assert job.instances.get().state == "failed"
+        assert "the copy of the model to node node-b failed" in job.state_detail
+
+        # The operator asks for the copy again: it resumes, becomes ready, and the replica starts on it.
+        assert operator_api.post(f"/api/v1/model-versions/{version.pk}/copies/", {"node": node_b.pk},
+                                 format="json").status_code == 202
+        transfer.run_copy(copy.pk)
+        copy.refresh_from_db()
+        assert copy.status == "ready", copy.status_detail
+        running = reconcile_until(job_id, lambda j: j.instances.filter(state="running").first(), timeout=90,
+                                  what="llama-server to be ready on node-b")
+        assert running.node_id == node_b.pk
+        argv = Path(f"/proc/{running.pid}/cmdline").read_bytes().split(b"\0")
+        assert f"{root_b}/tiny-llama/f32/tiny-llama.gguf".encode() in argv
+        reply = httpx.post(running.endpoint + "/chat/completions", timeout=30, json={
+            "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4, "ignore_eos": True})
+        assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 4
+    finally:
+        Job.objects.filter(pk=job_id).update(desired_state="stopped")
+        reconciler.reconcile_job(job_id)

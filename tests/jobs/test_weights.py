@@ -1,0 +1,77 @@
+"""Weights follow the job, without a remote node: placement prefers nodes with a ready copy and leaves out
+nodes whose copy failed; a replica on the origin node starts at once; a copy that cannot start is kept
+as a failed copy, so the reconciler does not ask for it again on every pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs import weights
+from jobs.engines.registry import get_engine
+from jobs.placement import NoRoom, plan_replica
+from models_registry.models import ModelCopy
+from tests import factories
+from tests.jobs import factories as jf
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def cluster():
+    a = factories.node(name="cpu-a", status="online")
+    b = factories.node(name="cpu-b", status="online")
+    version = jf.version(name="tiny", version="q8", status="registered")
+    version.node, version.format = a, "gguf"
+    version.save(update_fields=["node", "format"])
+    ModelCopy.objects.create(version=version, node=a, path=version.source_uri, origin=True, status="pending")
+    job = jf.job(name="tiny", engine="llamacpp", model_version=version, accelerators_per_replica=0)
+    return job, a, b
+
+
+def test_placement_puts_a_node_with_a_ready_copy_first(cluster):
+    job, a, b = cluster
+    assert weights.copies_weights(job)
+    ModelCopy.objects.create(version=job.model_version, node=b, path="/m/tiny", status="ready")
+    for strategy in ("binpack", "spread"):
+        job.placement = strategy
+        assert [m.node.name for m in plan_replica(job, get_engine("llamacpp"))] == ["cpu-b"]
+
+
+def test_a_replica_on_the_origin_node_needs_no_copy_even_unverified(cluster):
+    job, a, _b = cluster
+    assert weights.prepare(job, a).outcome == "ready"
+
+
+def test_a_copy_that_cannot_start_fails_once_and_its_node_is_left_out(cluster):
+    job, a, b = cluster
+    outcome = weights.prepare(job, b)  # the version is not verified: nothing can be copied
+    assert outcome.outcome == "failed" and "verify it first" in outcome.reason
+    copy = ModelCopy.objects.get(version=job.model_version, node=b)
+    assert copy.status == "failed" and copy.status_history.count() == 1
+    assert weights.prepare(job, b).outcome == "failed"
+    assert copy.status_history.count() == 1  # not asked again
+    job.node_selector = {"site": "b"}
+    b.labels = {"site": "b"}
+    b.save(update_fields=["labels"])
+    with pytest.raises(NoRoom, match="the copy of the model failed on every node that matches \\(cpu-b\\)"):
+        plan_replica(job, get_engine("llamacpp"))
+
+
+def test_copy_weights_false_or_a_hub_source_or_the_simulator_copies_nothing(cluster):
+    job, _a, _b = cluster
+    job.options = {"copy_weights": False}
+    assert not weights.copies_weights(job)
+    job.options = {}
+    job.engine = "simulator"
+    assert not weights.copies_weights(job)
+    job.engine = "llamacpp"
+    job.model_version.source_uri = "hf://org/tiny"
+    assert not weights.copies_weights(job)
+
+
+def test_the_copy_weights_option_must_be_a_boolean(admin_api, cluster):
+    job, _a, _b = cluster
+    response = admin_api.post("/api/v1/jobs/", {"name": "x", "model_version": job.model_version_id,
+                                                "engine": "llamacpp", "accelerators_per_replica": 0,
+                                                "options": {"copy_weights": "yes"}}, format="json")
+    assert response.status_code == 400 and "copy_weights must be true or false." in str(response.json())
