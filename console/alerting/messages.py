@@ -20,6 +20,7 @@ BUILTIN_NAMES = {
     "Job degraded": gettext_noop("Job degraded"),
     "Probe failing": gettext_noop("Probe failing"),
     "Disk nearly full": gettext_noop("Disk nearly full"),
+    "Model copy failed": gettext_noop("Model copy failed"),
 }
 
 #: The built-in templates with ``{{ labels.x }}`` / ``{{ x }}`` written as ``%(x)s`` (tests check that they
@@ -41,6 +42,8 @@ MESSAGES = {
     "alert.probe_failing.summary": gettext_noop("Probing %(node_name)s fails"),
     "alert.probe_failing.description": gettext_noop("The probe of %(node_name)s reports: %(detail)s"),
     "alert.disk_nearly_full.summary": gettext_noop("%(mount)s on %(node_name)s is %(value)s %% full"),
+    "alert.model_copy_failed.summary": gettext_noop(
+        "The copy of %(model_name)s:%(version_name)s on %(node_name)s failed"),
     # The reasons of alert transitions (console.alerting.evaluator, services).
     "alert.condition_true": gettext_noop("condition true"),
     "alert.condition_cleared_early": gettext_noop("condition cleared before the for-duration"),
