@@ -51,6 +51,31 @@ MESSAGES = {
     "placement.no_room": gettext_noop("no room: a replica needs %(per_acc)d free %(vendor)s accelerator(s) on each of "
                                       "%(nodes)d node(s); nodes with enough: %(fitting)d"),
     "placement.too_small": gettext_noop("%(count)d free accelerator(s) lack the %(gib)s GiB each needs"),
+    # The model's files on an instance's node (jobs.weights): the detail of a preparing instance, or why it failed.
+    "weights.copying": gettext_noop("copying the model's files to node %(node)s: %(status)s"),
+    "weights.copying_percent": gettext_noop("copying the model's files to node %(node)s: %(status)s (%(percent)s)"),
+    "weights.copy_failed": gettext_noop("the copy of the model to node %(node)s failed: %(reason)s"),
+    "weights.copy_removing": gettext_noop("the copy of the model on node %(node)s is being removed"),
+    "weights.cannot_copy": gettext_noop("the model cannot be copied to node %(node)s: %(reason)s"),
+    # Why a recommendation does not fit now (jobs.recommend).
+    "recommend.no_engine": gettext_noop("no engine serves %(format)s weights on %(vendor)s accelerators"),
+    "recommend.quantization": gettext_noop("%(engine)s cannot serve the %(quantization)s quantization on %(vendor)s "
+                                           "accelerators (nor can %(others)s)"),
+    "recommend.quantization_alone": gettext_noop("%(engine)s cannot serve the %(quantization)s quantization on "
+                                                 "%(vendor)s accelerators (nor can any other engine)"),
+    "recommend.no_estimate": gettext_noop("the version has no memory estimate (import it): one accelerator assumed"),
+    "recommend.multinode": gettext_noop("%(engine)s cannot run a replica over %(nodes)s nodes"),
+    "recommend.not_enough": gettext_noop("not enough free accelerators: %(replicas)s replica(s) need %(wanted)s "
+                                         "node(s) with %(per_acc)s free %(vendor)s accelerator(s) each; %(fitting)s "
+                                         "node(s) have them now"),
+    "recommend.no_room": gettext_noop("not enough free accelerators: %(replicas)s replica(s) need %(wanted)s node(s) "
+                                      "with room each; %(fitting)s node(s) have them now"),
+    "recommend.toolkit": gettext_noop("node %(node)s has %(label)s %(have)s; %(engine)s needs %(minimum)s or newer"),
+    "recommend.verify_first": gettext_noop("the weights are not on %(names)s and cannot be copied there: verify the "
+                                           "version first"),
+    "recommend.no_copy": gettext_noop("the weights are not on %(names)s and cannot be copied there: no node holds "
+                                      "a ready copy"),
+    "recommend.version_unusable": gettext_noop("the version is %(status)s: jobs may not use it"),
     # Benchmarks (jobs.benchmarks).
     "benchmark.cancelled_queued": gettext_noop("cancelled before it started"),
     "benchmark.cancelled_stale": gettext_noop("cancelled; its worker had stopped reporting"),

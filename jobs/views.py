@@ -17,6 +17,7 @@ from django.views.decorators.http import require_http_methods
 
 from console.core import audit, charts
 from console.core.confirm import ReasonForm, confirm_page
+from console.core.messages import render_text
 from console.core.models import Event
 from console.core.pages import conflict_message
 from console.core.permissions import ADMIN, OPERATOR, VIEWER, has_role
@@ -118,7 +119,7 @@ def job_deploy(request, version_pk):
             messages.info(request, _("The model's files will be copied to %(nodes)s first.")
                           % {"nodes": ", ".join(advice["copies_needed"])})
     for reason in advice["reasons"]:
-        messages.warning(request, _("It does not fit now: %(reason)s") % {"reason": reason})
+        messages.warning(request, _("It does not fit now: %(reason)s") % {"reason": render_text(reason)})
     query = urlencode({k: v for k, v in advice["job"].items() if v is not None})
     return redirect(f"{reverse('job-add')}?{query}")
 

@@ -24,7 +24,10 @@ from jobs.engines.registry import get_engine
 from jobs.executors.base import ProcessStatus
 from jobs.models import BenchmarkRun, Instance
 from jobs.placement import MemberPlan
-from models_registry.choices import VersionStatus
+from models_registry.choices import CopyStatus, VersionStatus
+from models_registry.models import ModelCopy, ModelVersion
+from models_registry.services import copies as copy_services
+from models_registry.services import transfer
 from models_registry.services.common import transition_version
 from nodes import services as node_services
 from nodes.choices import NodeStatus, Transport
@@ -219,3 +222,95 @@ def test_a_reason_given_as_a_message_is_stored_as_english_text_and_as_its_code()
                                               "params": {"accelerator_health": "nvidia0 critical, nvidia1 warning"}}
     with translation.override("zh-hans"):
         assert messages.render(event.detail["reason_message"]) == "不健康的加速卡：nvidia0 严重, nvidia1 警告"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_copies_of_a_version_and_a_preparing_instance_show_no_english_on_the_chinese_pages(chinese):
+    """A copy that failed, one that streams, and the instances waiting for them (jobs.weights), through the
+    code that writes their details and reasons: the version page and the job page show them in Chinese."""
+    origin_node = factories.node(name="gpu-a1", transport=Transport.LOCAL, status=NodeStatus.ONLINE)
+    copying_node = factories.node(name="cpu-b2", transport=Transport.LOCAL, status=NodeStatus.ONLINE)
+    failing_node = factories.node(name="n3", transport=Transport.LOCAL, status=NodeStatus.ONLINE)
+    version = jf.version(status=VersionStatus.VERIFIED)
+    ModelVersion.objects.filter(pk=version.pk).update(node=origin_node, sha256="0" * 64)
+    version.refresh_from_db()
+    origin = ModelCopy.objects.create(version=version, node=origin_node, path="/models/origin", origin=True,
+                                      status=CopyStatus.READY)
+    copying = ModelCopy.objects.create(
+        version=version, node=copying_node, path="/models/copy", source=origin, status=CopyStatus.PENDING,
+        status_detail="waiting to copy from node gpu-a1", size_bytes=1000)
+    assert copy_services.transition_copy(copying, CopyStatus.COPYING, "planning the transfer")
+    assert transfer._heartbeat(copying, CopyStatus.COPYING, bytes_done=400, progress=0.4, files_skipped=0,
+                               status_detail="streaming 3 file(s) from node gpu-a1; checking 1 already there")
+    # A copy whose source is not ready: run_copy fails it with its reason.
+    failed = ModelCopy.objects.create(version=version, node=failing_node, path="/models/copy", source=copying,
+                                      status=CopyStatus.PENDING, status_detail="waiting to copy from node cpu-b2")
+    transfer.run_copy(failed.pk)
+    failed.refresh_from_db()
+    assert failed.status == CopyStatus.FAILED
+    assert failed.status_detail == "copy failed: the source copy is not ready any more; ask for the copy again"
+
+    job = jf.job(name="qwen-chat", engine="llamacpp", model_version=version, accelerators_per_replica=0)
+    preparing = Instance.objects.create(job=job, replica=0, member=0, node=copying_node, port=40123,
+                                        state=InstanceState.SCHEDULED, generation=job.generation)
+    refused = Instance.objects.create(job=job, replica=1, member=0, node=failing_node, port=40124,
+                                      state=InstanceState.SCHEDULED, generation=job.generation)
+    assert not reconciler._weights_ready(job, preparing)
+    assert not reconciler._weights_ready(job, refused)
+    preparing.refresh_from_db()
+    refused.refresh_from_db()
+    assert preparing.state == InstanceState.PREPARING
+    assert preparing.state_detail == "copying the model's files to node cpu-b2: copying (40%)"
+    assert refused.state == InstanceState.FAILED
+    assert refused.last_exit_reason.startswith("the copy of the model to node n3 failed: copy failed: ")
+    job_services.refresh_job_state(job)
+
+    english = {}
+    for name, url in {"version": reverse("model-version-detail", args=[version.pk]),
+                      "job": reverse("job-detail", args=[job.pk])}.items():
+        page = chinese.get(url)
+        assert page.status_code == 200, (name, page.status_code)
+        words = visible_english(page.content.decode())
+        if words:
+            english[name] = sorted(set(words))
+    assert not english, f"English on the Chinese pages: {english}"
+    version_page = chinese.get(reverse("model-version-detail", args=[version.pk])).content.decode()
+    assert "复制失败：源副本已不再就绪；请重新发起复制" in version_page
+    assert "正在从节点 gpu-a1 传输 3 个文件；正在检查已存在的 1 个文件" in version_page
+    job_page = chinese.get(reverse("job-detail", args=[job.pk])).content.decode()
+    assert "正在将模型文件复制到节点 cpu-b2" in job_page
+
+
+def test_every_sentence_the_copies_weights_and_recommendation_write_is_in_the_catalogue():
+    """The English each of them writes (with sample values) parses back into a registered template."""
+    written = [
+        "waiting to copy from node gpu-a1", "started again: waiting to copy from node gpu-a1", "cancelled by admin",
+        "removing its files", "removal failed: node gpu-a1: ssh: connection refused",
+        "removal failed: /m/a: Permission denied", "hashing the files on the node", "planning the transfer",
+        "copy failed: qwen/bf16 is not verified any more",
+        "copy failed: 2 file(s) could not be copied: a.gguf: checking them failed: timed out",
+        "streaming 3 file(s) from node gpu-a1", "2 file(s) written; hashing them on the node",
+        "2 file(s) verified on the node", "2 file(s) verified on the node, 1 kept from before",
+        "verification failed: node gpu-a1: timed out",
+        "the version's directory: computing sha256 on the node", "the version is verified: 2 files verified (sha256)",
+        "copying the model's files to node cpu-b2: pending", "the copy of the model on node cpu-b2 is being removed",
+        "the model cannot be copied to node cpu-b2: no other node holds a ready copy of qwen/bf16 to copy from",
+        "the model cannot be copied to node cpu-b2: qwen/bf16 is registered: verify it first, its verified "
+        "manifest is what a copy is checked against",
+        "no engine serves gguf weights on npu accelerators",
+        "vLLM cannot serve the q4 quantization on nvidia accelerators (nor can SGLang)",
+        "vLLM cannot serve the q4 quantization on nvidia accelerators (nor can any other engine)",
+        "the version has no memory estimate (import it): one accelerator assumed",
+        "llama.cpp cannot run a replica over 2 nodes",
+        "not enough free accelerators: 2 replica(s) need 2 node(s) with 4 free nvidia accelerator(s) each; "
+        "1 node(s) have them now",
+        "not enough free accelerators: 1 replica(s) need 1 node(s) with room each; 0 node(s) have them now",
+        "node gpu-a1 has CUDA 11.8; vLLM needs 12.1 or newer",
+        "the weights are not on gpu-a1, cpu-b2 and cannot be copied there: verify the version first",
+        "the weights are not on gpu-a1 and cannot be copied there: no node holds a ready copy",
+        "the version is deprecated: jobs may not use it",
+    ]
+    assert [text for text in written if messages.parse(text) is None] == []
+    with translation.override("zh-hans"):
+        assert messages.render("copying the model's files to node cpu-b2: copying (40%)") == \
+            "正在将模型文件复制到节点 cpu-b2：复制中（40%）"
