@@ -154,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     supervisor.start()
     local = "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
-    if args.verbose:
-        print(f"BooM Console is starting on http://{bind}:{port}/ (data in {data_dir}); inference gateway on "
-              f"http://{bind}:{gateway_port}/v1. Ctrl-C stops it.", flush=True)
+    # One line at once (the parts take seconds to answer), then the summary once they do.
+    print(f"BooM Console is starting on http://{bind}:{port}/ (data in {data_dir}); inference gateway on "
+          f"http://{bind}:{gateway_port}/v1 ...", flush=True)
     up = wait_until_up(supervisor, web=f"http://{local}:{port}", gateway=f"http://{local}:{gateway_port}",
                        stopping=lambda: stopping, timeout=READY_TIMEOUT_S)
     if not stopping:

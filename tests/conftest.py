@@ -1,8 +1,11 @@
 """Shared fixtures: users in each role, API clients with tokens, fake tool paths."""
 
 import os
+import signal
+import warnings
 from pathlib import Path
 
+import psutil
 import pytest
 from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
@@ -13,6 +16,42 @@ TESTS_DIR = Path(__file__).resolve().parent
 FIXTURES = TESTS_DIR / "fixtures"
 FAKE_BIN = TESTS_DIR / "fakes" / "bin"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+#: What a serving engine the console launched looks like in the process table (the simulator, llama.cpp's
+#: server, vLLM's API server and its workers, which name themselves ``VLLM::...``), and its supervisor.
+ENGINE_MARKS = ("jobs.simulator", "llama-server", "vllm.entrypoints", "VLLM::", "executors/supervise.sh",
+                "/supervise.sh")
+
+
+def _engine_processes() -> dict[int, str]:
+    found = {}
+    for proc in psutil.process_iter(["pid", "cmdline", "name"]):
+        try:
+            line = " ".join(proc.info["cmdline"] or []) or (proc.info["name"] or "")
+        except (psutil.Error, TypeError):
+            continue
+        if proc.info["pid"] != os.getpid() and any(mark in line for mark in ENGINE_MARKS):
+            found[proc.info["pid"]] = line
+    return found
+
+
+@pytest.fixture(autouse=True, scope="module")
+def engines_are_stopped_after_each_module():
+    """Engines outlive the console on purpose, so a test that starts one through the console must stop it.
+    One that a module leaves behind (a failed assertion before its stop, a forgotten job) would hold its port
+    and memory for the rest of the suite and make later tests wait on busy ports: it is killed here, and
+    named in a warning so that the leak is seen and fixed."""
+    before = set(_engine_processes())
+    yield
+    leaked = {pid: line for pid, line in _engine_processes().items() if pid not in before}
+    if not leaked:
+        return
+    for pid in sorted(leaked, key=lambda p: "supervise" not in leaked[p]):  # supervisors first
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    warnings.warn(f"engines left running by this module were killed: {sorted(leaked.values())}", stacklevel=1)
 
 
 def require(condition: bool, what: str) -> None:

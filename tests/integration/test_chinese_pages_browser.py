@@ -53,6 +53,12 @@ def console(tmp_path):
                                   capture_output=True, text=True, check=True, timeout=120).stdout.strip()
 
         yield base, shell
+        # Engines outlive the console on purpose: stop the jobs the test started before the console.
+        shell("from jobs import services\nfrom jobs.models import Job\n"
+              "for job in Job.objects.all(): services.stop_job(job)")
+        wait_until(lambda: shell("from jobs.models import Instance\n"
+                                 "print(Instance.objects.active().count())").endswith("0"),
+                   120, interval=1, what="the engines to stop")
     finally:
         launcher.send_signal(signal.SIGINT)
         try:

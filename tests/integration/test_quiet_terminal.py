@@ -94,6 +94,10 @@ def test_the_terminal_shows_one_summary_then_stays_quiet_while_engines_are_scrap
         time.sleep(WATCH_S)
         scraped = samples(env) - before
         assert answers_200(f"{base}/healthz")
+        # Engines outlive the console on purpose: the test stops what it started.
+        api.post(f"/jobs/{job}/stop/")
+        wait_until(lambda: api.get(f"/jobs/{job}/").json()["state"] == "stopped", 120, interval=1,
+                   what="the simulator job to stop")
     finally:
         code = stop(process, terminal)
     output = terminal.text()
