@@ -20,7 +20,8 @@ Payloads are JSON objects; the consumers merge several entries of one topic into
   ``[{"scope": "accelerator", "labels": ["node", "accelerator"], "fields": ["utilization_percent", ...],
   "rows": [[t, node id, accelerator id, value, ...], ...]}]``; row ``[t, *labels, *values]`` means
   a point ``(t, value)`` of series ``<scope>.<field>`` with those labels for every non-null value
-  (rows concatenated per scope, labels and fields);
+  (rows concatenated per scope, labels and fields); a row's ``t`` is in integer milliseconds since the
+  epoch (cheaper to encode than float seconds), ``series`` points' in seconds;
 * ``state``: latest values, an object merged key by key, recursively (newer wins);
 * anything else: the newest value wins.
 
