@@ -296,7 +296,9 @@ class Collector:
         if not rows and not due and not self._retry:
             return
         batches = list(self._retry) + [(model, objs) for model, objs in rows.items()]
-        entries = [(topic, broadcast.merge_payloads(self._pending[topic])) for topic in due]
+        # A topic's one payload of this flush is its entry as it is (the usual case: every topic once a second).
+        entries = [(topic, payloads[0] if len(payloads := self._pending[topic]) == 1
+                    else broadcast.merge_payloads(payloads)) for topic in due]
         if "cluster" in due:
             entries[due.index("cluster")][1].setdefault("state", {})["totals"] = cluster_totals()
         try:
