@@ -233,20 +233,24 @@ class Collector:
         updates: dict[str, list[dict]] = defaultdict(list)
         cluster_cells: dict[str, list] = {}
         cluster_frames: list[dict] = []
-        # A node topic's points of this flush, by scope: one frame per scope, not one per sample to merge.
-        node_points: dict[str, dict[str, list]] = defaultdict(dict)
+        # A node's points of this flush, by node id and scope: one frame per scope, not one per sample to merge.
+        node_points: dict[int, dict[str, list]] = defaultdict(dict)
+        # The loop runs for every sample (9000 a second at 1000 nodes): locals, not attribute look-ups.
+        node_rows, accelerator_rows = rows[NodeSample], rows[AcceleratorSample]
+        inventory, get = self.accelerators, self.queue.get_nowait
+        no_accelerators: dict[str, int] = {}
         while True:
             try:
-                kind, node_id, item, t = self.queue.get_nowait()
+                kind, node_id, item, t = get()
             except queue.Empty:
                 break
             ts = int(t * 1000)  # also the frames' time: integer milliseconds (see _frame)
             if kind == "node":
                 row = [ts, node_id, *[getattr(item, name) for name in NODE_FIELDS]]
-                rows[NodeSample].append(row)  # the same list is the table's row and the frame's (COLUMNS)
-                node_points[f"node:{node_id}"].setdefault("node", []).append(row)
+                node_rows.append(row)  # the same list is the table's row and the frame's (COLUMNS)
+                node_points[node_id].setdefault("node", []).append(row)
             elif kind == "accelerator":
-                accelerator_id = self.accelerators.get(node_id, {}).get(accelerator_key(item))
+                accelerator_id = inventory.get(node_id, no_accelerators).get(item.uuid or accelerator_key(item))
                 if accelerator_id is None:
                     self.stats.unknown_accelerators += 1  # not inventoried yet: the next probe adds it
                     continue
@@ -258,8 +262,8 @@ class Collector:
                      if item.memory_used_bytes is not None and item.memory_total_bytes else None),
                     item.temperature_c, item.power_w, health,
                 ]
-                rows[AcceleratorSample].append(row)
-                node_points[f"node:{node_id}"].setdefault("accelerator", []).append(row)
+                accelerator_rows.append(row)
+                node_points[node_id].setdefault("accelerator", []).append(row)
                 cluster_cells[str(accelerator_id)] = [node_id, item.utilization_percent, health, ts / 1000]
             elif kind == "scrape":
                 by_job: dict[int, list[dict]] = defaultdict(list)
@@ -284,8 +288,8 @@ class Collector:
                     if values["output_tokens_per_s"] is not None:
                         cluster_frames.append(_frame("job", ("job",), ("output_tokens_per_s",),
                                                      [ts, job_id, values["output_tokens_per_s"]]))
-        for topic, by_scope in node_points.items():
-            updates[topic].append({"frames": [{**NODE_FRAMES[scope], "rows": points}
+        for node_id, by_scope in node_points.items():
+            updates[f"node:{node_id}"].append({"frames": [{**NODE_FRAMES[scope], "rows": points}
                                               for scope, points in by_scope.items()]})
         if cluster_cells:
             updates["cluster"].append({"state": {"accelerators": cluster_cells}})
@@ -293,6 +297,7 @@ class Collector:
         for topic, payloads in updates.items():
             self._pending[topic].extend(payloads)
         due = self._due_topics(began)
+        rows = {model: objs for model, objs in rows.items() if objs}
         if not rows and not due and not self._retry:
             return
         batches = list(self._retry) + [(model, objs) for model, objs in rows.items()]
