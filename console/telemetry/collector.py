@@ -264,7 +264,7 @@ class Collector:
                 ]
                 accelerator_rows.append(row)
                 node_points[node_id].setdefault("accelerator", []).append(row)
-                cluster_cells[str(accelerator_id)] = [node_id, item.utilization_percent, health, ts / 1000]
+                cluster_cells[str(accelerator_id)] = [node_id, item.utilization_percent, health, ts]  # t in ms
             elif kind == "scrape":
                 by_job: dict[int, list[dict]] = defaultdict(list)
                 up: dict[int, int] = defaultdict(int)

@@ -49,7 +49,7 @@ def test_one_flush_writes_every_sample_and_publishes_compact_frames(setup):
     assert [row[:4] for row in frames["accelerator"]["rows"]] == [[1000_100, node.pk, accelerators[0].pk, 80.0],
                                                                    [1000_100, node.pk, accelerators[1].pk, 20.0]]
     cluster = StreamEntry.objects.get(topic="cluster").payload["state"]
-    assert cluster["accelerators"][str(accelerators[1].pk)][:3] == [node.pk, 20.0, 2]
+    assert cluster["accelerators"][str(accelerators[1].pk)] == [node.pk, 20.0, 2, 1000_100]  # t in milliseconds
     assert cluster["totals"]["nodes"] == {"online": 1}
 
 
