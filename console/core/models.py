@@ -38,9 +38,12 @@ class Event(models.Model):
         return f"{self.time:%Y-%m-%d %H:%M:%S} {self.actor} {self.verb} {self.object_type}:{self.object_id}"
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps makes one a call with separators
+
+
 def dump_json(value) -> str:
     """Compact JSON text (no spaces after separators): what :class:`JSONTextField` stores."""
-    return json.dumps(value, separators=(",", ":"))
+    return _COMPACT.encode(value)
 
 
 class JSONTextField(models.TextField):
