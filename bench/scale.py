@@ -168,9 +168,9 @@ def sample_rows(seconds: list[list[tuple]]) -> list[tuple[list, list]]:
         node_rows, acc_rows = [], []
         for kind, node_id, r in items:
             if kind == "node":
-                node_rows.append((node_id, ts + second * 1000, *(getattr(r, f) for f in NODE_FIELDS)))
-            else:
-                acc_rows.append((keys[(node_id, r.uuid)], node_id, ts + second * 1000, r.utilization_percent,
+                node_rows.append((ts + second * 1000, node_id, *(getattr(r, f) for f in NODE_FIELDS)))
+            else:  # in the order of COLUMNS
+                acc_rows.append((ts + second * 1000, node_id, keys[(node_id, r.uuid)], r.utilization_percent,
                                  r.memory_used_bytes, 50.0, r.temperature_c, r.power_w, 0))
         out.append((node_rows, acc_rows))
     return out
@@ -200,7 +200,7 @@ def copy_second(node_rows, acc_rows, published=None) -> float:
             now = timezone.now()
             with raw.copy(f'COPY {StreamEntry._meta.db_table} ("time", topic, payload) FROM STDIN') as copy:
                 for topic, payload in published:
-                    copy.write_row((now, topic, json.dumps(payload)))
+                    copy.write_row((now, topic, json.dumps(payload, separators=(",", ":"))))
     return time.perf_counter() - started
 
 
@@ -373,7 +373,12 @@ def main(n: int = 1000, write: bool = True) -> None:
         f"`COPY`, **{result['rate'] / with_entries:.2f}** of the `COPY` of everything the flush writes. The collector "
         "writes plain tuples with `COPY` on PostgreSQL (`console.core.bulk.insert_rows`); it used to build model "
         "instances for `bulk_create` (the `bulk_create` column). The figure before, 0.13 at 200 nodes on SQLite, "
-        "was the offered load (the nodes' samples a second) over the insert rate, not the collector's capacity.\n\n"
+        "was the offered load (the nodes' samples a second) over the insert rate, not the collector's capacity. "
+        "Profiled at 1000 nodes (cProfile of the flush, per-part timings): the stream entries' payloads were "
+        "`jsonb`, which the server parsed into a binary form larger than the text (1698 against 1047 bytes a "
+        "node's entry); they are now compact JSON text (`JSONTextField`, 985 bytes), read back whole by the "
+        "consumers. JSON's encoder spent half its time on the rows' float-second times: a frame row's time is "
+        "now integer milliseconds, and one list is both a sample's table row and its frame's row.\n\n"
         f"The real collector process (`manage.py collect --simulate`, {n} nodes sampled every second, "
         f"{LIVE_MEASURE_S} s after {LIVE_WARMUP_S} s of warm-up): **{live['rate']:.0f} rows/s written of "
         f"{live['offered']} offered**, collector CPU {live['cpu'] * 100:.0f}% of one core (its {n} simulated "

@@ -5,7 +5,7 @@ Protocol. The client sends ``{"type": "subscribe", "topics": [...], "cursor": N}
 
 * ``{"type": "data", "topic", "cursor", "time", "data"}``: what happened on a topic since its previous
   message; ``data`` holds ``frames`` (the compact form of the collector's samples: rows of
-  ``[t, *labels, *values]``), ``series`` (``[{"series", "labels", "points": [[t, v], ...]}]``) and/or
+  ``[t in ms, *labels, *values]``), ``series`` (``[{"series", "labels", "points": [[t, v], ...]}]``) and/or
   ``state`` (latest values, merged key by key); see console.core.broadcast;
 * ``{"type": "subscribed", "topics", "cursor"}``, ``{"type": "reset", "topics", "detail"}`` (the cursor
   is older than the kept entries: reload from the series API), ``{"type": "pong"}``;

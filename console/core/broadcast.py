@@ -20,7 +20,8 @@ Payloads are JSON objects; the consumers merge several entries of one topic into
   ``[{"scope": "accelerator", "labels": ["node", "accelerator"], "fields": ["utilization_percent", ...],
   "rows": [[t, node id, accelerator id, value, ...], ...]}]``; row ``[t, *labels, *values]`` means
   a point ``(t, value)`` of series ``<scope>.<field>`` with those labels for every non-null value
-  (rows concatenated per scope, labels and fields);
+  (rows concatenated per scope, labels and fields); a row's ``t`` is in integer milliseconds since the
+  epoch (cheaper to encode than float seconds), ``series`` points' in seconds;
 * ``state``: latest values, an object merged key by key, recursively (newer wins);
 * anything else: the newest value wins.
 
@@ -41,7 +42,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from console.core import bulk
-from console.core.models import StreamEntry
+from console.core.models import StreamEntry, dump_json
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +73,15 @@ def publish_many(entries: Iterable[tuple[str, dict]]) -> list[int]:
         return []
     if connection.vendor == "postgresql":
         # COPY, with ids taken from the sequence first (the push messages carry them): bulk_create would send
-        # the payloads as a jsonb array, which psycopg quotes element by element in Python (most of the
-        # collector's flush at 1000 nodes).
+        # the payloads as an array, which psycopg quotes element by element in Python (most of the
+        # collector's flush at 1000 nodes). The payload column is text (JSONTextField): the server stores
+        # the compact JSON as it comes.
         with connection.cursor() as cursor:
             cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
                            [StreamEntry._meta.db_table, len(entries)])
             ids = [pk for (pk,) in cursor.fetchall()]
         bulk.insert_rows(StreamEntry, ("id", "time", "topic", "payload"),
-                         [(pk, now, topic, json.dumps(payload)) for pk, (topic, payload) in zip(ids, entries,
+                         [(pk, now, topic, dump_json(payload)) for pk, (topic, payload) in zip(ids, entries,
                                                                                                  strict=True)])
     else:
         rows = StreamEntry.objects.bulk_create([StreamEntry(time=now, topic=topic, payload=payload)

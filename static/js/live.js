@@ -211,7 +211,8 @@
   }
 
   // A message's points as [{series, labels, points}]: its "series" as they are, and its "frames"
-  // (rows of [t, ...label values, ...field values]) expanded, skipping null values.
+  // (rows of [t in milliseconds, ...label values, ...field values]) expanded to points in seconds,
+  // skipping null values.
   function seriesOf(data) {
     var out = (data.series || []).slice();
     (data.frames || []).forEach(function (frame) {
@@ -228,7 +229,7 @@
             byLabels[key] = {series: frame.scope + "." + field, labels: labels, points: []};
             out.push(byLabels[key]);
           }
-          byLabels[key].points.push([row[0], value]);
+          byLabels[key].points.push([row[0] / 1000, value]);
         });
       });
     });

@@ -94,7 +94,7 @@
     if (message.topic !== "cluster") { return; }
     var st = message.data.state || {};
     Object.keys(st.accelerators || {}).forEach(function (id) {
-      var cell = map.cells[map.ids[id]], update = st.accelerators[id];  // [node id, utilisation, health, t]
+      var cell = map.cells[map.ids[id]], update = st.accelerators[id];  // [node id, utilisation, health, t in ms]
       if (!cell) { return; }  // an accelerator new since the page was drawn: shown after a reload
       cell[2] = update[1];
       cell[3] = update[2];

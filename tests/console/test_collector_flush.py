@@ -1,12 +1,13 @@
 """The collector's flush, without threads: batched writes, compact stream frames, the throttle at the
 source that delays and merges but never drops, and a database failure that keeps the batch."""
 
+import json
 from unittest import mock
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
 
-from console.core import broadcast
+from console.core import broadcast, bulk
 from console.core.models import StreamEntry
 from console.telemetry.collector import Collector
 from nodes.models import AcceleratorSample, NodeSample
@@ -43,12 +44,12 @@ def test_one_flush_writes_every_sample_and_publishes_compact_frames(setup):
         (20.0, 2, 25.0), (80.0, 0, 25.0)]
     entry = StreamEntry.objects.get(topic=f"node:{node.pk}")
     frames = {f["scope"]: f for f in entry.payload["frames"]}
-    assert frames["node"]["rows"][0][:3] == [1000.0, node.pk, 12.5]
+    assert frames["node"]["rows"][0][:3] == [1000_000, node.pk, 12.5]  # t in milliseconds
     assert frames["accelerator"]["labels"] == ["node", "accelerator"]
-    assert [row[:4] for row in frames["accelerator"]["rows"]] == [[1000.1, node.pk, accelerators[0].pk, 80.0],
-                                                                   [1000.1, node.pk, accelerators[1].pk, 20.0]]
+    assert [row[:4] for row in frames["accelerator"]["rows"]] == [[1000_100, node.pk, accelerators[0].pk, 80.0],
+                                                                   [1000_100, node.pk, accelerators[1].pk, 20.0]]
     cluster = StreamEntry.objects.get(topic="cluster").payload["state"]
-    assert cluster["accelerators"][str(accelerators[1].pk)][:3] == [node.pk, 20.0, 2]
+    assert cluster["accelerators"][str(accelerators[1].pk)] == [node.pk, 20.0, 2, 1000_100]  # t in milliseconds
     assert cluster["totals"]["nodes"] == {"online": 1}
 
 
@@ -98,3 +99,37 @@ def test_merging_concatenates_frames_and_series_and_merges_state():
     assert merged["frames"][0]["rows"] == [[1, 5, 1.0], [2, 5, 2.0]]
     assert merged["series"][0]["points"] == [[1, 1], [2, 2]]
     assert merged["state"] == {"cells": {"1": 1, "2": 3}}
+
+
+def test_stream_payloads_are_stored_as_compact_json_text_that_the_database_never_parses(setup):
+    collector, node, _ = setup
+    collector.emit(node.pk, "node", NodeReading(cpu_percent=7.5), 5000.0)
+    collector.flush()
+    entry = StreamEntry.objects.get(topic=f"node:{node.pk}")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT payload FROM {StreamEntry._meta.db_table} WHERE id = %s", [entry.pk])
+        (stored,) = cursor.fetchone()
+    # text in, the same text out: a jsonb column would hand back a parsed value (PostgreSQL) or re-spaced text
+    assert isinstance(stored, str) and stored.startswith('{"frames":[{"scope":"node"') and ", " not in stored
+    assert json.loads(stored) == entry.payload
+    assert StreamEntry._meta.get_field("payload").db_type(connection) == "text"
+
+
+def test_a_sample_row_and_its_frame_row_are_one_list_with_the_time_in_milliseconds(setup):
+    collector, node, accelerators = setup
+    collector.emit(node.pk, "node", NodeReading(cpu_percent=7.5), 6000.25)
+    collector.emit(node.pk, "accelerator", gpu(0, 30.0), 6000.25)
+    written = {}
+    real_insert = bulk.insert_rows
+
+    def insert_rows(model, columns, rows, **kwargs):
+        written[model] = list(rows)
+        return real_insert(model, columns, rows, **kwargs)
+
+    with mock.patch.object(bulk, "insert_rows", insert_rows):
+        collector.flush()
+    frames = {f["scope"]: f for f in StreamEntry.objects.get(topic=f"node:{node.pk}").payload["frames"]}
+    assert frames["node"]["rows"] == [list(written[NodeSample][0])]
+    assert frames["accelerator"]["rows"] == [list(written[AcceleratorSample][0])]
+    assert written[AcceleratorSample][0][:4] == [6000_250, node.pk, accelerators[0].pk, 30.0]
+    assert AcceleratorSample.objects.get().ts == 6000_250
