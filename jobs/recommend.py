@@ -18,7 +18,8 @@ from django.db.models import Count, Q
 
 from jobs import weights
 from jobs.engines.registry import ENGINES
-from jobs.placement import PLACEABLE_NODE_STATUSES
+from jobs.models import Job
+from jobs.placement import PLACEABLE_NODE_STATUSES, NoRoom, plan_replica, reserve
 from models_registry.choices import CopyStatus, VersionStatus, WeightFormat
 from nodes.choices import Health
 from nodes.models import Accelerator, Node
@@ -76,6 +77,22 @@ def _vendor_with_most_free(fmt: str) -> str:
         if (fmt, vendor) in ENGINE_CHOICES:
             return vendor
     return "cpu" if (fmt, "cpu") in ENGINE_CHOICES else "nvidia"
+
+
+def _cpu_placement(version, engine, replicas: int) -> tuple[list, str | None]:
+    """The nodes CPU-serving replicas of ``version`` would go to now (jobs.placement: disjoint free cores,
+    the weights' estimate in free node memory), or the placement's reason why they do not fit."""
+    job = Job(name="recommendation", model_version=version, engine=engine.name, replicas=replicas,
+              accelerators_per_replica=0, nodes_per_replica=1, options={}, node_selector={})
+    chosen, reserved, cores, memory = [], set(), {}, {}
+    for _replica in range(replicas):
+        try:
+            plan = plan_replica(job, engine, reserved=reserved, reserved_cores=cores, reserved_memory=memory)
+        except NoRoom as exc:
+            return chosen, str(exc)
+        reserve(plan, reserved, cores, memory)
+        chosen.extend(member.node for member in plan)
+    return chosen, None
 
 
 def recommend(version, *, vendor: str | None = None, replicas: int = 1, name: str | None = None) -> dict:
@@ -140,6 +157,11 @@ def recommend(version, *, vendor: str | None = None, replicas: int = 1, name: st
         reasons.append(f"not enough free accelerators: {replicas} replica(s) need {wanted_nodes} node(s) with "
                        f"{what} each; {len(fitting)} node(s) have them now")
     chosen = fitting[:wanted_nodes]
+    if vendor == "cpu" and engine is not None and getattr(engine, "cpu_serving", False) and nodes:
+        # CPU serving (vLLM without accelerators): free cores and free node memory decide, as placement does.
+        chosen, no_room = _cpu_placement(version, engine, replicas)
+        if no_room:
+            reasons.append(no_room)
 
     # Driver and toolkit versions on the chosen (or every candidate) node.
     if engine_name in MIN_TOOLKIT:
@@ -162,7 +184,8 @@ def recommend(version, *, vendor: str | None = None, replicas: int = 1, name: st
     placement = defaultdict(list)
     for index, node in enumerate(chosen):
         placement[index // nodes_per_replica].append(
-            {"node": node.pk, "name": node.name, "free_accelerators": node.free, "has_copy": node.pk in with_copy})
+            {"node": node.pk, "name": node.name, "free_accelerators": getattr(node, "free", 0),
+             "has_copy": node.pk in with_copy})
     job_name = name or re.sub(r"[^a-z0-9-]+", "-", f"{version.model.name}-{version.version}".lower()).strip("-")[:63]
     return {
         "engine": engine_name, "vendor": None if vendor == "cpu" else vendor,

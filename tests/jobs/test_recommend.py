@@ -103,3 +103,22 @@ def test_recommend_needs_an_operator_and_checks_its_input(viewer_api, operator_a
     bad = operator_api.post(url(version), {"vendor": "amd", "replicas": 0}, format="json")
     assert bad.status_code == 400 and set(bad.json()) == {"vendor", "replicas"}
     assert operator_api.post("/api/v1/model-versions/999999/recommend/", {}, format="json").status_code == 404
+
+
+def test_cpu_serving_is_recommended_where_free_cores_and_memory_hold_the_weights(operator_api):
+    """vLLM on CPU (issue 15): the recommendation places it as placement does, by free cores and free memory."""
+    small = factories.node(name="cpu-small", status="online",
+                           facts={"cpu_cores": 4, "memory_total_bytes": 16 * GIB, "memory_available_bytes": 2 * GIB})
+    big = factories.node(name="cpu-big", status="online",
+                         facts={"cpu_cores": 8, "memory_total_bytes": 64 * GIB, "memory_available_bytes": 32 * GIB})
+    model = Model.objects.create(name="TinyLlama")
+    version = ModelVersion.objects.create(model=model, version="bf16", format="safetensors", quantization="bf16",
+                                          source_uri="hf://org/tiny", memory_required_bytes=4 * GIB)
+    body = operator_api.post(url(version), {"vendor": "cpu"}, format="json").json()
+    assert body["engine"] == "vllm" and body["accelerators_per_replica"] == 0 and body["vendor"] is None
+    assert body["fits"] is True, body["reasons"]
+    assert [m["name"] for m in body["placement"][0]["members"]] == [big.name]
+    # Two replicas want all the cores of a node each: the small node lacks the memory, so one does not fit.
+    body = operator_api.post(url(version), {"vendor": "cpu", "replicas": 2}, format="json").json()
+    assert body["fits"] is False and any("CPU" in reason for reason in body["reasons"]), body["reasons"]
+    assert small.name not in [m["name"] for p in body["placement"] for m in p["members"]]
