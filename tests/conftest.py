@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 import warnings
 from pathlib import Path
 
@@ -17,21 +18,33 @@ FIXTURES = TESTS_DIR / "fixtures"
 FAKE_BIN = TESTS_DIR / "fakes" / "bin"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
-#: What a serving engine the console launched looks like in the process table (the simulator, llama.cpp's
-#: server, vLLM's API server and its workers, which name themselves ``VLLM::...``), and its supervisor.
-ENGINE_MARKS = ("jobs.simulator", "llama-server", "vllm.entrypoints", "VLLM::", "executors/supervise.sh",
-                "/supervise.sh")
+def _is_engine(argv: list[str], name: str) -> bool:
+    """A serving engine the console launched (the simulator, llama.cpp's server, vLLM's API server and its
+    workers, which name themselves ``VLLM::...``), or the supervisor wrapped around one: judged by the
+    program and its arguments, not by any mention of them (a shellcheck of supervise.sh is no engine)."""
+    if name.startswith("VLLM::") or (argv and argv[0].startswith("VLLM::")):
+        return True
+    if not argv:
+        return False
+    program = os.path.basename(argv[0])
+    if program == "llama-server":
+        return True
+    if program.startswith("python") and len(argv) > 2 and argv[1] == "-m":
+        return argv[2] == "jobs.simulator" or argv[2].startswith("vllm.entrypoints")
+    return (program in ("bash", "sh") and len(argv) >= 2 and argv[-2].endswith("/supervise.sh")
+            and "/instances/" in argv[-2])
 
 
-def _engine_processes() -> dict[int, str]:
+def _engine_processes(since: float = 0.0) -> dict[int, str]:
     found = {}
-    for proc in psutil.process_iter(["pid", "cmdline", "name"]):
+    for proc in psutil.process_iter(["pid", "cmdline", "name", "create_time"]):
         try:
-            line = " ".join(proc.info["cmdline"] or []) or (proc.info["name"] or "")
+            argv, name = proc.info["cmdline"] or [], proc.info["name"] or ""
+            if proc.info["pid"] == os.getpid() or proc.info["create_time"] < since or not _is_engine(argv, name):
+                continue
         except (psutil.Error, TypeError):
             continue
-        if proc.info["pid"] != os.getpid() and any(mark in line for mark in ENGINE_MARKS):
-            found[proc.info["pid"]] = line
+        found[proc.info["pid"]] = " ".join(argv) or name
     return found
 
 
@@ -41,9 +54,10 @@ def engines_are_stopped_after_each_module():
     One that a module leaves behind (a failed assertion before its stop, a forgotten job) would hold its port
     and memory for the rest of the suite and make later tests wait on busy ports: it is killed here, and
     named in a warning so that the leak is seen and fixed."""
+    started = time.time() - 1
     before = set(_engine_processes())
     yield
-    leaked = {pid: line for pid, line in _engine_processes().items() if pid not in before}
+    leaked = {pid: line for pid, line in _engine_processes(since=started).items() if pid not in before}
     if not leaked:
         return
     for pid in sorted(leaked, key=lambda p: "supervise" not in leaked[p]):  # supervisors first
