@@ -63,6 +63,10 @@ oom_before=$(boom_oom_count)  # after the pid: start() waits for that file
 wait "$child"
 rc=$?
 ended=$(boom_now)
+# The engine led its own process group: what is left in it (vLLM's engine core and workers after its API
+# server was killed) belongs to a run that is over, and would hold memory and ports while the replacement
+# starts. End it now; children that left the group carry the instance marker and are ended at the restart.
+kill -KILL -- "-$child" 2>/dev/null
 oom=0
 if [ "$rc" = 137 ]; then
   oom_after=$(boom_oom_count)

@@ -231,6 +231,17 @@ def test_kill_9_of_the_engine_is_recorded_as_137(rig):
     assert "exit status 137 (signal 9)" in rig.executor.tail(handle)
 
 
+def test_kill_9_of_the_engine_ends_its_children_still_in_its_group_at_once(rig):
+    """vLLM's engine core outlived its API server killed with SIGKILL and held the replica's memory while
+    the replacement started: the supervisor ends what is left of the engine's process group."""
+    handle = rig.start([PY, "-c", WITH_CHILD])
+    log = wait_for(lambda: (t := rig.executor.tail(handle)) and "child" in t and t)
+    child = int(log.split("child ", 1)[1].split()[0])
+    os.kill(handle.pid, signal.SIGKILL)
+    assert rig.wait_ended(handle.instance_key).exit_code == 137
+    assert wait_for(lambda: gone(child), timeout=5), "the killed engine's child lived on"
+
+
 def test_the_engine_ignores_sighup_like_under_nohup(rig):
     handle = rig.start([PY, "-c", SLEEPER, "hup"])
     wait_for(lambda: "hello from hup" in rig.executor.tail(handle))
