@@ -158,11 +158,7 @@ class SSHPool:
         key = _pool_key(target)
         slot = self._checkout(key)
         try:
-            if not slot.sessions.acquire(timeout=timeout):
-                raise CommandTimeout(
-                    f"no free SSH session to {_where(target)} within {timeout:g} s "
-                    f"({self.max_sessions} commands already running there)"
-                )
+            self._acquire_session(slot, target, timeout)
             try:
                 chan, conn = self._open_channel(slot, target, timeout)
                 try:
@@ -190,30 +186,9 @@ class SSHPool:
 
         Raises ``HostKeyMismatch``, ``Unreachable``, ``AuthFailed``, ``CommandTimeout`` or ``SSHError``.
         """
-        text = command_text(command)
-        self.reap_idle()
-        slot = self._checkout(_pool_key(target))
-        acquired = False
-        chan = None
-        try:
-            if not slot.sessions.acquire(timeout=timeout):
-                raise CommandTimeout(
-                    f"no free SSH session to {_where(target)} within {timeout:g} s "
-                    f"({self.max_sessions} commands already running there)"
-                )
-            acquired = True
-            chan, conn = self._open_channel(slot, target, timeout)
-            chan.settimeout(timeout)
-            self._exec(chan, conn, slot, target, text, timeout)
-            chan.settimeout(None)
-            return LineStream(self, slot, chan, conn, target)
-        except BaseException:
-            if chan is not None:
-                chan.close()
-            if acquired:
-                slot.sessions.release()
-            self._checkin(slot)
-            raise
+        slot, chan, conn = self._start(target, command_text(command), timeout, self._open_channel)
+        chan.settimeout(None)
+        return LineStream(self, slot, chan, conn, target)
 
     def open_pipe(self, target: SSHTarget, command: str | Sequence[str], *, timeout: float = 60.0) -> ChannelPipe:
         """Start ``command`` on ``target`` and return its binary stdin/stdout as a :class:`ChannelPipe`.
@@ -221,22 +196,30 @@ class SSHPool:
         Holds one of the connection's session slots until the pipe is closed. ``timeout`` bounds getting
         a slot and starting the command, and then each wait for data (``read``) or window (``write``).
         """
-        text = command_text(command)
+        slot, chan, conn = self._start(target, command_text(command), timeout, self._open_pipe_channel)
+        return ChannelPipe(self, slot, chan, conn, target, timeout)
+
+    def _acquire_session(self, slot: _Slot, target: SSHTarget, timeout: float) -> None:
+        if not slot.sessions.acquire(timeout=timeout):
+            raise CommandTimeout(
+                f"no free SSH session to {_where(target)} within {timeout:g} s "
+                f"({self.max_sessions} commands already running there)"
+            )
+
+    def _start(self, target: SSHTarget, text: str, timeout: float, open_channel) -> tuple:
+        """A session slot, a channel from ``open_channel`` and ``text`` started on it, for a command that
+        outlives this call (streams, pipes): on any failure the slot and channel are given back."""
         self.reap_idle()
         slot = self._checkout(_pool_key(target))
         acquired = False
         chan = None
         try:
-            if not slot.sessions.acquire(timeout=timeout):
-                raise CommandTimeout(
-                    f"no free SSH session to {_where(target)} within {timeout:g} s "
-                    f"({self.max_sessions} commands already running there)"
-                )
+            self._acquire_session(slot, target, timeout)
             acquired = True
-            chan, conn = self._open_pipe_channel(slot, target, timeout)
+            chan, conn = open_channel(slot, target, timeout)
             chan.settimeout(timeout)
             self._exec(chan, conn, slot, target, text, timeout)
-            return ChannelPipe(self, slot, chan, conn, target, timeout)
+            return slot, chan, conn
         except BaseException:
             if chan is not None:
                 chan.close()
@@ -247,19 +230,8 @@ class SSHPool:
 
     def _open_pipe_channel(self, slot: _Slot, target: SSHTarget,
                            timeout: float) -> tuple[paramiko.Channel, _Connection]:
-        while True:
-            conn, fresh = self._connection(slot, target)
-            try:
-                chan = conn.transport.open_session(window_size=PIPE_WINDOW, max_packet_size=PIPE_MAX_PACKET,
-                                                   timeout=min(timeout, target.connect_timeout))
-                return chan, conn
-            except (paramiko.SSHException, EOFError, OSError) as exc:
-                self._drop(slot, conn)
-                if fresh:
-                    raise Unreachable(
-                        f"{_where(target)} accepted the connection but refused a session: {_cause(exc)}",
-                        host_key=conn.host_key,
-                    ) from None
+        """A session channel with the large window bulk copies need."""
+        return self._open_channel(slot, target, timeout, window_size=PIPE_WINDOW, max_packet_size=PIPE_MAX_PACKET)
 
     def close(self, target: SSHTarget | None = None) -> None:
         """Close the pooled connection for ``target`` (all connections when None)."""
@@ -368,15 +340,16 @@ class SSHPool:
         _close_quietly(conn.transport)
 
     def _open_channel(
-        self, slot: _Slot, target: SSHTarget, timeout: float
+        self, slot: _Slot, target: SSHTarget, timeout: float, **window
     ) -> tuple[paramiko.Channel, _Connection]:
-        """A new session channel. A reused connection that turns out dead is replaced once."""
+        """A new session channel (``window``: paramiko's ``window_size`` / ``max_packet_size``). A reused
+        connection that turns out dead is replaced once."""
         while True:
             conn, fresh = self._connection(slot, target)
             try:
                 # A silently dead TCP peer (NAT timeout, rebooted host) makes
                 # this wait; bound it like a connect.
-                chan = conn.transport.open_session(timeout=min(timeout, target.connect_timeout))
+                chan = conn.transport.open_session(timeout=min(timeout, target.connect_timeout), **window)
                 return chan, conn
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 self._drop(slot, conn)
