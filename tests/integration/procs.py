@@ -1,6 +1,7 @@
 """Helpers for integration tests that start real processes (workers, the console, engines)."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -84,3 +85,22 @@ def stop_launcher(launcher: subprocess.Popen, timeout: float = 30) -> tuple[int,
         launcher.kill()
         raise
     return code, launcher.stdout.read()
+
+
+#: Debian's Chromium (Playwright cannot download its own browser here) and the switches every test uses.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def launch_chromium(playwright):
+    """A headless Chromium for a browser test (close it in the test's ``finally``)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def sign_in(page, base: str, password: str, username: str = "admin") -> None:
+    """Log ``page`` in through the login form and wait for the overview."""
+    page.goto(f"{base}/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/$"))

@@ -17,10 +17,9 @@ import httpx
 import pytest
 
 from tests.conftest import require
-from tests.integration.procs import ROOT, free_port, wait_until
+from tests.integration.procs import CHROMIUM, ROOT, free_port, launch_chromium, sign_in, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct-horse-battery"
 
 
@@ -87,16 +86,11 @@ def test_a_firing_rule_reaches_the_receiver_and_the_header_of_an_open_page_live(
     wait_until(lambda: api.get("/metrics/query/", params={"series": "node.cpu_percent"}).json()["results"], 60,
                interval=1, what="the collector to sample the local node")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = launch_chromium(playwright)
         page = browser.new_page()
         errors = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(f"{base}/login/")
-        page.fill("input[name=username]", "admin")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(re.compile(r".*/$"))
+        sign_in(page, base, PASSWORD)
         page.goto(f"{base}/nodes/")
         badge = page.locator("#alert-count")
         wait_until(lambda: badge.is_visible() and badge.get_attribute("data-severity") == "none", 20,

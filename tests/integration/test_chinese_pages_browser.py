@@ -12,10 +12,9 @@ import sys
 import pytest
 
 from tests.conftest import require
-from tests.integration.procs import ROOT, answers_200, free_port, wait_until
+from tests.integration.procs import CHROMIUM, ROOT, answers_200, free_port, launch_chromium, sign_in, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct-horse-battery"
 # Names the test gives, and words that are the same in every language (units, acronyms, products).
 ALLOWED = {"admin", "gpu", "local", "zh-chat", "Qwen", "Instruct", "bf16", "SIGKILL", "BooM", "GPU", "NPU", "CPU",
@@ -107,15 +106,10 @@ def test_the_chinese_events_job_and_alert_pages_show_what_the_system_wrote_in_ch
                          "print(Alert.objects.get(rule__kind='node_unreachable', state='firing').pk)").split()[-1])
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_context(locale="zh-CN").new_page()
-            page.goto(f"{base}/login/")
-            page.fill("input[name=username]", "admin")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(re.compile(r".*/$"))
+            sign_in(page, base, PASSWORD)
             seen = {}
             for name, path in (("events", "/events/"), ("job", f"/jobs/{job_id}/"),
                                ("alerts", "/alerts/?state=all"), ("alert", f"/alerts/{alert_id}/")):

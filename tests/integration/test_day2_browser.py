@@ -3,13 +3,12 @@ running simulator job from its page and two replicas serve, deletes a node after
 that the event log keeps, and stops the job through its confirmation. No API call does the work."""
 
 import os
-import re
 
 import httpx
 import pytest
 
 from tests.conftest import require
-from tests.integration.procs import wait_until
+from tests.integration.procs import launch_chromium, sign_in, wait_until
 from tests.integration.test_live_browser import CHROMIUM, PASSWORD, console, start_simulator_job  # noqa: F401
 from tests.nodes.keygen import ed25519_openssh
 
@@ -35,17 +34,12 @@ def test_an_admin_scales_a_job_deletes_a_node_with_a_reason_and_stops_the_job_in
     node_id = node.json()["id"]
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = launch_chromium(playwright)
             page = browser.new_page()
             errors = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
-            page.goto(f"{base}/login/")
-            page.fill("input[name=username]", "admin")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(re.compile(r".*/$"))
+            sign_in(page, base, PASSWORD)
 
             # Scale 1 -> 2 from the job page; the reconciler starts a second simulator.
             page.goto(f"{base}/jobs/{job_id}/")

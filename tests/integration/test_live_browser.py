@@ -4,7 +4,6 @@ tokens/s chart gains points while the simulator serves load; the websocket is lo
 its data is stale, and once it reconnects it has every point the series API has for the outage."""
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -16,10 +15,9 @@ import httpx
 import pytest
 
 from tests.conftest import require
-from tests.integration.procs import ROOT, free_port, wait_until
+from tests.integration.procs import CHROMIUM, ROOT, free_port, launch_chromium, sign_in, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct-horse-battery"
 
 
@@ -107,18 +105,13 @@ def test_the_job_page_streams_tokens_per_second_and_resumes_without_missing_poin
         worker.start()
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = launch_chromium(playwright)
             page = browser.new_page()
             errors = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             # The pages pass the Content-Security-Policy: a refused script, style or connection is an error.
             page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
-            page.goto(f"{base}/login/")
-            page.fill("input[name=username]", "admin")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(re.compile(r".*/$"))
+            sign_in(page, base, PASSWORD)
             page.goto(f"{base}/jobs/{job_id}/")
             page.wait_for_selector('#stream-status[data-state="live"]', timeout=20_000)
 
@@ -194,16 +187,11 @@ def test_the_overview_tile_shows_the_current_rate_on_the_24h_range_and_the_badge
         worker.start()
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = launch_chromium(playwright)
             page = browser.new_page()
             errors = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{base}/login/")
-            page.fill("input[name=username]", "admin")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(re.compile(r".*/$"))
+            sign_in(page, base, PASSWORD)
 
             def tile():
                 return float(page.text_content('[data-total="throughput"]') or 0)

@@ -21,11 +21,10 @@ import httpx
 import pytest
 
 from tests.conftest import FAKE_BIN, require
-from tests.integration.procs import ROOT, free_port, wait_until
+from tests.integration.procs import CHROMIUM, ROOT, free_port, launch_chromium, sign_in, wait_until
 from tests.sshd import SshdNode, require_sshd
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct-horse-battery"
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
@@ -104,8 +103,7 @@ def stop_job(api, job_id):
 
 
 def browser_page(playwright, base, **context_options):
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    browser = launch_chromium(playwright)
     context = browser.new_context(**context_options)
     page = context.new_page()
     errors = []
@@ -114,11 +112,7 @@ def browser_page(playwright, base, **context_options):
     page.goto(f"{base}/login/")
     # The first page tells the server the browser's zone (a cookie) and loads once more: wait for that.
     page.wait_for_function("document.cookie.indexOf('boom_tz=') >= 0")
-    page.goto(f"{base}/login/")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/$"))
+    sign_in(page, base, PASSWORD)
     return browser, page, errors
 
 

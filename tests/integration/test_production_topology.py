@@ -28,7 +28,7 @@ from django.conf import settings
 from bench.faults import marked_processes
 from bench.topology import PrivatePostgres, PrivateRedis, Topology, services_available, wait_ready
 from tests.conftest import FAKE_BIN, require
-from tests.integration.procs import wait_until
+from tests.integration.procs import launch_chromium, sign_in, wait_until
 from tests.integration.test_live_browser import CHROMIUM
 from tests.sshd import SshdNode, require_sshd
 
@@ -125,14 +125,9 @@ class DuplicateWatch(threading.Thread):
 
 
 def browser_page(playwright, base: str):
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    browser = launch_chromium(playwright)
     page = browser.new_page()
-    page.goto(f"{base}/login/")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/$"))
+    sign_in(page, base, PASSWORD)
     return browser, page
 
 

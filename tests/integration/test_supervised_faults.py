@@ -7,7 +7,6 @@ The recovery times are printed (docs/benchmarks.md, "Faults")."""
 
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -19,7 +18,16 @@ import httpx
 import pytest
 
 from tests.conftest import require
-from tests.integration.procs import ROOT, answers_200, free_port, start_launcher, stop_launcher, wait_until
+from tests.integration.procs import (
+    ROOT,
+    answers_200,
+    free_port,
+    launch_chromium,
+    sign_in,
+    start_launcher,
+    stop_launcher,
+    wait_until,
+)
 from tests.integration.test_live_browser import CHROMIUM, PASSWORD, start_simulator_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -116,17 +124,12 @@ def test_beat_collector_and_web_server_killed_come_back_and_the_live_page_misses
     figures = {}
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = launch_chromium(playwright)
             try:
                 page = browser.new_page()
                 errors = []
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.goto(f"{base}/login/")
-                page.fill("input[name=username]", "admin")
-                page.fill("input[name=password]", PASSWORD)
-                page.click("button[type=submit]")
-                page.wait_for_url(re.compile(r".*/$"))
+                sign_in(page, base, PASSWORD)
                 page.goto(f"{base}/jobs/{job_id}/")
                 page.wait_for_selector('#stream-status[data-state="live"]', timeout=30_000)
 
