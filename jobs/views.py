@@ -19,7 +19,7 @@ from console.core import audit, charts
 from console.core.confirm import ReasonForm, confirm_page
 from console.core.messages import render_text
 from console.core.models import Event
-from console.core.pages import conflict_message
+from console.core.pages import conflict_message, copy_api_errors
 from console.core.permissions import ADMIN, OPERATOR, VIEWER, has_role
 from jobs import services
 from jobs.api.serializers import JobSerializer
@@ -88,14 +88,9 @@ def job_create(request):
                 messages.success(request, _("Job %(name)s created.") % {"name": job.name})
                 return redirect("job-detail", pk=job.pk)
         else:
-            for field, errors in serializer.errors.items():
-                form.add_error(field if field in form.fields else None, errors)
+            copy_api_errors(form, serializer.errors)
     return render(request, "jobs/job_form.html", {"form": form, "unplaceable": unplaceable})
 
-
-def _copy_errors(form, errors) -> None:
-    for field, problems in errors.items():
-        form.add_error(field if field in form.fields else None, problems)
 
 
 #: Job form fields the Deploy button may fill (query parameters of the job form).
@@ -142,7 +137,7 @@ def job_edit(request, pk):
                 messages.info(request, _("Running instances keep their settings until a rolling restart "
                                          "replaces them."))
             return redirect("job-detail", pk=job.pk)
-        _copy_errors(form, serializer.errors)
+        copy_api_errors(form, serializer.errors)
     return render(request, "jobs/job_form.html", {"form": form, "job": job})
 
 

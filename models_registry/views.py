@@ -17,7 +17,7 @@ from console.core import audit
 from console.core.charts import stream_config
 from console.core.confirm import ReasonForm, confirm_page
 from console.core.models import Event
-from console.core.pages import conflict_message
+from console.core.pages import conflict_message, copy_api_errors
 from console.core.permissions import ADMIN, OPERATOR, has_role
 from models_registry import services
 from models_registry.api.serializers import (
@@ -46,10 +46,6 @@ def _require(request, role):
     if not has_role(request.user, role):
         raise PermissionDenied
 
-
-def _copy_errors(form, errors) -> None:
-    for field, problems in errors.items():
-        form.add_error(field if field in form.fields else None, problems)
 
 
 @login_required
@@ -91,7 +87,7 @@ def model_create(request):
             if request.GET.get("then") == "version":  # back to the version form, the new model chosen
                 return redirect(f"{reverse('model-version-add')}?model={model.pk}")
             return redirect("model-list")
-        _copy_errors(form, serializer.errors)
+        copy_api_errors(form, serializer.errors)
     return render(request, "models_registry/model_form.html", {"form": form})
 
 
@@ -118,14 +114,15 @@ def _register_version(request, form):
         if name:
             model_serializer = ModelSerializer(data={"name": name})
             if not model_serializer.is_valid():
-                _copy_errors(form, {"new_model" if k == "name" else k: v for k, v in model_serializer.errors.items()})
+                errors = model_serializer.errors
+                copy_api_errors(form, {"new_model" if k == "name" else k: v for k, v in errors.items()})
                 return None
             model = model_serializer.save()
             audit.record("create", model, request=request)
         serializer = ModelVersionSerializer(data=form.api_payload(model), context={"request": request})
         if not serializer.is_valid():
             transaction.set_rollback(True)
-            _copy_errors(form, serializer.errors)
+            copy_api_errors(form, serializer.errors)
             return None
         version = serializer.save()
         audit.record("create", version, request=request)
@@ -321,7 +318,7 @@ def version_edit(request, pk):
                 audit.record("update", version, request=request, detail={"fields": sorted(form.changed_data)})
             messages.success(request, _("Version %(name)s saved.") % {"name": version})
             return redirect("model-version-detail", pk=version.pk)
-        _copy_errors(form, serializer.errors)
+        copy_api_errors(form, serializer.errors)
     return render(request, "models_registry/version_edit.html", {
         "form": form, "version": version, "quantizations": known_quantizations()})
 

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from console.core import audit, charts
 from console.core.confirm import ReasonForm, confirm_page
-from console.core.pages import conflict_message
+from console.core.pages import conflict_message, copy_api_errors
 from console.core.permissions import ADMIN, OPERATOR, has_role
 from nodes import services
 from nodes.api.serializers import CredentialSerializer
@@ -218,8 +218,7 @@ def credential_edit(request, pk):
                 audit.record("update", credential, request=request, detail={"fields": fields})
             messages.success(request, _("Credential %(name)s saved.") % {"name": credential.name})
             return redirect("credential-list")
-        for field, problems in serializer.errors.items():
-            form.add_error(field if field in form.fields else None, problems)
+        copy_api_errors(form, serializer.errors)
     return render(request, "nodes/credential_form.html", {"form": form, "credential": credential})
 
 

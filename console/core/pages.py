@@ -54,3 +54,10 @@ def conflict_message(request, form=None) -> Iterator[ConflictOutcome]:
             form.add_error(None, exc.detail)
         else:
             messages.error(request, exc.detail)
+
+
+def copy_api_errors(form, errors: dict) -> None:
+    """Put a serializer's field errors on the page's ``form``: on the field of the same name, else as a
+    form-wide error (pages validate through the API's serializers, so both say the same)."""
+    for field, problems in errors.items():
+        form.add_error(field if field in form.fields else None, problems)

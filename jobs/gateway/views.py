@@ -26,6 +26,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from console.core import timefmt
+from console.core.pages import copy_api_errors
 from console.core.permissions import ADMIN, OPERATOR, VIEWER, has_role
 from jobs.gateway import services
 from jobs.gateway.models import Route
@@ -80,8 +81,7 @@ def key_list(request):
                 created = {"key": key._secret, "name": key.name}
                 form = ApiKeyForm()
             else:
-                for field, errors in serializer.errors.items():
-                    form.add_error(field if field in form.fields else None, errors)
+                copy_api_errors(form, serializer.errors)
     keys = services.visible_keys(request.user).order_by("revoked", "-created_at")
     return render(request, "jobs/gateway/key_list.html", {
         "keys": keys, "form": form, "can_create": can_create, "created": created,
