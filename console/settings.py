@@ -265,6 +265,16 @@ CONSOLE_MODEL_ROOT = env_str("CONSOLE_MODEL_ROOT", "~/.boom-console/models")
 CONSOLE_COPY_PARALLEL = env_int("CONSOLE_COPY_PARALLEL", 4, minimum=1, maximum=8)
 CONSOLE_COPY_STALE_S = env_int("CONSOLE_COPY_STALE_S", 120, minimum=5)
 CONSOLE_COPY_IDLE_TIMEOUT_S = env_int("CONSOLE_COPY_IDLE_TIMEOUT_S", 120, minimum=5)
+# Which SSH client streams a copy's large files: auto (OpenSSH's ssh when installed, else paramiko), openssh or
+# paramiko. OpenSSH runs the ciphers in C, outside the console's interpreter (nodes/transports/ssh/openssh.py);
+# files under CONSOLE_COPY_OPENSSH_MIN_BYTES stay on the pooled paramiko connections (no new handshake each).
+CONSOLE_COPY_SSH_CLIENT = env_str("CONSOLE_COPY_SSH_CLIENT", "auto")
+if CONSOLE_COPY_SSH_CLIENT not in ("auto", "openssh", "paramiko"):
+    raise EnvError(f"CONSOLE_COPY_SSH_CLIENT must be auto, openssh or paramiko, got {CONSOLE_COPY_SSH_CLIENT!r}")
+CONSOLE_COPY_OPENSSH_MIN_BYTES = env_int("CONSOLE_COPY_OPENSSH_MIN_BYTES", 16 << 20, minimum=0)
+# The ssh ``Ciphers`` of those pipes: auto (AES-GCM first when this machine's CPU has AES instructions, else
+# OpenSSH's order), or a list passed to ssh as it is.
+CONSOLE_COPY_SSH_CIPHERS = env_str("CONSOLE_COPY_SSH_CIPHERS", "auto")
 
 # Serving jobs.
 # Bound on each executor call to a node (start, status, tail; a stop gets its grace on top): a node that stops

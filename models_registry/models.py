@@ -154,6 +154,10 @@ class ModelCopy(models.Model):
                                                 help_text=_("Files the last transfer found in place and kept."))
     files_copied = models.PositiveIntegerField(default=0, editable=False)
     verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    #: Bumped by each worker that takes the copy (to copy or to hash): a worker writes progress and moves the
+    #: status only while its run is the current one, so a slow worker whose copy was started again (stale
+    #: after CONSOLE_COPY_STALE_S) stops at its next progress write instead of writing beside the new one.
+    run = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -38,6 +38,7 @@ __all__ = [
     "host_key_fingerprint",
     "load_private_key",
     "normalise_private_key",
+    "openssh_private_key",
     "public_key_line",
     "split_key_line",
 ]
@@ -197,6 +198,15 @@ def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
         return cls.from_private_key(io.StringIO(openssh))
     except paramiko.SSHException as exc:  # pragma: no cover - cryptography accepted it already
         raise InvalidPrivateKey(f"paramiko cannot use this key ({type(exc).__name__})") from None
+
+
+def openssh_private_key(text: str, passphrase: str | None) -> str:
+    """The key as unencrypted OpenSSH text, for the ``ssh`` client of bulk pipes (kept in memory only)."""
+    return _parse(text, passphrase).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode("ascii")
 
 
 # --------------------------------------------------------------------------- public keys

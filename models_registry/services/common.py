@@ -140,13 +140,13 @@ def publish_progress(version_id: int, progress: float) -> None:
 
 
 def transition_copy(copy: ModelCopy, to_status: str, reason: str = "", *, actor: str | None = None,
-                    request=None, **fields) -> bool:
+                    request=None, guard: dict | None = None, **fields) -> bool:
     """Move ``copy`` to ``to_status`` through console.core.statemachine.transition (table check,
     conditional write, a ``CopyStatusChange`` row and an audit event), then publish it on the target
     node's live stream; the version's page re-reads its copies (kind ``modelcopy``). False when someone
-    else changed the status first."""
+    else changed the status first. ``guard``: more conditions (a worker's ``{"run": copy.run}``)."""
     changed = statemachine.transition(copy, to_status, reason, table=COPY_TRANSITIONS, what="a model copy",
-                                      history=CopyStatusChange, actor=actor, request=request,
+                                      history=CopyStatusChange, actor=actor, request=request, guard=guard,
                                       topics=(version_topic(copy.version_id),), updated_at=timezone.now(), **fields)
     if changed:
         publish(copy)

@@ -323,7 +323,7 @@ def request_verify_copy(copy: ModelCopy, *, request=None) -> ModelCopy:
     with transaction.atomic():
         try:
             moved = transition_copy(copy, CopyStatus.VERIFYING, "hashing the files on the node", request=request,
-                                    progress=0.0)
+                                    progress=0.0, run=copy.run + 1)  # a worker still on the copy stops
         except TransitionNotAllowed:
             moved = False
         if not moved:

@@ -87,8 +87,8 @@ class Progress:
 def pump(source, target, source_path: str, target_path: str, size: int, progress: Progress, limit: RateLimit,
          *, timeout: float, on_chunk: Callable[[int], None] | None = None) -> None:
     """Stream one file from ``source`` to ``target`` (transports). Raises NodeCommandError naming what failed."""
-    with source.open_pipe(send_command(source_path), timeout=timeout) as reader, \
-            target.open_pipe(receive_command(target_path, size), timeout=timeout) as writer:
+    with source.open_pipe(send_command(source_path), timeout=timeout, size=size) as reader, \
+            target.open_pipe(receive_command(target_path, size), timeout=timeout, size=size) as writer:
         sent = 0
         while True:
             chunk = reader.read(CHUNK)
@@ -157,14 +157,26 @@ def _mismatches(tracker: HashTracker, expected: dict[str, str]) -> dict[str, str
 
 
 def _heartbeat(copy: ModelCopy, status: str, **fields) -> bool:
-    """Write progress if the copy still has ``status``; False when it does not any more (cancelled)."""
+    """Write progress if the copy still has ``status`` and this worker's run; False when it does not any more
+    (cancelled, or started again by another worker)."""
     now = timezone.now()
-    written = ModelCopy.objects.filter(pk=copy.pk, status=status).update(updated_at=now, **fields)
+    written = ModelCopy.objects.filter(pk=copy.pk, status=status, run=copy.run).update(updated_at=now, **fields)
     if written:
         for key, value in fields.items():
             setattr(copy, key, value)
         publish(copy)
     return bool(written)
+
+
+def _take(copy: ModelCopy) -> bool:
+    """A worker takes a ``pending`` copy: ``copying`` on a run of its own (False when another was first)."""
+    return copy.status == CopyStatus.PENDING and transition_copy(
+        copy, CopyStatus.COPYING, "planning the transfer", guard={"run": copy.run}, run=copy.run + 1)
+
+
+def _move(copy: ModelCopy, to_status: str, reason: str, **fields) -> bool:
+    """A worker's transition: only while the copy is still on the run this worker took."""
+    return transition_copy(copy, to_status, reason, guard={"run": copy.run}, **fields)
 
 
 def run_copy(copy_id: int, *, parallel: int | None = None,
@@ -175,7 +187,7 @@ def run_copy(copy_id: int, *, parallel: int | None = None,
     copy = ModelCopy.objects.select_related("version", "node", "source__node").filter(pk=copy_id).first()
     if copy is None or copy.status != CopyStatus.PENDING:
         return None
-    if not transition_copy(copy, CopyStatus.COPYING, "planning the transfer"):
+    if not _take(copy):
         return None
     version = copy.version
     source = copy.source
@@ -186,13 +198,13 @@ def run_copy(copy_id: int, *, parallel: int | None = None,
             raise _Failed("the source copy is not ready any more; ask for the copy again")
         return _transfer(copy, source, parallel or settings.CONSOLE_COPY_PARALLEL, on_chunk)
     except _Failed as exc:
-        transition_copy(copy, CopyStatus.FAILED, f"copy failed: {exc}")
+        _move(copy, CopyStatus.FAILED, f"copy failed: {exc}")
     except _Stop:
         return copy
     except NodeCommandError as exc:
-        transition_copy(copy, CopyStatus.FAILED, f"copy failed: {exc}")
+        _move(copy, CopyStatus.FAILED, f"copy failed: {exc}")
     except Conflict as exc:
-        transition_copy(copy, CopyStatus.FAILED, f"copy failed: {exc}")
+        _move(copy, CopyStatus.FAILED, f"copy failed: {exc}")
     return copy
 
 
@@ -306,7 +318,7 @@ def _transfer(copy: ModelCopy, source: ModelCopy, parallel: int, on_chunk) -> Mo
 
     # 3. Hash what was written against the verified manifest.
     written = sorted(p for p in sizes if p not in kept)
-    if not transition_copy(copy, CopyStatus.VERIFYING, f"{len(written)} file(s) written; hashing them on the node",
+    if not _move(copy, CopyStatus.VERIFYING, f"{len(written)} file(s) written; hashing them on the node",
                            bytes_done=total, progress=1.0, files_copied=len(written), files_skipped=len(kept)):
         raise _Stop
     return _verify(copy, written, expected, kept=len(kept))
@@ -329,20 +341,20 @@ def _verify(copy: ModelCopy, paths: list[str], expected: dict[str, str], *, kept
     except _Stop:
         return copy
     except NodeCommandError as exc:
-        transition_copy(copy, CopyStatus.FAILED, f"verification failed: node {copy.node.name}: {exc}")
+        _move(copy, CopyStatus.FAILED, f"verification failed: node {copy.node.name}: {exc}")
         return copy
     failures = _mismatches(tracker, expected)
     if failures:
         ordered = sorted(failures.items())
         listing = "; ".join(f"{p}: {why}" for p, why in ordered)
         with transaction.atomic():
-            transition_copy(copy, CopyStatus.FAILED,
+            _move(copy, CopyStatus.FAILED,
                             _clip(f"verification failed for {len(failures)} of {len(expected)} files: {listing}"))
             audit.record("integrity", copy.version, detail={
                 "summary": f"the copy on node {copy.node.name} differs from the verified manifest",
                 "node": copy.node.name, "path": copy.path, "files": dict(ordered[:50])})
         return copy
-    transition_copy(copy, CopyStatus.READY,
+    _move(copy, CopyStatus.READY,
                     f"{total} file(s) verified on the node" + (f", {kept} kept from before" if kept else ""),
                     verified_at=timezone.now(), progress=1.0, bytes_done=copy.size_bytes or 0)
     return copy

@@ -179,10 +179,11 @@ class Transport(ABC):
         :meth:`session_identity` implement it."""
         raise NotImplementedError(f"the {self.kind} transport does not stream long-lived commands")
 
-    def open_pipe(self, command: str | Sequence[str], *, timeout: float = 60.0) -> Pipe:
+    def open_pipe(self, command: str | Sequence[str], *, timeout: float = 60.0, size: int | None = None) -> Pipe:
         """Start ``command`` and return its binary stdin and stdout as a :class:`Pipe`, for streaming
         bulk data (a model copy reads files with ``cat`` on one node and writes them on another).
-        ``timeout``: starting the command, and the longest wait for data in ``read`` or room in ``write``."""
+        ``timeout``: starting the command, and the longest wait for data in ``read`` or room in ``write``.
+        ``size``: the bytes the pipe will carry, when known (a transport may pick a faster way for large ones)."""
         raise NotImplementedError(f"the {self.kind} transport does not open pipes")
 
     def home(self) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nodes.transports.base import CommandResult, NodeCommandError, Pipe, Transport, command_text
 
-__all__ = ["LocalTransport", "engine_base_env"]
+__all__ = ["LocalTransport", "ProcessPipe", "engine_base_env"]
 
 # The console's own settings and credentials never reach a program started on node `local`.
 _PRIVATE_ENV_PREFIXES = ("CONSOLE_", "DJANGO_", "CELERY_", "BOOM_INSTANCE", "BOOM_GENERATION", "DATABASE_URL",
@@ -127,7 +127,7 @@ class LocalTransport(Transport):
             stderr = errors.read(_STDERR_KEEP).decode("utf-8", errors="replace")
         return CommandResult("", stderr, code)
 
-    def open_pipe(self, command: str | Sequence[str], *, timeout: float = 60.0) -> Pipe:
+    def open_pipe(self, command: str | Sequence[str], *, timeout: float = 60.0, size: int | None = None) -> Pipe:
         errors = tempfile.TemporaryFile()
         try:
             proc = subprocess.Popen(  # noqa: S603 - bash -c with a fixed or quoted command
@@ -137,7 +137,7 @@ class LocalTransport(Transport):
         except OSError as exc:
             errors.close()
             raise NodeCommandError(f"the command could not run: {exc}") from None
-        return _LocalPipe(proc, errors, timeout)
+        return ProcessPipe(proc, errors, timeout)
 
     def _spawn(self, text: str, stdin: str | None, *, stderr) -> subprocess.Popen:
         try:
@@ -149,8 +149,8 @@ class LocalTransport(Transport):
             raise NodeCommandError(f"the command could not run: {exc}") from None
 
 
-class _LocalPipe(Pipe):
-    """A local subprocess's pipes. ``timeout`` bounds each wait for output."""
+class ProcessPipe(Pipe):
+    """A subprocess's pipes (a local command, or an ``ssh`` client's). ``timeout`` bounds each wait for output."""
 
     def __init__(self, proc: subprocess.Popen, errors, timeout: float) -> None:
         self._proc, self._errors, self._timeout, self._closed = proc, errors, timeout, False

@@ -44,6 +44,27 @@ def test_a_copy_transition_loses_to_a_concurrent_change(copy_on_b):
     assert ModelCopy.objects.get(pk=copy_on_b.pk).status == "removing"
 
 
+def test_a_slow_worker_whose_copy_was_started_again_can_neither_write_progress_nor_move_the_copy(copy_on_b):
+    from models_registry.services import transfer
+
+    ModelCopy.objects.filter(pk=copy_on_b.pk).update(status="pending")
+    slow = ModelCopy.objects.get(pk=copy_on_b.pk)
+    assert transfer._take(slow)
+    # Its worker stalls past CONSOLE_COPY_STALE_S; the copy is asked for again and another worker takes it.
+    again = ModelCopy.objects.get(pk=copy_on_b.pk)
+    assert copies.transition_copy(again, "pending", "started again: its worker wrote nothing for 120 s")
+    racer = ModelCopy.objects.get(pk=copy_on_b.pk)  # a second worker read it pending too
+    assert transfer._take(again) and again.run == slow.run + 1
+    assert transfer._take(racer) is False and transfer._take(ModelCopy.objects.get(pk=copy_on_b.pk)) is False
+    # The slow worker wakes up: its progress is not written (it stops its streams) and it moves nothing.
+    assert transfer._heartbeat(slow, "copying", bytes_done=1) is False
+    assert transfer._move(slow, "verifying", "1 file(s) written; hashing them on the node") is False
+    assert transfer._move(slow, "failed", "copy failed: reading it failed") is False
+    assert transfer._heartbeat(again, "copying", bytes_done=5) is True
+    row = ModelCopy.objects.get(pk=copy_on_b.pk)
+    assert (row.status, row.bytes_done, row.run) == ("copying", 5, again.run)
+
+
 @pytest.mark.parametrize("path, normal", [("/data/models/x", "/data/models/x"), ("~/m/x/", "~/m/x"),
                                           ("/data//models/./x", "/data/models/x")])
 def test_copy_paths_are_normalised(path, normal):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,7 +14,8 @@ from console.core.models import Event
 from models_registry import services
 from models_registry.models import ModelCopy
 from models_registry.services import transfer
-from nodes.transports.ssh import BULK_POOL, POOL
+from nodes.services import probe_node
+from nodes.transports.ssh import BULK_POOL, POOL, openssh
 from tests.models_registry import raw_safetensors
 from tests.models_registry.conftest import TINY_LLAMA_CONFIG
 from tests.models_registry.test_registry_ssh import add_node
@@ -38,6 +40,24 @@ def two_nodes():
         BULK_POOL.close_all()
         a.cleanup()
         b.cleanup()
+
+
+@pytest.fixture(params=["paramiko", "openssh"])
+def client(request, settings, monkeypatch):
+    """Which SSH client streams the shards (3 and 2 MiB): paramiko's pooled channels, or OpenSSH's ``ssh``
+    processes (nodes/transports/ssh/openssh.py) for every file of 1 MiB or more. ``opened``: the commands
+    that went through ``ssh``."""
+    settings.CONSOLE_COPY_SSH_CLIENT = request.param
+    settings.CONSOLE_COPY_OPENSSH_MIN_BYTES = 1 << 20
+    opened = []
+    real = openssh.open_pipe
+
+    def counting(target, command, **kwargs):
+        opened.append(command)
+        return real(target, command, **kwargs)
+
+    monkeypatch.setattr(openssh, "open_pipe", counting)
+    return SimpleNamespace(name=request.param, opened=opened)
 
 
 @pytest.fixture
@@ -83,6 +103,10 @@ def setup(admin_api, two_nodes, roots, model):
     root_a, root_b = roots
     node_a = add_node(admin_api, sshd_a, "node-a")
     node_b = add_node(admin_api, sshd_b, "node-b")
+    for node in (node_a, node_b):  # the first probe pins each node's host key, as the console's beat does
+        probe_node(node.pk)
+        node.refresh_from_db()
+        assert node.host_key, node.status_detail
     source = root_a / "tiny" / "v1"
     write_model(source)
     version = verified_version(admin_api, model, node_a, source)
@@ -98,7 +122,7 @@ def test_the_import_node_holds_the_first_copy_and_it_is_ready_once_verified(admi
 
 
 def test_a_version_imported_on_a_is_copied_to_b_and_verified_and_a_flipped_byte_fails_the_reverify(
-        admin_api, operator_api, setup, django_capture_on_commit_callbacks):
+        admin_api, operator_api, client, setup, django_capture_on_commit_callbacks):
     version, _node_a, node_b, root_b = setup
     target = root_b / "tiny-copy"
     with django_capture_on_commit_callbacks(execute=False) as queued:
@@ -118,6 +142,8 @@ def test_a_version_imported_on_a_is_copied_to_b_and_verified_and_a_flipped_byte_
     history = [h["to_status"] for h in admin_api.get(f"{URL}{version.pk}/copies/{body['id']}/history/").json()
                ["results"]]
     assert history == ["ready", "verifying", "copying", "pending"]
+    # With OpenSSH, the two shards (1 MiB or more) went through ``ssh``: a reader and a writer each.
+    assert len(client.opened) == (4 if client.name == "openssh" else 0)
     assert Event.objects.filter(verb="copy", object_id=str(version.pk)).count() == 1
 
     # One byte flipped on B: the re-verify fails naming the file, and an integrity event is written.
@@ -135,7 +161,7 @@ def test_a_version_imported_on_a_is_copied_to_b_and_verified_and_a_flipped_byte_
 
 
 def test_a_transfer_killed_half_way_resumes_and_skips_the_finished_files(
-        operator_api, setup, django_capture_on_commit_callbacks):
+        operator_api, client, setup, django_capture_on_commit_callbacks):
     version, _node_a, node_b, root_b = setup
     target = root_b / "resume"
 
@@ -233,7 +259,7 @@ def test_the_origin_copy_cannot_be_removed(operator_api, setup):
 
 
 def test_a_stream_that_breaks_once_is_written_again_and_the_copy_ends_ready(
-        operator_api, setup, django_capture_on_commit_callbacks):
+        operator_api, client, setup, django_capture_on_commit_callbacks):
     from nodes.transports import NodeCommandError
 
     version, _node_a, node_b, root_b = setup

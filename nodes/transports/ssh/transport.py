@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from nodes.crypto import SecretBoxError
-from nodes.transports.base import CommandResult, NodeCommandError, Transport
+from nodes.transports.base import CommandResult, NodeCommandError, Pipe, Transport
+from nodes.transports.ssh import openssh
 from nodes.transports.ssh.connect import SSHTarget
-from nodes.transports.ssh.pool import BULK_POOL, POOL, ChannelPipe, LineStream, SSHPool
+from nodes.transports.ssh.pool import BULK_POOL, POOL, LineStream, SSHPool
 
 __all__ = ["DEFAULT_REMOTE_BASE", "SSHTransport", "ssh_target"]
 
@@ -98,9 +99,26 @@ class SSHTransport(Transport):
         return self.pool.stream(self.target(), command, stdin=stdin, timeout=timeout or self.command_timeout,
                                 on_stdout_line=on_line)
 
-    def open_pipe(self, command: str | Sequence[str], *, timeout: float = 60.0) -> ChannelPipe:
-        """The command's binary stdin/stdout over one channel of the bulk pool's connection to the node."""
-        return self.bulk_pool.open_pipe(self.target(), command, timeout=timeout)
+    def open_pipe(self, command: str | Sequence[str], *, timeout: float = 60.0, size: int | None = None) -> Pipe:
+        """The command's binary stdin/stdout: for ``size`` bytes or more of a model copy, an OpenSSH ``ssh``
+        process (see :mod:`.openssh`, ``CONSOLE_COPY_SSH_CLIENT``); else one channel of the bulk pool's
+        connection to the node."""
+        target = self.target()
+        if size is not None and self._openssh_for(target, size):
+            from django.conf import settings
+
+            return openssh.open_pipe(target, command, timeout=timeout,
+                                     cipher_list=openssh.ciphers(settings.CONSOLE_COPY_SSH_CIPHERS))
+        return self.bulk_pool.open_pipe(target, command, timeout=timeout)
+
+    @staticmethod
+    def _openssh_for(target: SSHTarget, size: int) -> bool:
+        from django.conf import settings
+
+        client = settings.CONSOLE_COPY_SSH_CLIENT
+        if client == "paramiko" or size < settings.CONSOLE_COPY_OPENSSH_MIN_BYTES or not target.pinned_host_key:
+            return False
+        return client == "openssh" or openssh.available() is not None
 
     def session_identity(self, node) -> tuple | None:
         """Only nodes whose host key a probe pinned: a stream never trusts a first contact. A new key,
