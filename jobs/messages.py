@@ -71,6 +71,7 @@ MESSAGES = {
     "recommend.no_room": gettext_noop("not enough free accelerators: %(replicas)s replica(s) need %(wanted)s node(s) "
                                       "with room each; %(fitting)s node(s) have them now"),
     "recommend.toolkit": gettext_noop("node %(node)s has %(label)s %(have)s; %(engine)s needs %(minimum)s or newer"),
+    "recommend.driver": gettext_noop("node %(node)s has driver %(have)s; %(engine)s needs driver %(minimum)s or newer"),
     "recommend.verify_first": gettext_noop("the weights are not on %(names)s and cannot be copied there: verify the "
                                            "version first"),
     "recommend.no_copy": gettext_noop("the weights are not on %(names)s and cannot be copied there: no node holds "

@@ -43,6 +43,15 @@ MIN_TOOLKIT: dict[str, tuple[str, str, str]] = {
     "vllm-ascend": ("cann_version", "8.1", "CANN"),
     "mindie": ("cann_version", "8.0", "CANN"),
 }
+#: The oldest accelerator driver each engine runs on: (fact of the node's probe, version). NVIDIA: what CUDA 12
+#: needs on Linux (NVIDIA's compatibility table, 525.60.13); Ascend: the HDK driver the seed's figures were
+#: measured on (Ascend HDK 24.1.0; its release candidates 24.1.RCn read as 24.1.n and pass).
+MIN_DRIVER: dict[str, tuple[str, str]] = {
+    "vllm": ("nvidia_driver_version", "525.60"),
+    "sglang": ("nvidia_driver_version", "525.60"),
+    "vllm-ascend": ("ascend_driver_version", "24.1"),
+    "mindie": ("ascend_driver_version", "24.1"),
+}
 #: Accelerator memory when the inventory has none of the vendor's (Atlas 800I A2: 910B 64 GB; A100 80 GB).
 DEFAULT_MEMORY = {"huawei": 64 << 30, "nvidia": 80 << 30}
 DEFAULT_PER_NODE = 8
@@ -163,13 +172,19 @@ def recommend(version, *, vendor: str | None = None, replicas: int = 1, name: st
         if no_room:
             reasons.append(no_room)
 
-    # Driver and toolkit versions on the chosen (or every candidate) node.
+    # Toolkit and driver versions on the chosen (or every candidate) node.
     if engine_name in MIN_TOOLKIT:
         fact, minimum, label = MIN_TOOLKIT[engine_name]
         for node in chosen or fitting:
             have = (node.facts or {}).get(fact)
             if have and _version_tuple(have) < _version_tuple(minimum):
                 reasons.append(f"node {node.name} has {label} {have}; {engine.label} needs {minimum} or newer")
+    if engine_name in MIN_DRIVER and vendor != "cpu":
+        fact, minimum = MIN_DRIVER[engine_name]
+        for node in chosen or fitting:
+            have = (node.facts or {}).get(fact)
+            if have and _version_tuple(have) < _version_tuple(minimum):
+                reasons.append(f"node {node.name} has driver {have}; {engine.label} needs driver {minimum} or newer")
 
     # Weights: where they are, and whether they can be copied where they are missing.
     missing = [n.name for n in chosen if n.pk not in with_copy]

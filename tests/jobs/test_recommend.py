@@ -97,6 +97,29 @@ def test_gguf_goes_to_llama_cpp_and_safetensors_on_nvidia_to_vllm(operator_api):
     assert body["fits"] is True
 
 
+def test_a_driver_older_than_the_engine_needs_is_a_reason_and_a_newer_one_or_a_release_candidate_is_not(
+        operator_api):
+    old_gpu = factories.node(name="gpu-old", status="online",
+                             facts={"cuda_version": "12.4", "nvidia_driver_version": "470.82.01"})
+    factories.accelerators(old_gpu, count=2, vendor="nvidia")
+    model = Model.objects.create(name="Qwen")
+    st = ModelVersion.objects.create(model=model, version="bf16", format="safetensors", quantization="bf16",
+                                     source_uri="hf://org/qwen", memory_required_bytes=100 * GIB)
+    body = operator_api.post(url(st), {"vendor": "nvidia"}, format="json").json()
+    assert body["fits"] is False
+    assert "node gpu-old has driver 470.82.01; vLLM needs driver 525.60 or newer" in body["reasons"]
+
+    a, _ = ascend_node("atlas-a")
+    b, _ = ascend_node("atlas-b")
+    version = r1_w8a8(node=a)
+    a.facts = {**a.facts, "ascend_driver_version": "23.0.3"}
+    a.save(update_fields=["facts"])
+    b.facts = {**b.facts, "ascend_driver_version": "24.1.rc3"}
+    b.save(update_fields=["facts"])
+    body = operator_api.post(url(version), {"vendor": "huawei"}, format="json").json()
+    assert body["reasons"] == ["node atlas-a has driver 23.0.3; vLLM-Ascend needs driver 24.1 or newer"]
+
+
 def test_recommend_needs_an_operator_and_checks_its_input(viewer_api, operator_api):
     version = r1_w8a8()
     assert viewer_api.post(url(version), {}, format="json").status_code == 403
