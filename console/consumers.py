@@ -76,6 +76,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code):
         for handle in getattr(self, "timers", {}).values():
             handle.cancel()
+        if getattr(self, "watch_task", None) is not None:
+            self.watch_task.cancel()
         if getattr(self, "topics", None):
             await self._leave(set(self.topics))
 
@@ -131,6 +133,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             allowed.append(topic)
         new = [t for t in allowed if t not in self.topics]
         self.topics.update(new)
+        await self._watch(new)
         await self._join(new)
         if cursor is not None and allowed:
             entries, too_old = await database_sync_to_async(streams.entries_after)(cursor, allowed)
@@ -142,6 +145,23 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         if cursor is None and self.max_seen == 0:
             self.max_seen = await database_sync_to_async(streams.current_cursor)()
         await self.send_json({"type": "subscribed", "topics": allowed, "cursor": self._safe_cursor()})
+
+    async def _watch(self, topics: list[str]):
+        """Tell the collector these topics are watched (it publishes a node's samples only then), and renew
+        that while the connection lives."""
+        if not any(t.startswith(streams.WATCHED_PREFIXES) for t in topics):
+            return
+        await database_sync_to_async(streams.watch)(topics)
+        if getattr(self, "watch_task", None) is None:
+            self.watch_task = asyncio.ensure_future(self._renew_watches())
+
+    async def _renew_watches(self):
+        while True:
+            await asyncio.sleep(streams.WATCH_TTL_S / 3)
+            try:
+                await database_sync_to_async(streams.watch)(list(self.topics))
+            except Exception:  # noqa: BLE001 - a database hiccup: the next turn renews them
+                log.warning("stream: renewing watches failed", exc_info=True)
 
     async def _join(self, topics: list[str]):
         if not topics:

@@ -322,6 +322,10 @@ CONSOLE_STREAM_RETENTION_S = env_int("CONSOLE_STREAM_RETENTION_S", 900, minimum=
 # "poll": each web process reads new stream entries from the database (works with no Redis);
 # "push": the publisher also sends them through the channel layer (Redis) for lower latency.
 CONSOLE_STREAM_TRANSPORT = env_str("CONSOLE_STREAM_TRANSPORT", "push" if REDIS_URL else "poll")
+# The collector publishes a node's samples on its live topic only while a connection watches it (a node
+# page, a script subscribed to node:<id>); false: every node's, every second (1000 entries a second at
+# 1000 nodes, read by nobody).
+CONSOLE_STREAM_WATCHED_ONLY = env_bool("CONSOLE_STREAM_WATCHED_ONLY", True)
 if CONSOLE_STREAM_TRANSPORT not in ("poll", "push"):
     raise ValueError("CONSOLE_STREAM_TRANSPORT must be 'poll' or 'push'")
 # GET /metrics needs a viewer's token unless this is true (a Prometheus on a trusted network).

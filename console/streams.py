@@ -22,7 +22,7 @@ from console.core.broadcast import (
     current_cursor,  # noqa: F401  (consumers use it from here)
     entry_message,
 )
-from console.core.models import StreamEntry
+from console.core.models import StreamEntry, StreamWatch
 from console.core.permissions import VIEWER, has_role
 from jobs.models import BenchmarkRun, Job
 from models_registry.models import ModelVersion
@@ -81,3 +81,24 @@ def prune_entries(now=None) -> int:
         if not ids:
             return deleted
         deleted += StreamEntry.objects.filter(pk__in=ids).delete()[0]
+
+
+#: Topics published only while watched (console.telemetry.collector), and how long a watch lasts without
+#: being renewed (a subscribed connection renews its watches every third of it).
+WATCHED_PREFIXES = ("node:",)
+WATCH_TTL_S = 60
+
+
+def watch(topics) -> int:
+    """Mark ``topics`` watched for WATCH_TTL_S (those of WATCHED_PREFIXES; one statement)."""
+    until = timezone.now() + timedelta(seconds=WATCH_TTL_S)
+    rows = [StreamWatch(topic=t, until=until) for t in dict.fromkeys(topics) if t.startswith(WATCHED_PREFIXES)]
+    if rows:
+        StreamWatch.objects.bulk_create(rows, update_conflicts=True, unique_fields=["topic"], update_fields=["until"])
+    return len(rows)
+
+
+def watched_topics(prefix: str = "node:") -> set[str]:
+    """The topics with ``prefix`` someone watches now."""
+    return set(StreamWatch.objects.filter(topic__startswith=prefix, until__gt=timezone.now())
+               .values_list("topic", flat=True))

@@ -96,6 +96,21 @@ class StreamEntry(models.Model):
         return f"{self.pk} {self.topic}"
 
 
+class StreamWatch(models.Model):
+    """A live topic someone watches, until ``until`` (console.streams.watch, refreshed while a connection
+    is subscribed). The collector publishes a node's samples (``node:<id>``) only while its topic is
+    watched: at 1000 nodes, entries nobody reads would be most of what a flush writes."""
+
+    topic = models.CharField(max_length=64, primary_key=True)
+    until = models.DateTimeField()
+
+    class Meta:
+        app_label = "console"
+
+    def __str__(self):
+        return f"{self.topic} until {self.until:%H:%M:%S}"
+
+
 class TransitionRecord(models.Model):
     """One status change of a stateful object: the shape of every history table (abstract).
 

@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.db.models import Count
 
+from console import streams
 from console.core import broadcast, bulk
 from console.telemetry.series import HEALTH_CODES
 from jobs.models import InstanceSample, Job, JobSample
@@ -50,6 +51,11 @@ log = logging.getLogger(__name__)
 SOURCE_TOPIC_INTERVAL_S = 0.9
 CLUSTER_TOPIC_INTERVAL_S = 1.0
 SUPERVISE_EVERY_S = 5.0
+# A node's samples are published on ``node:<id>`` only while someone watches that topic (a node page, a
+# script: console.streams.watch); the watched set is read this often. Until then its last payloads are
+# kept (about this many seconds' worth), so that a page that subscribes gets the points since it rendered.
+WATCH_CHECK_S = 1.0
+UNWATCHED_KEEP = 10
 MAX_RETRY_ROWS = 200_000  # rows kept for the next flush while the database is unavailable
 
 NODE_FIELDS = ("cpu_percent", "memory_used_bytes", "memory_percent", "load1", "disk_used_percent",
@@ -117,6 +123,8 @@ class Collector:
         self.stats = CollectorStats()
         self._pending: dict[str, list[dict]] = defaultdict(list)  # topic -> payloads not yet published
         self._published_at: dict[str, float] = {}
+        self._watched: set[str] = set()
+        self._watch_checked = float("-inf")
         self._retry: list[tuple[type, list]] = []
         self._stop = threading.Event()
 
@@ -326,9 +334,23 @@ class Collector:
         self.stats.entries_published += len(entries)
         self.stats.last_flush_ms = (time.monotonic() - began) * 1000
 
+    def _watched_topics(self, now: float) -> set[str] | None:
+        """The node topics someone watches (read at most every WATCH_CHECK_S); None: publish them all."""
+        if not settings.CONSOLE_STREAM_WATCHED_ONLY:
+            return None
+        if now - self._watch_checked >= WATCH_CHECK_S:
+            self._watched = streams.watched_topics("node:")
+            self._watch_checked = now
+        return self._watched
+
     def _due_topics(self, now: float) -> list[str]:
         due = []
+        watched = self._watched_topics(now)
         for topic, payloads in self._pending.items():
+            if watched is not None and topic.startswith("node:") and topic not in watched:
+                if len(payloads) > UNWATCHED_KEEP:
+                    del payloads[:-UNWATCHED_KEEP]
+                continue
             interval = CLUSTER_TOPIC_INTERVAL_S if topic == "cluster" else SOURCE_TOPIC_INTERVAL_S
             # 5 ms of slack: flush start times on a regular grid are not exact to the microsecond.
             if payloads and now - self._published_at.get(topic, -interval) >= interval - 0.005:

@@ -7,6 +7,7 @@ from unittest import mock
 import pytest
 from django.db import OperationalError, connection
 
+from console import streams
 from console.core import broadcast, bulk
 from console.core.models import StreamEntry
 from console.telemetry.collector import Collector
@@ -30,6 +31,7 @@ def setup():
     accelerators = factories.accelerators(node, count=2)
     collector = Collector(flush_ms=100)
     collector.accelerators = {node.pk: {f"GPU-{a.index}": a.pk for a in accelerators}}
+    streams.watch([f"node:{node.pk}"])  # a node page is open: its samples are published
     return collector, node, accelerators
 
 
@@ -133,3 +135,56 @@ def test_a_sample_row_and_its_frame_row_are_one_list_with_the_time_in_millisecon
     assert frames["accelerator"]["rows"] == [list(written[AcceleratorSample][0])]
     assert written[AcceleratorSample][0][:4] == [6000_250, node.pk, accelerators[0].pk, 30.0]
     assert AcceleratorSample.objects.get().ts == 6000_250
+
+
+def test_a_node_nobody_watches_gets_its_samples_written_but_no_stream_entries(setup, settings):
+    collector, node, accelerators = setup
+    other = factories.node(name="unwatched")
+    collector.emit(other.pk, "node", NodeReading(cpu_percent=1.0), 1000.0)
+    collector.emit(node.pk, "node", NodeReading(cpu_percent=2.0), 1000.0)
+    collector.flush()
+    assert NodeSample.objects.filter(node=other).exists()
+    assert set(StreamEntry.objects.values_list("topic", flat=True)) == {f"node:{node.pk}"}
+    assert collector.stats.entries_published == 1
+    settings.CONSOLE_STREAM_WATCHED_ONLY = False  # the way before: every node's topic, watched or not
+    collector._watch_checked = float("-inf")
+    collector.emit(other.pk, "node", NodeReading(cpu_percent=3.0), 1001.0)
+    collector._published_at.clear()
+    collector.flush()
+    assert StreamEntry.objects.filter(topic=f"node:{other.pk}").exists()
+
+
+def test_a_page_that_starts_watching_a_node_gets_the_points_of_the_last_seconds_then_every_new_one(setup):
+    collector, _node, _accelerators = setup
+    other = factories.node(name="late")
+    topic = f"node:{other.pk}"
+    for second in range(15):  # 15 s of samples while nobody watched: written, not published
+        collector.emit(other.pk, "node", NodeReading(cpu_percent=float(second)), 1000.0 + second)
+        collector._published_at.clear()
+        collector.flush()
+    assert not StreamEntry.objects.filter(topic=topic).exists()
+    assert NodeSample.objects.filter(node=other).count() == 15
+    streams.watch([topic])  # the page subscribes
+    collector._watch_checked = float("-inf")  # (the collector reads the watched set once a second)
+    collector.emit(other.pk, "node", NodeReading(cpu_percent=15.0), 1015.0)
+    collector._published_at.clear()
+    collector.flush()
+    (entry,) = StreamEntry.objects.filter(topic=topic)
+    rows = [row for frame in entry.payload["frames"] for row in frame["rows"]]
+    # The last ten seconds' points (what a page rendered a moment ago may lack), and the new one.
+    assert [row[0] // 1000 for row in rows] == list(range(1005, 1016))
+
+
+def test_a_watch_lasts_its_time_and_only_node_topics_are_watched(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from console.core.models import StreamWatch
+
+    assert streams.watch(["node:7", "cluster", "job:3", "node:7"]) == 1
+    assert streams.watched_topics() == {"node:7"}
+    StreamWatch.objects.filter(topic="node:7").update(until=timezone.now() - timedelta(seconds=1))
+    assert streams.watched_topics() == set()
+    streams.watch(["node:7"])  # renewed by the connection
+    assert streams.watched_topics() == {"node:7"}

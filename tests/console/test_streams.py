@@ -137,6 +137,21 @@ def test_topics_that_do_not_exist_get_an_error_and_the_others_are_subscribed(vie
     run(scenario)
 
 
+def test_subscribing_to_a_node_marks_it_watched_so_the_collector_publishes_its_samples(viewer_token):
+    from console import streams
+
+    watched, ignored = factories.node(name="watched"), factories.node(name="not-watched")
+
+    async def scenario():
+        communicator = await open_socket(viewer_token)
+        await communicator.send_json_to({"type": "subscribe", "topics": ["cluster", f"node:{watched.pk}"]})
+        assert (await receive(communicator))["type"] == "subscribed"
+        await communicator.disconnect()
+
+    run(scenario)
+    assert streams.watched_topics() == {f"node:{watched.pk}"} and f"node:{ignored.pk}" not in streams.watched_topics()
+
+
 def test_live_entries_arrive_and_a_cursor_resume_first_sends_what_was_missed(viewer_token):
     node = factories.node()
     topic = f"node:{node.pk}"

@@ -9,6 +9,7 @@ import httpx
 import psutil
 import pytest
 
+from console import streams
 from console.core.models import StreamEntry
 from console.telemetry import series
 from console.telemetry.collector import Collector
@@ -76,6 +77,7 @@ def test_one_ssh_session_streams_a_nodes_samples_and_reconnects_after_the_node_c
         node.refresh_from_db()
         assert node.status == "online" and node.accelerator_count == 16, node.status_detail
         opened_before = POOL.connections_opened
+        streams.watch([f"node:{node.pk}"])  # its page is open: the collector publishes its samples
         collector, stop, thread = running_collector()
 
         def enough():
