@@ -339,8 +339,9 @@ def main() -> None:
         f"ours, vLLM's, ours, ... ({args.rounds} pass(es) of vLLM's tool, {args.rounds + 1} of ours); the ratio is "
         f"of the medians. The lowest ratio is {min(ratios):.2f}: it {verdict} the goal of ≥ 0.95. Client and "
         f"engine share the machine's cores, as in the serving benchmark above.\n\n" + "\n".join(lines) + "\n\n"
-        f"The passes of one tool at one level spread by up to {spread:.1f}× here (other work shared the "
-        f"machine): read the ratios with that spread in mind. The console's own share of its start (above) "
+        f"The passes of one tool at one level spread by up to {spread:.1f}× here (the load generators and the "
+        f"engine share the machine's two cores): read the ratios with that spread in mind. The console's own "
+        f"share of its start (above) "
         f"is the start figure that such noise does not move."
     )
     write_section("vLLM on CPU: console against vllm bench serve, and start to ready", body)
