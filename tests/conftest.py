@@ -68,6 +68,48 @@ def engines_are_stopped_after_each_module():
     warnings.warn(f"engines left running by this module were killed: {sorted(leaked.values())}", stacklevel=1)
 
 
+#: pyenv's lock for rehashing its shims. On this project's test machines root's ~/.bashrc runs `pyenv init`
+#: (which rehashes) in the shell of every SSH command a loopback test node runs, unless the node is given a
+#: HOME of its own; a shell killed mid-rehash (a test that ends a command as soon as it started) leaves the
+#: lock behind, and every later SSH command then waits 60 s for it. A rehash takes well under a second, so a
+#: lock older than STALE_LOCK_S is a dead shell's.
+PYENV_LOCK = Path(os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))) / "shims" / ".pyenv-shim"
+STALE_LOCK_S = 15.0
+
+
+def remove_stale_pyenv_lock(now: float | None = None) -> bool:
+    try:
+        if (now or time.time()) - PYENV_LOCK.stat().st_mtime > STALE_LOCK_S:
+            PYENV_LOCK.unlink()
+            return True
+    except OSError:
+        pass
+    return False
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_stale_pyenv_lock():
+    """While the suite runs, a dead shell's pyenv lock is removed within a second of turning stale."""
+    import threading
+
+    stop = threading.Event()
+    removed = []
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            if remove_stale_pyenv_lock():
+                removed.append(time.time())
+
+    remove_stale_pyenv_lock()
+    thread = threading.Thread(target=watch, name="pyenv-lock-watch", daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(5)
+    if removed:
+        warnings.warn(f"stale pyenv locks removed during the run: {len(removed)}", stacklevel=1)
+
+
 def require(condition: bool, what: str) -> None:
     """Skip when a real component is missing locally; fail under CI, where nothing may skip."""
     if condition:

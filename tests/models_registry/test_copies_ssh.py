@@ -28,9 +28,11 @@ ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
 
 
 @pytest.fixture
-def two_nodes():
+def two_nodes(tmp_path_factory):
+    """Each with a HOME of its own: its login shell reads no rc file (this machine's root ~/.bashrc runs
+    `pyenv init` in every SSH command's shell, and these tests cancel and kill commands)."""
     require_sshd()
-    a, b = SshdNode(env=ENV), SshdNode(env=ENV)
+    a, b = (SshdNode(env={**ENV, "HOME": str(tmp_path_factory.mktemp(f"home-{name}"))}) for name in "ab")
     try:
         a.start()
         b.start()

@@ -17,9 +17,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def node():
+def node(tmp_path):
+    """A node whose login shell reads no rc file (a HOME of its own): these tests end commands as soon as they
+    start, and this machine's root ~/.bashrc runs `pyenv init` in every SSH command's shell."""
     require_sshd()
-    with SshdNode() as daemon:
+    (tmp_path / "home").mkdir()
+    with SshdNode(env={"HOME": str(tmp_path / "home")}) as daemon:
         yield daemon
 
 
