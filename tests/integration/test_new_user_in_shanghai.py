@@ -82,6 +82,10 @@ def test_a_new_user_in_shanghai_deploys_the_simulator_from_the_guide_and_watches
             chosen = next((o for o in options if o["value"] and "Qwen" in o["text"]),
                           next(o for o in options if o["value"]))
             page.select_option("select[name=model_version]", chosen["value"])
+            # The local node is placeable once its first probe ended (the guide ticks "node" as soon as it is
+            # registered); until then the form rightly warns that nothing can be placed now.
+            wait_until(lambda: [n["status"] for n in api.get("/nodes/").json()["results"]] == ["online"], 120,
+                       what="the local node's first probe")
             created_at = time.monotonic()
             page.click("#job-form button[type=submit]")
             page.wait_for_url(re.compile(r".*/jobs/(\d+)/$"), timeout=60_000)
