@@ -173,18 +173,18 @@ def recommend(version, *, vendor: str | None = None, replicas: int = 1, name: st
             reasons.append(no_room)
 
     # Toolkit and driver versions on the chosen (or every candidate) node.
+    checks = []
     if engine_name in MIN_TOOLKIT:
         fact, minimum, label = MIN_TOOLKIT[engine_name]
-        for node in chosen or fitting:
-            have = (node.facts or {}).get(fact)
-            if have and _version_tuple(have) < _version_tuple(minimum):
-                reasons.append(f"node {node.name} has {label} {have}; {engine.label} needs {minimum} or newer")
+        checks.append((fact, minimum, label, minimum))
     if engine_name in MIN_DRIVER and vendor != "cpu":
         fact, minimum = MIN_DRIVER[engine_name]
+        checks.append((fact, minimum, "driver", f"driver {minimum}"))
+    for fact, minimum, label, needed in checks:
         for node in chosen or fitting:
             have = (node.facts or {}).get(fact)
             if have and _version_tuple(have) < _version_tuple(minimum):
-                reasons.append(f"node {node.name} has driver {have}; {engine.label} needs driver {minimum} or newer")
+                reasons.append(f"node {node.name} has {label} {have}; {engine.label} needs {needed} or newer")
 
     # Weights: where they are, and whether they can be copied where they are missing.
     missing = [n.name for n in chosen if n.pk not in with_copy]

@@ -26,6 +26,7 @@ Used for the pipes of large files when ``CONSOLE_COPY_SSH_CLIENT`` is ``auto`` (
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -61,6 +62,7 @@ PIPE_BYTES = 1 << 20
 AES_FIRST = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr,aes256-ctr"
 
 
+@functools.cache
 def _cpu_has_aes() -> bool:
     try:
         text = open("/proc/cpuinfo").read()
@@ -105,8 +107,8 @@ def _held(fd: int) -> str:
 def argv_for(target: SSHTarget, command: str, key_fd: int, hosts_fd: int, program: str = "ssh",
              cipher_list: str | None = None) -> list[str]:
     """The ``ssh`` command line (no secret in it: the key is behind this process's ``key_fd``). Each pipe is a
-    connection of its own: OpenSSH's shared connections (``ControlMaster``) passed no data here (the session
-    opened and nothing came back, even for ``echo``), so a copy pays one handshake per large file."""
+    connection of its own, so a copy pays one handshake per large file; a shared connection (``ControlMaster``)
+    would save that but put every stream to a node through one ``ssh`` process (one core's worth of cipher)."""
     options = {
         "BatchMode": "yes", "IdentitiesOnly": "yes", "IdentityAgent": "none", "IdentityFile": _held(key_fd),
         "PasswordAuthentication": "no", "KbdInteractiveAuthentication": "no", "GSSAPIAuthentication": "no",

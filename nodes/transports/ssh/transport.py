@@ -103,22 +103,15 @@ class SSHTransport(Transport):
         """The command's binary stdin/stdout: for ``size`` bytes or more of a model copy, an OpenSSH ``ssh``
         process (see :mod:`.openssh`, ``CONSOLE_COPY_SSH_CLIENT``); else one channel of the bulk pool's
         connection to the node."""
-        target = self.target()
-        if size is not None and self._openssh_for(target, size):
-            from django.conf import settings
+        from django.conf import settings
 
+        target = self.target()
+        client = settings.CONSOLE_COPY_SSH_CLIENT
+        if (size is not None and client != "paramiko" and size >= settings.CONSOLE_COPY_OPENSSH_MIN_BYTES
+                and target.pinned_host_key and (client == "openssh" or openssh.available() is not None)):
             return openssh.open_pipe(target, command, timeout=timeout,
                                      cipher_list=openssh.ciphers(settings.CONSOLE_COPY_SSH_CIPHERS))
         return self.bulk_pool.open_pipe(target, command, timeout=timeout)
-
-    @staticmethod
-    def _openssh_for(target: SSHTarget, size: int) -> bool:
-        from django.conf import settings
-
-        client = settings.CONSOLE_COPY_SSH_CLIENT
-        if client == "paramiko" or size < settings.CONSOLE_COPY_OPENSSH_MIN_BYTES or not target.pinned_host_key:
-            return False
-        return client == "openssh" or openssh.available() is not None
 
     def session_identity(self, node) -> tuple | None:
         """Only nodes whose host key a probe pinned: a stream never trusts a first contact. A new key,
