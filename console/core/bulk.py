@@ -58,19 +58,25 @@ def insert_rows(model: type[models.Model], columns: Sequence[str], rows: Sequenc
 
 
 def update_rows(model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence],
-                using: str = "default") -> int:
+                using: str = "default", *, guard: Sequence[str] = (), returning: bool = False) -> int | list:
     """Set ``columns`` of many rows of ``model`` in one statement per ``UPDATE_CHUNK`` rows.
 
-    Each row is ``(pk, value, value, ...)`` in the order of ``columns``. Returns how many rows matched.
+    Each row is ``(pk, value, value, ...)`` in the order of ``columns``, then one value per ``guard`` column:
+    a row is written only while its ``guard`` columns still hold those values (a conditional write, as a
+    state machine's: ``guard=("status",)``). Returns how many rows matched, or with ``returning`` the
+    primary keys of those that did.
     """
     if not rows:
-        return 0
+        return [] if returning else 0
     connection = connections[using]
     qn = connection.ops.quote_name
     pk = model._meta.pk
-    fields = [pk] + [_column(model, name) for name in columns]
+    set_fields = [_column(model, name) for name in columns]
+    fields = [pk, *set_fields, *[_column(model, name) for name in guard]]
     table = qn(model._meta.db_table)
-    where = f"{table}.{qn(pk.column)} = v.c0"
+    where = " AND ".join([f"{table}.{qn(pk.column)} = v.c0"] + [
+        f"{table}.{qn(field.column)} = v.c{i}" for i, field in enumerate(fields[1 + len(set_fields):],
+                                                                        1 + len(set_fields))])
     if connection.vendor == "postgresql":
         # The rows travel as one JSON parameter, typed by the record definition: one placeholder instead
         # of rows x columns, which psycopg would parse and quote one by one on the client.
@@ -88,13 +94,17 @@ def update_rows(model: type[models.Model], columns: Sequence[str], rows: Sequenc
         def params(chunk):
             return [field.get_db_prep_value(value, connection, prepared=False)
                     for row in chunk for field, value in zip(fields, row, strict=True)]
-    assignments = ", ".join(f"{qn(field.column)} = v.c{i}" for i, field in enumerate(fields[1:], 1))
-    matched = 0
+    assignments = ", ".join(f"{qn(field.column)} = v.c{i}" for i, field in enumerate(set_fields, 1))
+    tail = f" RETURNING {table}.{qn(pk.column)}" if returning else ""
+    matched, pks = 0, []
     with connection.cursor() as cursor:
         for start in range(0, len(rows), UPDATE_CHUNK):
             chunk = rows[start:start + UPDATE_CHUNK]
             sql_source = source if connection.vendor == "postgresql" else source.format(
                 names=names, values=", ".join([placeholder] * len(chunk)))
-            cursor.execute(f"UPDATE {table} SET {assignments} FROM {sql_source} WHERE {where}", params(chunk))
-            matched += cursor.rowcount
-    return matched
+            cursor.execute(f"UPDATE {table} SET {assignments} FROM {sql_source} WHERE {where}{tail}", params(chunk))
+            if returning:
+                pks += [row[0] for row in cursor.fetchall()]
+            else:
+                matched += cursor.rowcount
+    return pks if returning else matched

@@ -50,3 +50,17 @@ def test_a_text_value_is_a_parameter_never_sql():
     evil = "x'); DROP TABLE nodes_node; --"
     bulk.update_rows(Accelerator, ("model",), [(accelerator.pk, evil)])
     assert Accelerator.objects.get().model == evil and node.__class__.objects.count() == 1
+
+
+def test_a_guarded_update_writes_only_the_rows_whose_guard_still_holds_and_returns_their_keys():
+    from nodes.models import Node
+
+    kept, moved = factories.node(status="online"), factories.node(status="online")
+    Node.objects.filter(pk=moved.pk).update(status="maintenance")  # changed by someone else meanwhile
+    written = bulk.update_rows(Node, ("accelerator_count", "facts"),
+                               [(kept.pk, 8, {"hostname": "a"}, "online"), (moved.pk, 8, {"hostname": "b"}, "online")],
+                               guard=("status",), returning=True)
+    assert written == [kept.pk]
+    rows = {n.pk: n for n in Node.objects.all()}
+    assert (rows[kept.pk].accelerator_count, rows[kept.pk].facts) == (8, {"hostname": "a"})
+    assert (rows[moved.pk].accelerator_count, rows[moved.pk].status) == (0, "maintenance")

@@ -100,3 +100,90 @@ def test_due_nodes_are_claimed_once_in_one_statement_per_interval_and_move_by_th
     moved = dict(Node.objects.filter(pk__in=claimed).values_list("pk", "next_probe_at"))
     assert all(moved[n.pk] == now + timedelta(seconds=n.probe_interval_s) for n in due)
     assert services.claim_due_nodes(now=now) == []  # a second scheduler at the same instant gets none of them
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_usual_probe_of_a_node_is_five_statements_without_a_transaction_of_its_own(monkeypatch):
+    """Load the node, read and write its accelerators, write the node, and one change stamp for its page:
+    no re-read of the status after the SSH command, no BEGIN and COMMIT around a single write (each was a
+    round trip of the console's, a thousand a round at a thousand nodes)."""
+    node = factories.node(host_key="ssh-ed25519 AAAA")
+    later = outcome(16, 20.0)
+    later.result.facts["uptime_s"] = 3600  # a fact the node's page shows changed: its page is told
+    probes = iter([outcome(16, 10.0), later])
+    monkeypatch.setattr(services, "run_probe", lambda _node: next(probes))
+    services.probe_node(node.pk)  # first sight: the accelerators are created
+    with CaptureQueriesContext(connection) as ctx:
+        services.probe_node(node.pk)
+    statements = [q["sql"] for q in ctx.captured_queries]
+    writes = [s for s in statements if s.split()[0] not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")]
+    assert len(writes) == 5, statements
+    if connection.vendor == "postgresql":
+        assert writes == statements, statements  # not one transaction statement
+    assert set(Accelerator.objects.filter(node=node).values_list("utilization_percent", flat=True)) == {
+        20.0 + i for i in range(16)}
+
+
+@pytest.mark.django_db
+def test_a_node_put_in_maintenance_while_it_was_probed_stays_in_maintenance_with_the_probes_facts(monkeypatch):
+    node = factories.node(host_key="ssh-ed25519 AAAA")
+
+    def probe_while_an_operator_acts(probed):
+        services.set_maintenance(Node.objects.get(pk=probed.pk), True, reason="disk swap")
+        return outcome(2, 10.0)
+
+    monkeypatch.setattr(services, "run_probe", probe_while_an_operator_acts)
+    services.probe_node(node.pk)
+    node.refresh_from_db()
+    assert node.status == "maintenance" and node.facts == {"hostname": "gpu"} and node.accelerator_count == 2
+
+
+def _usual_round(count: int, util: float) -> list:
+    nodes = list(Node.objects.select_related("credential").filter(name__startswith="round-").order_by("pk"))
+    return [(node, outcome(4, util)) for node in nodes[:count]]
+
+
+@pytest.mark.django_db
+def test_a_round_stores_its_usual_probes_in_the_same_few_statements_for_3_nodes_as_for_12():
+    for i in range(12):
+        node = factories.node(name=f"round-{i}", host_key="ssh-ed25519 AAAA")
+        services.apply_probe_outcome(node, outcome(4, 1.0))  # first sight: accelerators created, status online
+    counts = {}
+    for count, util in ((3, 10.0), (12, 20.0)):
+        with CaptureQueriesContext(connection) as ctx:
+            services.store_probe_outcomes(_usual_round(count, util))
+        counts[count] = len([q for q in ctx.captured_queries if q["sql"].split()[0] not in
+                             ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")])
+    # read the accelerators, write them, write the nodes, one change stamp each (their facts changed: no)
+    assert counts[3] == counts[12] <= 4, counts
+    assert set(Accelerator.objects.values_list("utilization_percent", flat=True)) == {20.0 + i for i in range(4)}
+    assert set(Node.objects.filter(name__startswith="round-").values_list("accelerator_count", "status")) == {
+        (4, "online")}
+
+
+@pytest.mark.django_db
+def test_in_a_round_a_status_change_a_new_accelerator_maintenance_and_a_concurrent_change_keep_their_meaning():
+    from nodes.models import NodeStatusChange
+
+    usual, sick, grown, resting, moved = (factories.node(name=f"round-{i}", host_key="ssh-ed25519 AAAA")
+                                          for i in range(5))
+    for node in (usual, sick, grown, resting, moved):
+        services.apply_probe_outcome(node, outcome(4, 1.0))
+    services.set_maintenance(resting, True, reason="disk swap")
+    pairs = _usual_round(5, 30.0)
+    pairs[1] = (pairs[1][0], outcome(4, 30.0))
+    pairs[1][1].result.accelerators[2].health = "critical"
+    pairs[2] = (pairs[2][0], outcome(5, 30.0))  # a fifth accelerator appeared
+    Node.objects.filter(pk=moved.pk).update(status="unknown")  # someone else changed it after the round read it
+    history_before = NodeStatusChange.objects.count()
+    services.store_probe_outcomes(pairs)
+    status = dict(Node.objects.filter(name__startswith="round-").values_list("name", "status"))
+    assert status == {usual.name: "online", sick.name: "degraded", grown.name: "online", resting.name: "maintenance",
+                      moved.name: "unknown"}  # theirs is kept, as with one probe on its own
+    assert Node.objects.get(pk=sick.pk).status_detail == "unhealthy accelerators: nvidia2 critical"
+    assert Accelerator.objects.filter(node=grown).count() == 5
+    # The transition was recorded (sick: online -> degraded); the usual probes' writes are not transitions.
+    assert NodeStatusChange.objects.count() - history_before == 1
+    assert Node.objects.get(pk=moved.pk).accelerator_count == 4 and Node.objects.get(pk=moved.pk).last_seen
+    assert set(Accelerator.objects.filter(node=resting).values_list("utilization_percent", flat=True)) == {
+        30.0 + i for i in range(4)}

@@ -123,6 +123,46 @@ def test_the_second_run_reuses_the_connection(pool, node):
 
 
 @integration
+def test_commands_on_a_pooled_connection_start_no_thread_and_leave_no_watchdog_call(pool, node, monkeypatch):
+    from nodes.transports.ssh import pool as pool_module
+
+    target = node.target()
+    pool.run(target, "true")  # connects (paramiko's transport thread) and starts the shared watchdog
+    started = []
+    real_start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda thread: started.append(thread.name) or real_start(thread))
+    for _ in range(10):
+        assert pool.run(target, "echo ok").stdout == "ok\n"
+    # A threading.Timer per command used to bound exec_command: a thread started and ended for every probe.
+    assert started == [] and pool_module._WATCHDOG.pending() == 0
+
+
+@integration
+def test_idle_connections_are_looked_for_at_most_once_a_second_however_many_commands_run(pool, node, monkeypatch):
+    target = node.target()
+    pool.run(target, "true")
+    looks = []
+    real_reap = pool.reap_idle
+    monkeypatch.setattr(pool, "reap_idle", lambda: looks.append(1) or real_reap())
+    began = time.monotonic()
+    for _ in range(20):
+        pool.run(target, "true")
+    assert len(looks) <= 1 + int(time.monotonic() - began)  # was one look at every connection per command
+
+
+def test_the_watchdog_calls_at_the_deadlines_in_order_and_never_a_disarmed_call():
+    from nodes.transports.ssh.pool import _Watchdog
+
+    watchdog, calls, done = _Watchdog(), [], threading.Event()
+    watchdog.arm(0.3, lambda: (calls.append("late"), done.set()))
+    watchdog.arm(0.05, lambda: calls.append("soon"))
+    disarmed = watchdog.arm(0.1, lambda: calls.append("disarmed"))
+    watchdog.disarm(disarmed)
+    assert done.wait(scaled(10))
+    assert calls == ["soon", "late"] and watchdog.pending() == 0
+
+
+@integration
 def test_a_dead_pooled_connection_is_reopened_transparently(pool, own_node):
     target = own_node.target()
     first_port = _client_port(pool, target)

@@ -31,7 +31,7 @@ class NodeReading:
 
 def accelerator_key(reading: AcceleratorReading) -> str:
     """The key the inventory stores an accelerator under (``Accelerator.uuid``; see
-    ``nodes.services._sync_accelerators``): the tool's UUID, else vendor and bus id or index."""
+    ``nodes.services._plan_accelerators``): the tool's UUID, else vendor and bus id or index."""
     return reading.uuid or f"{reading.vendor}-{reading.bus_id or reading.index}"
 
 

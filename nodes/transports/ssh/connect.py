@@ -140,6 +140,7 @@ def _connect(target: SSHTarget, keepalive_s: int) -> _Connection:
         transport.auth_timeout = target.connect_timeout
         if pinned is not None:
             _prefer_host_key_type(transport, pinned[0])
+        _prefer_aead_ciphers(transport)
         try:
             transport.start_client(timeout=target.connect_timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -228,6 +229,21 @@ def _prefer_host_key_type(transport: paramiko.Transport, key_type: str) -> None:
     preferred = [name for name in options.key_types if name in wanted]
     if preferred:
         options.key_types = preferred
+
+
+AEAD_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+def _prefer_aead_ciphers(transport: paramiko.Transport) -> None:
+    """Offer AES-GCM first (OpenSSH has had it since 6.2; older servers pick a later cipher).
+
+    With paramiko's default, AES-CTR and an HMAC, every packet's MAC was checked in Python, a byte at a time
+    (``util.constant_time_bytes_eq``): at a probe a node, a third of the console's SSH work. GCM authenticates
+    in the cipher itself, in OpenSSL's C, one call a packet.
+    """
+    options = transport.get_security_options()
+    options.ciphers = (*[name for name in AEAD_CIPHERS if name in options.ciphers],
+                       *[name for name in options.ciphers if name not in AEAD_CIPHERS])
 
 
 # --------------------------------------------------------------------------- helpers

@@ -19,6 +19,7 @@ Django-free.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
 import os
 import select
@@ -61,6 +62,74 @@ PIPE_WINDOW = 8 << 20
 PIPE_MAX_PACKET = 1 << 17
 
 
+# --------------------------------------------------------------------------- the watchdog
+
+
+class _Watchdog:
+    """One thread that calls functions at their deadlines, for every command of the process: a
+    ``threading.Timer`` per command started (and ended) a thread for each probe, at a cost comparable to
+    the probe's SSH exchange. ``arm`` returns a handle; ``disarm(handle)`` stops the call if it has not
+    run yet (and lets go of the function at once). The thread starts with the first ``arm`` (again in a
+    forked child)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int]] = []  # (deadline, handle); a handle gone from _calls is disarmed
+        self._calls: dict[int, Callable[[], None]] = {}
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+
+    def arm(self, timeout: float, fn: Callable[[], None]) -> int:
+        with self._cond:
+            self._seq += 1
+            self._calls[self._seq] = fn
+            heapq.heappush(self._heap, (time.monotonic() + timeout, self._seq))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="ssh-watchdog", daemon=True)
+                self._thread.start()
+            elif self._heap[0][1] == self._seq:
+                self._cond.notify()  # the new deadline is the nearest: the thread waits less
+            return self._seq
+
+    def disarm(self, handle: int) -> None:
+        with self._cond:
+            self._calls.pop(handle, None)
+            while self._heap and self._heap[0][1] not in self._calls:
+                heapq.heappop(self._heap)
+
+    def pending(self) -> int:
+        """Calls still to come (tests)."""
+        with self._cond:
+            return len(self._calls)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._heap[0][1] not in self._calls:
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cond.wait(60.0)
+                        continue
+                    deadline, handle = self._heap[0]
+                    delay = deadline - time.monotonic()
+                    if delay <= 0:
+                        heapq.heappop(self._heap)
+                        fn = self._calls.pop(handle)
+                        break
+                    self._cond.wait(delay)
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - closing a channel must not stop the watchdog
+                log.debug("ssh: watchdog call failed", exc_info=True)
+
+    def _after_fork(self) -> None:
+        self.__init__()
+
+
+_WATCHDOG = _Watchdog()
+
+
 # --------------------------------------------------------------------------- the pool
 
 
@@ -95,6 +164,7 @@ class SSHPool:
         self._lock = threading.Lock()
         self._slots: dict[tuple, _Slot] = {}
         self._connections_opened = 0
+        self._last_reap = 0.0
         _POOLS.add(self)
 
     # -- introspection (tests, admin pages)
@@ -154,7 +224,7 @@ class SSHPool:
     def _call(self, target, command, *, stdin, timeout, on_stdout_line) -> CommandResult:
         """``run`` and ``stream``: one pooled session slot, one channel, one command."""
         text = command_text(command)
-        self.reap_idle()
+        self._reap_due()
         key = _pool_key(target)
         slot = self._checkout(key)
         try:
@@ -209,7 +279,7 @@ class SSHPool:
     def _start(self, target: SSHTarget, text: str, timeout: float, open_channel) -> tuple:
         """A session slot, a channel from ``open_channel`` and ``text`` started on it, for a command that
         outlives this call (streams, pipes): on any failure the slot and channel are given back."""
-        self.reap_idle()
+        self._reap_due()
         slot = self._checkout(_pool_key(target))
         acquired = False
         chan = None
@@ -251,9 +321,17 @@ class SSHPool:
             if slot.conn is not None:
                 _close_quietly(slot.conn.transport)
 
+    def _reap_due(self) -> None:
+        """``reap_idle`` from a command, at most once a second (or every ``max_idle_s``, if shorter): it looks
+        at every pooled connection, a thousand on a console of a thousand nodes, and a round that probes
+        each of them made that a thousand times a thousand looks."""
+        if time.monotonic() - self._last_reap >= min(1.0, self.max_idle_s):
+            self.reap_idle()
+
     def reap_idle(self) -> None:
         """Close connections idle for longer than ``max_idle_s``, and forget dead ones."""
         now = time.monotonic()
+        self._last_reap = now
         doomed = []
         with self._lock:
             for key, slot in list(self._slots.items()):
@@ -314,9 +392,7 @@ class SSHPool:
         of its own: a watchdog closes the channel after ``timeout``, which wakes it. A failure past
         ``deadline`` is a CommandTimeout; on a dead connection Unreachable (and the connection is
         dropped from the pool); otherwise SSHError."""
-        watchdog = threading.Timer(timeout, chan.close)
-        watchdog.daemon = True
-        watchdog.start()
+        watchdog = _WATCHDOG.arm(timeout, chan.close)
         try:
             chan.exec_command(command)
         except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -331,7 +407,7 @@ class SSHPool:
                 f"{_where(target)} refused to run the command: {_cause(exc)}", host_key=conn.host_key
             ) from None
         finally:
-            watchdog.cancel()
+            _WATCHDOG.disarm(watchdog)
 
     def _drop(self, slot: _Slot, conn: _Connection) -> None:
         with slot.connect_lock:
@@ -589,6 +665,7 @@ class ChannelPipe(Pipe):
 
 
 def _after_fork_in_child() -> None:
+    _WATCHDOG._after_fork()
     for pool in list(_POOLS):
         pool._after_fork()
 
