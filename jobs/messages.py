@@ -54,6 +54,7 @@ MESSAGES = {
     # The model's files on an instance's node (jobs.weights): the detail of a preparing instance, or why it failed.
     "weights.copying": gettext_noop("copying the model's files to node %(node)s: %(status)s"),
     "weights.copying_percent": gettext_noop("copying the model's files to node %(node)s: %(status)s (%(percent)s)"),
+    "weights.ready": gettext_noop("the model's files are ready on node %(node)s"),
     "weights.copy_failed": gettext_noop("the copy of the model to node %(node)s failed: %(reason)s"),
     "weights.copy_removing": gettext_noop("the copy of the model on node %(node)s is being removed"),
     "weights.cannot_copy": gettext_noop("the model cannot be copied to node %(node)s: %(reason)s"),

@@ -82,8 +82,14 @@ def _reconcile_job(job_id: int) -> Job | None:
     members = {}
     for instance in instances:
         members.setdefault(instance.replica, []).append(instance)
+    # The files first, on every node of a replica that spans nodes: a member whose node lacks them is
+    # ``preparing`` before its leader is looked at (acting in order, the leader started while a member,
+    # not yet asked, was still ``scheduled``; a multi-node head then waits for a worker that cannot start).
+    weights_ready = {instance.pk: _weights_ready(job, instance) for instance in instances
+                     if instance.member != 0 and instance.state in (S.SCHEDULED, S.PREPARING)
+                     and instance.node is not None and instance.node.status != NodeStatus.UNREACHABLE}
     for instance in instances:
-        _act(job, engine, instance, members[instance.replica])
+        _act(job, engine, instance, members[instance.replica], weights_ready)
     services.refresh_job_state(job, pending_reason)
     return job
 
@@ -211,7 +217,7 @@ def choose_port(node, exclude=()) -> int:
 # --- acting on one instance (no locks held) ----------------------------------------------------------
 
 
-def _act(job, engine, instance: Instance, members: list[Instance]) -> None:
+def _act(job, engine, instance: Instance, members: list[Instance], weights_ready: dict[int, bool]) -> None:
     now = timezone.now()
     if instance.node is None:
         return
@@ -219,9 +225,10 @@ def _act(job, engine, instance: Instance, members: list[Instance]) -> None:
         return  # within the grace: wait (see _move_off_lost_nodes)
     try:
         if instance.state in (S.SCHEDULED, S.PREPARING):
-            if not _weights_ready(job, instance):
+            ready = weights_ready[instance.pk] if instance.pk in weights_ready else _weights_ready(job, instance)
+            if not ready:
                 return
-            if instance.member == 0 and any(m.state == S.PREPARING for m in members if m.pk != instance.pk):
+            if instance.member == 0 and any(m.state in (S.PREPARING, S.FAILED) for m in members if m.pk != instance.pk):
                 return  # a replica spanning nodes starts once every member's node has the files
             if instance.member == 0 or _leader_started(members):
                 _start(job, engine, instance, members)
@@ -247,6 +254,11 @@ def _weights_ready(job, instance: Instance) -> bool:
     reason: placement then avoids that node for this job, so a failed copy is not retried in a loop."""
     outcome = weights.prepare(job, instance.node)
     if outcome.outcome == "ready":
+        if instance.state == S.PREPARING:
+            # Back to ``scheduled``: the leader of a replica spanning nodes waits while a member is ``preparing``
+            # (a member left ``preparing`` once its copy was ready held its leader back for ever).
+            services.transition_instance(instance, S.SCHEDULED,
+                                         f"the model's files are ready on node {instance.node.name}")
         return True
     if outcome.outcome == "wait":
         services.transition_instance(instance, S.PREPARING, outcome.reason)

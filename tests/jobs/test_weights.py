@@ -75,3 +75,41 @@ def test_the_copy_weights_option_must_be_a_boolean(admin_api, cluster):
                                                 "engine": "llamacpp", "accelerators_per_replica": 0,
                                                 "options": {"copy_weights": "yes"}}, format="json")
     assert response.status_code == 400 and "copy_weights must be true or false." in str(response.json())
+
+
+def test_a_replica_spanning_two_nodes_starts_its_leader_only_once_every_members_node_has_the_files(monkeypatch):
+    from jobs import reconciler
+    from jobs import services as job_services
+    from models_registry import services as registry
+
+    a, b = factories.node(name="npu-a", status="online"), factories.node(name="npu-b", status="online")
+    factories.accelerators(a, 8, "huawei")
+    factories.accelerators(b, 8, "huawei")
+    version = jf.version(name="DeepSeek-R1", version="w8a8", quantization="w8a8")
+    version.node = a
+    version.save(update_fields=["node"])
+    ModelCopy.objects.create(version=version, node=a, path=version.source_uri, origin=True, status="ready")
+
+    def request_copy(version, node, **_kwargs):  # the copy service asks the node over SSH: not here
+        return ModelCopy.objects.create(version=version, node=node, path="/models/DeepSeek-R1/w8a8", status="pending")
+
+    monkeypatch.setattr(registry.copies, "request_copy", request_copy)
+    started = []
+
+    def start(job, engine, instance, members):  # the launch itself goes over SSH: record who started, and when
+        started.append((instance.member, instance.node.name))
+        job_services.transition_instance(instance, "starting", "", pid=100 + instance.member)
+
+    monkeypatch.setattr(reconciler, "_start", start)
+    monkeypatch.setattr(reconciler, "_check", lambda *args: None)
+    job = jf.job(name="r1", engine="vllm-ascend", model_version=version, accelerators_per_replica=8,
+                 nodes_per_replica=2, desired_state="running")
+    for _ in range(2):
+        reconciler.reconcile_job(job.pk)
+    states = {i.node.name: i.state for i in job.instances.select_related("node")}
+    assert states == {"npu-a": "scheduled", "npu-b": "preparing"}, states
+    assert started == []  # the head would wait for a worker that cannot start yet
+    ModelCopy.objects.filter(version=version, node=b).update(status="ready")
+    reconciler.reconcile_job(job.pk)
+    reconciler.reconcile_job(job.pk)
+    assert started == [(0, "npu-a"), (1, "npu-b")]
