@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import median, setup_django, write_section  # noqa: E402
 
 CHUNK = 64 << 20
+WARM_BYTES = 3 << 30  # memory touched before each timed run (prefault): more than a copy writes
 
 
 def write_version(directory: Path, shards: int, shard_bytes: int) -> None:
@@ -54,6 +55,25 @@ def write_version(directory: Path, shards: int, shard_bytes: int) -> None:
                 fh.write(part[:left])
                 left -= min(left, len(part))
                 n += 1
+
+
+def prefault(nbytes: int) -> None:
+    """Touch ``nbytes`` of fresh memory, then free it, just before a timed run.
+
+    This workplace's VMs hand freed memory back to their host (virtio-balloon free page reporting, and DAMON
+    paging out idle pages): the next use of such a page faults it in from the host, measured at about 2.4 s
+    of CPU a GiB (14 GiB touched in 33.6 s of system time). A copy writes its 2 GiB into new page-cache pages,
+    so whichever tool happened to get cold pages paid up to 5 s more (the console's first copy of every
+    session was always the slowest: 9.4 s against 6.6-7.1 s, its receiving `cat` 6.7 s of CPU against 1.6 s
+    after this). Touching them first, for every tool alike, gives each run warm pages."""
+    import mmap
+
+    block = mmap.mmap(-1, nbytes)
+    try:
+        for offset in range(0, nbytes, mmap.PAGESIZE):
+            block[offset] = 1
+    finally:
+        block.close()
 
 
 def cpu_seconds() -> tuple[float, float]:
@@ -83,15 +103,46 @@ def time_scp(config: Path, source: Path, target: Path, *, through_here: bool) ->
                 f"node-b:{target}/"]
     else:  # A's account sends to B's: on this machine, A's files are these files
         argv = ["scp", "-O", "-q", "-F", str(config), *(str(source / f) for f in files), f"node-b:{target}/"]
+    prefault(WARM_BYTES)
     start = time.perf_counter()
     subprocess.run(argv, check=True)
     return time.perf_counter() - start
+
+
+def time_relay(config: Path, source: Path, target: Path, parallel: int) -> float:
+    """The bare relay through this machine, without the console: ``ssh A cat <file> | ssh B 'cat > <file>'`` for
+    every file, ``parallel`` at once, with the console's ciphers. What any copy through the console costs at
+    least: every byte decrypted and encrypted again here, on top of the nodes' own SSH work."""
+    import shlex
+
+    from nodes.transports.ssh import openssh
+
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    cipher = openssh.ciphers("auto")
+    ssh = ["ssh", "-F", str(config), *(["-o", f"Ciphers={cipher}"] if cipher else [])]
+    files = sorted(source.iterdir(), key=lambda p: -p.stat().st_size)
+    pipelines = [f"{shlex.join([*ssh, 'node-a', shlex.join(['cat', str(f)])])} | "
+                 f"{shlex.join([*ssh, 'node-b', 'cat > ' + shlex.quote(str(target / f.name))])}" for f in files]
+    prefault(WARM_BYTES)
+    start = time.perf_counter()
+    running: list[subprocess.Popen] = []
+    for line in pipelines:
+        while len(running) >= parallel:
+            running.pop(0).wait()
+        running.append(subprocess.Popen(["bash", "-o", "pipefail", "-c", line]))
+    for proc in running:
+        proc.wait()
+    elapsed = time.perf_counter() - start
+    assert sum(f.stat().st_size for f in target.iterdir()) == sum(f.stat().st_size for f in files)
+    return elapsed
 
 
 def time_rsync(config: Path, source: Path, target: Path) -> float:
     """``rsync`` A's files -> B over one SSH hop (the direct option when the nodes share a key)."""
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
+    prefault(WARM_BYTES)
     start = time.perf_counter()
     subprocess.run(["rsync", "-a", "--whole-file", "-e", f"ssh -F {config}", f"{source}/", f"node-b:{target}/"],
                    check=True)
@@ -108,6 +159,7 @@ def console_copy(version, node, path: Path, client: str = "auto") -> dict:
     settings.CONSOLE_COPY_SSH_CLIENT = client
     shutil.rmtree(path, ignore_errors=True)
     ModelCopy.objects.filter(version=version, node=node).delete()
+    prefault(WARM_BYTES)
     own, children = cpu_seconds()
     start = time.perf_counter()
     copy = copies.request_copy(version, node, path=str(path))
@@ -151,6 +203,7 @@ def killed_and_resumed(version, node, path: Path, data_dir: Path) -> dict:
     finally:
         enqueue.copy_version = queue
     connection.close()
+    prefault(WARM_BYTES)
     env = dict(os.environ, CONSOLE_DATA_DIR=str(data_dir))
     proc = subprocess.Popen([sys.executable, __file__, "--child", str(copy.pk)], env=env)
     size = copy.size_bytes
@@ -165,6 +218,7 @@ def killed_and_resumed(version, node, path: Path, data_dir: Path) -> dict:
     killed_at = done / size
     # The dead worker's copy stays ``copying``: a new request starts it again once it is stale.
     settings.CONSOLE_COPY_STALE_S = 0
+    prefault(WARM_BYTES)
     time.sleep(0.5)
     start = time.perf_counter()
     copy = ModelCopy.objects.get(pk=copy.pk)
@@ -218,12 +272,13 @@ def main(shards: int, shard_mib: int, repeat: int, write: bool, parallel: int) -
         ssh_config(config, daemons)
         target = work / "root-b" / "model" / "v1"
 
-        rows = {"scp": [], "scp3": [], "rsync": [], "stream": [], "ready": [], "cpu": [], "cpu_ssh": [],
+        rows = {"scp": [], "scp3": [], "rsync": [], "relay": [], "stream": [], "ready": [], "cpu": [], "cpu_ssh": [],
                 "paramiko": [], "paramiko_cpu": []}
         for _ in range(repeat):
             rows["scp"].append(time_scp(config, source, work / "scp-b", through_here=False))
             rows["rsync"].append(time_rsync(config, source, work / "rsync-b") if shutil.which("rsync") else 0.0)
             rows["scp3"].append(time_scp(config, source, work / "scp3-b", through_here=True))
+            rows["relay"].append(time_relay(config, source, work / "relay-b", parallel))
             result = console_copy(version, nodes["node-b"], target)
             rows["stream"].append(result["streaming"])
             rows["ready"].append(result["total"])
@@ -233,6 +288,7 @@ def main(shards: int, shard_mib: int, repeat: int, write: bool, parallel: int) -
             rows["paramiko"].append(old_way["streaming"])
             rows["paramiko_cpu"].append(old_way["cpu"])
             print(f"scp {rows['scp'][-1]:.2f} s, rsync {rows['rsync'][-1]:.2f} s, scp -3 {rows['scp3'][-1]:.2f} s, "
+                  f"relay {rows['relay'][-1]:.2f} s, "
                   "console streaming "
                   f"{result['streaming']:.2f} s, to ready {result['total']:.2f} s, cpu {result['cpu']:.2f} s "
                   f"+ ssh {result['cpu_children']:.2f} s; paramiko streaming {old_way['streaming']:.2f} s, "
@@ -246,8 +302,8 @@ def main(shards: int, shard_mib: int, repeat: int, write: bool, parallel: int) -
             daemon.cleanup()
         shutil.rmtree(work, ignore_errors=True)
 
-    scp, scp3, stream, ready, rsync, old_way = (median(rows[k]) for k in ("scp", "scp3", "stream", "ready", "rsync",
-                                                                          "paramiko"))
+    scp, scp3, stream, ready, rsync, old_way, relay = (median(rows[k]) for k in (
+        "scp", "scp3", "stream", "ready", "rsync", "paramiko", "relay"))
     mib = size / (1 << 20)
     ratio = scp / stream
     per_file_note = ("" if resumed["skipped"] else
@@ -264,14 +320,32 @@ loopback) and copied to node B (another sshd, its own model root), median of {re
 | `scp` A's files -> B (one SSH hop; the baseline) | {scp:.2f} s | {mib / scp:.0f} MiB/s |
 | `rsync -a --whole-file` A -> B (one SSH hop) | {rsync:.2f} s | {mib / rsync if rsync else 0:.0f} MiB/s |
 | `scp -3` A -> this machine -> B (two hops, like the console) | {scp3:.2f} s | {mib / scp3:.0f} MiB/s |
+| bare relay through this machine: `ssh A cat | ssh B 'cat >'`, {parallel} files at once (no console) | \
+{relay:.2f} s | {mib / relay:.0f} MiB/s |
 | console copy, streaming (default: `ssh` pipes for the shards, {parallel} at once) | {stream:.2f} s | \
 {mib / stream:.0f} MiB/s |
 | console copy, request to `ready` (streaming + hashing every file on B) | {ready:.2f} s | {mib / ready:.0f} MiB/s |
 | console copy, streaming over paramiko only (`CONSOLE_COPY_SSH_CLIENT=paramiko`) | {old_way:.2f} s | \
 {mib / old_way:.0f} MiB/s |
 
-- Streaming rate against `scp` node to node: **{ratio:.2f}** (goal: at least 0.8); against `scp -3`:
+- Streaming rate against `scp` node to node: **{ratio:.2f}** (goal: at least 0.8); run by run
+  {", ".join(f"{a / b:.2f}" for a, b in zip(rows["scp"], rows["stream"], strict=True))}; against `scp -3`:
   {scp3 / stream:.2f}; paramiko only: {scp / old_way:.2f} of `scp`.
+- **Against the bare relay** (the same two hops with nothing of the console's: any copy that goes through
+  the console, as the issue asks, with no key between the nodes, pays at least this): **{relay / stream:.2f}**.
+  The relay itself reaches {scp / relay:.2f} of `scp` in this run: on these 2 cores every byte is encrypted and
+  decrypted twice (A to here, here to B) by processes that share the cores with both nodes' sshd, where `scp`
+  does it once, so the relay's ratio to `scp` is about where the console's can be here, and it moves with
+  the machine (two earlier runs of this benchmark, 2026-12-05 after the change, with `prefault`: the console
+  at 0.64 and 0.86 of `scp`, the relay at 0.80 in the second). On a cluster the nodes' work is on the nodes,
+  and the console's part (two `ssh` clients a stream) runs on as many cores as streams.
+- Before each timed run, of every tool, 3 GiB of memory is touched and freed (`prefault`): this VM hands
+  freed memory back to its host (virtio-balloon free page reporting, DAMON paging out idle pages), and
+  faulting it in again costs about 2.4 s of CPU a GiB (14 GiB touched: 33.6 s of system time). Without it,
+  whichever tool wrote its 2 GiB into cold pages paid up to 5 s more: the console's first copy was always
+  the slowest (9.4 s against 6.6-7.1 s), its receiving `cat` using 6.7 s of CPU against 1.6 s.
+- Between the two `ssh` clients of a shard the console moves the bytes with `splice(2)`, pipe to pipe in
+  the kernel: they no longer pass through its memory (its CPU per GiB: 0.41 s before, with read and write).
 - Console CPU per GiB (user + system): {median(rows['cpu']) / gib:.2f} s in the console's process and
   {median(rows['cpu_ssh']) / gib:.2f} s in its `ssh` clients (the decryption of the source stream and the
   encryption of the target stream, in C); paramiko only: {median(rows['paramiko_cpu']) / gib:.2f} s, all in the

@@ -90,14 +90,22 @@ def pump(source, target, source_path: str, target_path: str, size: int, progress
     with source.open_pipe(send_command(source_path), timeout=timeout, size=size) as reader, \
             target.open_pipe(receive_command(target_path, size), timeout=timeout, size=size) as writer:
         sent = 0
+        # Two OS pipes (the shards' ``ssh`` clients): the kernel moves the bytes from one to the other
+        # (splice), and the console only counts them; else read and write (paramiko channels).
+        spliced = reader.splices_to(writer)
         while True:
-            chunk = reader.read(CHUNK)
-            if not chunk:
+            if spliced:
+                n = reader.splice_to(writer, CHUNK)
+            else:
+                chunk = reader.read(CHUNK)
+                n = len(chunk)
+            if not n:
                 break
-            limit.take(len(chunk))
-            writer.write(chunk)
-            sent += len(chunk)
-            progress.add(len(chunk))
+            limit.take(n)
+            if not spliced:
+                writer.write(chunk)
+            sent += n
+            progress.add(n)
             if on_chunk is not None:
                 on_chunk(sent)
         writer.close_write()

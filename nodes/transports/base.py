@@ -82,6 +82,15 @@ class Pipe(ABC):
     def close(self) -> None:
         """Free the pipe, ending the command if it still runs."""
 
+    def splices_to(self, writer: Pipe) -> bool:
+        """Whether :meth:`splice_to` can move this pipe's output into ``writer`` (two OS pipes)."""
+        return False
+
+    def splice_to(self, writer: Pipe, size: int) -> int:
+        """Move up to ``size`` bytes of output straight into ``writer``'s input, in the kernel, as soon as some
+        are there; the number moved, 0 at the end of the output. Same errors as ``read`` and ``write``."""
+        raise NotImplementedError
+
     def __enter__(self) -> Pipe:
         return self
 

@@ -137,3 +137,59 @@ def test_a_job_pinned_to_b_waits_for_the_copy_and_starts_llama_server_on_bs_copy
     finally:
         Job.objects.filter(pk=job_id).update(desired_state="stopped")
         reconciler.reconcile_job(job_id)
+
+
+def test_a_replica_spanning_two_nodes_gets_the_files_copied_to_both_before_its_leader_starts(
+        nodes, tmp_path, settings, monkeypatch):
+    """Three real sshd nodes: the version on A, a two-node vLLM replica pinned to B and C. Both copies are
+    asked for and made for real; nothing starts until both are ready; then the leader and the worker start,
+    each with its own node's copy. (The launch itself is recorded, not run: there is no vLLM on these nodes.)"""
+    from jobs import services as job_services
+    from jobs.runtime import launch_spec
+    from tests.jobs import factories as jf
+
+    node_a = nodes("node-a", {"site": "a"})
+    node_b = nodes("node-b", {"site": "bc"})
+    node_c = nodes("node-c", {"site": "bc"})
+    settings.CONSOLE_MODEL_ROOT = str(tmp_path / "models")
+    source = tmp_path / "root-a" / "tiny-llama"
+    source.mkdir(parents=True)
+    write_tiny_llama(source / "tiny-llama.gguf")
+    model = Model.objects.create(name="tiny-llama", family="llama")
+    version = services.register_version(model=model, version="f32", source_uri=str(source), node=node_a)
+    services.import_version(version.pk)
+    version.refresh_from_db()
+    services.request_verify(version)
+    services.verify_version(version.pk)
+    version.refresh_from_db()
+    assert version.status == "verified", version.status_detail
+    started = []
+
+    def start(job, engine, instance, members):
+        spec = launch_spec(instance, [], members, workdir="/tmp")
+        started.append((instance.member, instance.node.name, spec.model_path))
+        job_services.transition_instance(instance, "starting", "", pid=1)
+
+    monkeypatch.setattr(reconciler, "_start", start)
+    monkeypatch.setattr(reconciler, "_check", lambda *args: None)
+    job = jf.job(name="tiny-on-b-and-c", engine="vllm", model_version=version, accelerators_per_replica=0,
+                 nodes_per_replica=2, node_selector={"site": "bc"}, desired_state="running")
+    try:
+        reconcile_until(job.pk, lambda j: j.instances.filter(state="preparing").count() == 2,
+                        what="both members to wait for their copies")
+        copies = {c.node_id: c for c in ModelCopy.objects.filter(version=version, origin=False)}
+        assert set(copies) == {node_b.pk, node_c.pk}
+        transfer.run_copy(copies[node_b.pk].pk)
+        reconciler.reconcile_job(job.pk)
+        assert started == []  # one member's files are there, the other's not yet
+        transfer.run_copy(copies[node_c.pk].pk)
+        assert set(ModelCopy.objects.filter(version=version).values_list("status", flat=True)) == {"ready"}
+        reconcile_until(job.pk, lambda j: len(started) == 2, what="the leader, then the worker, to start")
+        paths = {c.node.name: c.path for c in ModelCopy.objects.select_related("node").filter(version=version)}
+        assert [(member, node) for member, node, _path in started] == [
+            (0, started[0][1]), (1, "node-c" if started[0][1] == "node-b" else "node-b")]
+        assert all(path.startswith(paths[node]) for _member, node, path in started), (started, paths)
+        for node in ("node-b", "node-c"):
+            assert Path(paths[node], "tiny-llama.gguf").read_bytes() == (source / "tiny-llama.gguf").read_bytes()
+    finally:
+        Job.objects.filter(pk=job.pk).update(desired_state="stopped")

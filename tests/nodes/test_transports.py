@@ -208,3 +208,31 @@ def test_an_ssh_node_runs_commands_through_the_shared_pool(admin_api, sshd_node)
         assert result.stdout == "hello\n" and result.host_key == sshd_node.host_key_line
     finally:
         POOL.close_all()
+
+
+def test_a_file_pumped_between_two_process_pipes_moves_in_the_kernel_and_arrives_whole(tmp_path, monkeypatch):
+    from models_registry.services import transfer
+    from nodes.transports.local import ProcessPipe
+
+    source = tmp_path / "shard.bin"
+    source.write_bytes(os.urandom(3 << 20) + b"end")
+    size = source.stat().st_size
+    # Reading into the console is what splicing avoids: it must not happen.
+    monkeypatch.setattr(ProcessPipe, "read", lambda self, n: pytest.fail("the bytes went through the console"))
+    transport = LocalTransport(instance_dir=tmp_path / "instances")
+    seen = []
+    transfer.pump(transport, transport, str(source), str(tmp_path / "out" / "shard.bin"), size,
+                  transfer.Progress(), transfer.RateLimit(None), timeout=scaled(30), on_chunk=seen.append)
+    assert (tmp_path / "out" / "shard.bin").read_bytes() == source.read_bytes()
+    assert seen and seen[-1] == size and seen == sorted(seen)
+
+
+def test_a_pipe_whose_reader_stopped_reading_fails_the_splice_with_the_writers_error(tmp_path):
+    transport = LocalTransport(instance_dir=tmp_path / "instances")
+    with transport.open_pipe("head -c 100000 /dev/zero", timeout=scaled(20)) as reader, \
+            transport.open_pipe("exit 0", timeout=scaled(20)) as writer:
+        writer.wait(scaled(20))
+        assert reader.splices_to(writer)
+        with pytest.raises(NodeCommandError, match="stopped reading its input"):
+            while reader.splice_to(writer, 1 << 16):
+                pass

@@ -174,20 +174,20 @@ class OpenSSHPipe(ProcessPipe):
                 os.close(fd)
 
     def read(self, size: int) -> bytes:
+        return os.read(self._readable(), size)
+
+    def _readable(self) -> int:
         try:
-            return super().read(size)
+            return super()._readable()
         except NodeCommandError:
             raise CommandTimeout(f"reading on {_where(self._target)} made no progress for {self._timeout:g} s",
                                  host_key=self._target.pinned_host_key or "") from None
 
-    def write(self, data: bytes) -> None:
-        try:
-            super().write(data)
-        except NodeCommandError:
-            if self._proc.poll() is not None:
-                raise self._failure(self._proc.returncode, self._stderr()) from None
-            raise SSHError(f"the command on {_where(self._target)} stopped reading its input",
-                           host_key=self._target.pinned_host_key or "") from None
+    def _input_refused(self):
+        if self._proc.poll() is not None:
+            raise self._failure(self._proc.returncode, self._stderr()) from None
+        raise SSHError(f"the command on {_where(self._target)} stopped reading its input",
+                       host_key=self._target.pinned_host_key or "") from None
 
     def wait(self, timeout: float) -> CommandResult:
         try:
