@@ -217,7 +217,11 @@ def choose_port(node, exclude=()) -> int:
 # --- acting on one instance (no locks held) ----------------------------------------------------------
 
 
-def _act(job, engine, instance: Instance, members: list[Instance], weights_ready: dict[int, bool]) -> None:
+def _act(job, engine, instance: Instance, members: list[Instance],
+         weights_ready: dict[int, bool] | None = None) -> None:
+    """Move one instance on: start it once its node has the files (``weights_ready``: what the pass already
+    found for the members of replicas that span nodes), check its process, restart it when due."""
+    weights_ready = weights_ready or {}
     now = timezone.now()
     if instance.node is None:
         return
