@@ -38,6 +38,18 @@ def reconcile_until(job_id, predicate, timeout=60.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}; instances: {rows}")
 
 
+def verified_version(source: Path, node):
+    """The tiny GGUF in ``source`` on ``node``, registered, imported and verified as an operator would."""
+    model = Model.objects.create(name="tiny-llama", family="llama")
+    version = services.register_version(model=model, version="f32", source_uri=str(source), node=node)
+    services.import_version(version.pk)
+    version.refresh_from_db()
+    services.request_verify(version)
+    services.verify_version(version.pk)
+    version.refresh_from_db()
+    return version
+
+
 @pytest.fixture
 def nodes(admin_api, tmp_path_factory):
     require_sshd()
@@ -80,13 +92,7 @@ def test_a_job_pinned_to_b_waits_for_the_copy_and_starts_llama_server_on_bs_copy
     source = tmp_path / "root-a" / "tiny-llama"
     source.mkdir(parents=True)
     write_tiny_llama(source / "tiny-llama.gguf")
-    model = Model.objects.create(name="tiny-llama", family="llama")
-    version = services.register_version(model=model, version="f32", source_uri=str(source), node=node_a)
-    services.import_version(version.pk)
-    version.refresh_from_db()
-    services.request_verify(version)
-    services.verify_version(version.pk)
-    version.refresh_from_db()
+    version = verified_version(source, node_a)
     assert version.status == "verified" and version.format == "gguf", version.status_detail
 
     response = admin_api.post("/api/v1/jobs/", {
@@ -155,13 +161,7 @@ def test_a_replica_spanning_two_nodes_gets_the_files_copied_to_both_before_its_l
     source = tmp_path / "root-a" / "tiny-llama"
     source.mkdir(parents=True)
     write_tiny_llama(source / "tiny-llama.gguf")
-    model = Model.objects.create(name="tiny-llama", family="llama")
-    version = services.register_version(model=model, version="f32", source_uri=str(source), node=node_a)
-    services.import_version(version.pk)
-    version.refresh_from_db()
-    services.request_verify(version)
-    services.verify_version(version.pk)
-    version.refresh_from_db()
+    version = verified_version(source, node_a)
     assert version.status == "verified", version.status_detail
     started = []
 

@@ -173,9 +173,6 @@ class OpenSSHPipe(ProcessPipe):
             for fd in held:
                 os.close(fd)
 
-    def read(self, size: int) -> bytes:
-        return os.read(self._readable(), size)
-
     def _readable(self) -> int:
         try:
             return super()._readable()
