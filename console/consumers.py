@@ -38,7 +38,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from console import streams
-from console.core.broadcast import entry_message, group_for, merge_payloads
+from console.core.broadcast import SETTLE_S, entry_message, group_for, merge_payloads
 from console.core.models import StreamEntry
 from console.core.permissions import VIEWER, has_role
 
@@ -58,6 +58,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self.last_sent: dict[str, float] = {}
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.seen: set[int] = set()
+        self.floors: dict[str, int] = {}  # topic -> the cursor it was subscribed with (entries up to it are had)
         self.seen_order: deque[int] = deque()
         self.max_seen = 0
         self.joined = False
@@ -133,6 +134,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             allowed.append(topic)
         new = [t for t in allowed if t not in self.topics]
         self.topics.update(new)
+        if cursor is not None:  # what the client has: the hub may send entries of the last seconds again
+            self.floors.update((t, cursor) for t in new)
         await self._watch(new)
         await self._join(new)
         if cursor is not None and allowed:
@@ -178,6 +181,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self.topics -= topics
         for topic in topics:
             self.pending.pop(topic, None)
+            self.floors.pop(topic, None)
             handle = self.timers.pop(topic, None)
             if handle:
                 handle.cancel()
@@ -202,7 +206,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
     def deliver(self, entry: dict) -> None:
         """Queue one stream entry for its topic; sends now or when the topic's second is up."""
         topic = entry["topic"]
-        if topic not in self.topics or entry["id"] in self.seen:
+        if topic not in self.topics or entry["id"] in self.seen or entry["id"] <= self.floors.get(topic, 0):
             return
         self.seen.add(entry["id"])
         self.seen_order.append(entry["id"])
@@ -251,7 +255,7 @@ class StreamHub:
     ``GAP_WAIT_S`` before the hub gives up on them (a rolled-back insert leaves a gap for ever).
     """
 
-    GAP_WAIT_S = 3.0
+    GAP_WAIT_S = SETTLE_S
 
     def __init__(self) -> None:
         self.subscribers: dict[str, set[StreamConsumer]] = defaultdict(set)
@@ -292,6 +296,8 @@ class StreamHub:
 
     def _fetch(self) -> list[dict]:
         if self.last_id is None:
+            # SETTLE_S back (current_cursor): an entry still in its transaction below the newest visible id is
+            # then a gap that this hub waits for, not an id it has already passed.
             self.last_id = streams.current_cursor()
             return []
         now = time.monotonic()

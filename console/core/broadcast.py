@@ -37,6 +37,7 @@ import os
 import threading
 from collections.abc import Iterable
 from contextlib import nullcontext
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -225,6 +226,25 @@ def _deep_merge(into: dict, update: dict) -> None:
             into[key] = value
 
 
+#: How long an entry id may stay invisible after a higher one became visible: entries are written in their
+#: change's transaction, and with several writers (PostgreSQL) a transaction that took its id first may commit
+#: last. Readers of the table look this far back (the poll hub waits this long for a missing id).
+SETTLE_S = 3.0
+
+
 def current_cursor() -> int:
-    """The newest stream entry's id: pages embed it, so their socket starts right after what they drew."""
-    return StreamEntry.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    """A cursor every entry up to which has committed, as far as can be known: the newest entry written more
+    than SETTLE_S seconds ago (0 if none). The newest id is not one: an entry still in its transaction may lie
+    below it, invisible, and a reader starting there would skip it when it commits. Pages embed this cursor,
+    so their socket starts at or before what they drew; the entries of the last seconds that it sends again
+    are harmless (points carry their times, a change stamp makes a page re-read its live regions). Entry
+    times come from the writers' clocks, which must agree (NTP) to well under SETTLE_S. One statement, on the
+    time index."""
+    qn = connection.ops.quote_name
+    table, pk, time = qn(StreamEntry._meta.db_table), qn("id"), qn("time")
+    settled = connection.ops.adapt_datetimefield_value(timezone.now() - timedelta(seconds=SETTLE_S))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {pk} FROM {table} WHERE {time} <= %s ORDER BY {time} DESC LIMIT 1",  # noqa: S608
+                       [settled])
+        row = cursor.fetchone()
+    return row[0] if row else 0

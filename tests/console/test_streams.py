@@ -3,15 +3,20 @@ permission, malformed messages, cursor resume, the one-message-per-topic-per-sec
 loses no points, and both transports (the database poll of the embedded profile, and Redis push)."""
 
 import asyncio
+import json
 import os
+import re
+import threading
 import time
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import transaction
+from django.contrib.auth.models import User
+from django.db import connection, transaction
 
 from console.asgi import application
+from console.consumers import StreamHub, hub_for_loop
 from console.core import broadcast
 from console.core.models import ApiToken, StreamEntry
 from tests import factories
@@ -173,6 +178,109 @@ def test_live_entries_arrive_and_a_cursor_resume_first_sends_what_was_missed(vie
         assert caught_up["data"]["series"][0]["points"] == [[1001.0, 2.0], [1002.0, 3.0], [1003.0, 4.0]]
         assert caught_up["cursor"] > cursor
         await second.disconnect()
+
+    run(scenario)
+
+
+def embedded_cursor(html: str) -> int:
+    match = re.search(r'<script id="live-config" type="application/json">(.*?)</script>', html, re.S)
+    assert match, "the page embeds no live config"
+    return json.loads(match.group(1))["cursor"]
+
+
+@pytest.fixture
+def patient(monkeypatch):
+    """Readers look back and wait for late commits longer than usual: a slow machine must not fail these. Two
+    writers at once, one committing after the other: PostgreSQL (SQLite lets one writer in at a time)."""
+    require(connection.vendor == "postgresql", "PostgreSQL (TEST_DATABASE_URL)")
+    monkeypatch.setattr(broadcast, "SETTLE_S", scaled(30))
+    monkeypatch.setattr(StreamHub, "GAP_WAIT_S", scaled(30))
+
+
+def test_an_entry_that_commits_after_a_newer_one_reaches_a_page_drawn_in_between(client, viewer_token, patient):
+    """An entry's id is taken in its change's transaction: one that commits late lies below entries already
+    visible. A page drawn in between must still get it from its socket (its cursor was the newest id, so
+    both the catch-up and a hub started then passed it for ever)."""
+    node = factories.node()
+    topic = f"node:{node.pk}"
+    holding, release = threading.Event(), threading.Event()
+
+    def slow_change():
+        try:
+            with transaction.atomic():
+                broadcast.publish(topic, {"state": {"slow": 1}})
+                holding.set()
+                assert release.wait(scaled(20))
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=slow_change)
+    writer.start()
+    assert holding.wait(scaled(20))
+    publish(topic, 2000.0, 1.0)  # a newer entry, committed first
+    try:
+        client.force_login(User.objects.get(username="viewer-user"))
+        page = client.get(f"/nodes/{node.pk}/")
+    finally:
+        release.set()
+        writer.join()
+    assert page.status_code == 200
+    cursor = embedded_cursor(page.content.decode())
+    slow_id = min(StreamEntry.objects.filter(topic=topic).values_list("pk", flat=True))
+    assert cursor < slow_id
+
+    async def scenario():
+        socket = await open_socket(viewer_token)
+        await socket.send_json_to({"type": "subscribe", "topics": [topic], "cursor": cursor})
+        state = {}
+        deadline = time.monotonic() + scaled(10)
+        while "slow" not in state and time.monotonic() < deadline:
+            message = await receive_type(socket, "data", timeout=max(0.1, deadline - time.monotonic()))
+            state.update(message["data"].get("state", {}))
+        assert state.get("slow") == 1
+        await socket.disconnect()
+
+    run(scenario)
+
+
+def test_a_hub_that_starts_while_an_entry_is_in_its_transaction_delivers_it_when_it_commits(viewer_token, patient):
+    node = factories.node()
+    topic = f"node:{node.pk}"
+    holding, release = threading.Event(), threading.Event()
+
+    def slow_change():
+        try:
+            with transaction.atomic():
+                broadcast.publish(topic, {"state": {"slow": 2}})
+                holding.set()
+                assert release.wait(scaled(20))
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=slow_change)
+    writer.start()
+    assert holding.wait(scaled(20))
+    publish(topic, 3000.0, 1.0)  # a newer entry, committed first
+
+    async def scenario():
+        socket = await open_socket(viewer_token)  # no cursor: only what comes from now on
+        await socket.send_json_to({"type": "subscribe", "topics": [topic]})
+        await receive_type(socket, "subscribed")
+        try:
+            hub = hub_for_loop()
+            polls = hub.polls
+            while hub.polls < polls + 2:  # the hub has started and polled past the newer entry
+                await asyncio.sleep(0.02)
+        finally:
+            release.set()
+            await sync_to_async(writer.join)()
+        state = {}
+        deadline = time.monotonic() + scaled(10)
+        while "slow" not in state and time.monotonic() < deadline:
+            message = await receive_type(socket, "data", timeout=max(0.1, deadline - time.monotonic()))
+            state.update(message["data"].get("state", {}))
+        assert state.get("slow") == 2
+        await socket.disconnect()
 
     run(scenario)
 
