@@ -49,6 +49,7 @@ _PROGRAMS = Path(__file__).resolve().parent / "programs"
 INSPECT_PROGRAM = (_PROGRAMS / "inspect_directory.py").read_text(encoding="utf-8")
 HASH_PROGRAM = (_PROGRAMS / "hash_files.py").read_text(encoding="utf-8")
 COPY_PROGRAM = (_PROGRAMS / "copy_files.py").read_text(encoding="utf-8")
+STREAM_PROGRAM = (_PROGRAMS / "stream_file.py").read_text(encoding="utf-8")
 #: Writes stdin into ``<path>.boom-part`` and renames it once it has the expected size (plain sh).
 RECEIVE_PROGRAM = (_PROGRAMS / "receive_file.sh").read_text(encoding="utf-8")
 #: Used by the ``sh`` wrapper when neither ``python3`` nor ``python`` exists: ``sha256sum`` + GNU ``stat``.
@@ -82,6 +83,18 @@ _COPY_WRAPPER = (
     "echo '@@fatal neither python3 nor python is installed on this node'; exit 127"
 )
 _HASH_B64 = _b64(HASH_PROGRAM)
+_STREAM_B64 = _b64(STREAM_PROGRAM)
+#: ``sh -c`` wrapper of stream_file.py: arguments bootstrap, program, fallback shell text, mode, path[, size];
+#: the fallback runs with the mode, path and size as $1, $2, $3 when the node has no Python.
+_STREAM_WRAPPER = (
+    'b=$1; p=$2; s=$3; shift 3; for py in python3 python; do if command -v "$py" >/dev/null 2>&1; '
+    'then exec "$py" -c "$b" "$p" "$@"; fi; done; exec sh -c "$s" boom-stream "$@"'
+)
+#: receive_file.sh reading its path and size as $2 and $3 (after the mode), for _STREAM_WRAPPER's fallback.
+RECEIVE_PROGRAM_SHIFTED = 'shift; ' + RECEIVE_PROGRAM
+#: Files this large or larger go through stream_file.py: Python's start (tens of milliseconds on a node) is
+#: repaid many times over by the copies it saves.
+STREAM_PROGRAM_MIN_BYTES = 64 << 20
 
 HASH_METHODS = ("auto", "python", "sha256sum")
 
@@ -146,15 +159,26 @@ def copy_files_command(action: str, directory: str) -> list[str]:
     return ["sh", "-c", _COPY_WRAPPER, "boom-copy", _BOOTSTRAP, _COPY_B64, action, _check_directory(directory)]
 
 
-def send_command(path: str) -> list[str]:
-    """argv that writes one file's bytes to standard output (the source side of a copy)."""
-    return ["cat", "--", _check_directory(path)]
+def send_command(path: str, size: int) -> list[str]:
+    """argv that writes one file's bytes to standard output (the source side of a copy): ``cat``, or for a
+    file of STREAM_PROGRAM_MIN_BYTES or more ``programs/stream_file.py`` (the kernel moves the pages into
+    sshd's pipe), ``cat`` again on a node without Python."""
+    path = _check_directory(path)
+    if int(size) < STREAM_PROGRAM_MIN_BYTES:
+        return ["cat", "--", path]
+    return ["sh", "-c", _STREAM_WRAPPER, "boom-send", _BOOTSTRAP, _STREAM_B64, 'exec cat -- "$2"', "send", path]
 
 
 def receive_command(path: str, size: int) -> list[str]:
     """argv that writes standard input to ``path`` (through ``path.boom-part``, renamed once ``size`` bytes
-    arrived): the target side of a copy."""
-    return ["sh", "-c", RECEIVE_PROGRAM, "boom-receive", _check_directory(path), str(int(size))]
+    arrived): the target side of a copy. ``programs/receive_file.sh``, or for a file of
+    STREAM_PROGRAM_MIN_BYTES or more ``programs/stream_file.py`` (the kernel moves the pages from sshd's
+    pipe into the file), that shell program again on a node without Python."""
+    path, size = _check_directory(path), int(size)
+    if size < STREAM_PROGRAM_MIN_BYTES:
+        return ["sh", "-c", RECEIVE_PROGRAM, "boom-receive", path, str(size)]
+    return ["sh", "-c", _STREAM_WRAPPER, "boom-receive", _BOOTSTRAP, _STREAM_B64, RECEIVE_PROGRAM_SHIFTED,
+            "receive", path, str(size)]
 
 
 def remote_command_line(argv: list[str]) -> str:

@@ -2,7 +2,8 @@
 
 For every file, two commands run at once: ``cat`` of the file on the source node, and on the target a
 small ``sh`` program (``programs/receive_file.sh``) that writes its input to ``<file>.boom-part`` and
-renames it once it holds the manifest's size. The console reads one SSH channel and writes the other:
+renames it once it holds the manifest's size; for a large file, ``programs/stream_file.py`` does both
+ends' work with splice(2) (``inspection.remote.send_command``/``receive_command``). The console reads one SSH channel and writes the other:
 nothing touches its disk, and the nodes need no key for each other. Several files stream at once
 (``CONSOLE_COPY_PARALLEL``), each over its own channels of the two pooled connections.
 
@@ -87,7 +88,7 @@ class Progress:
 def pump(source, target, source_path: str, target_path: str, size: int, progress: Progress, limit: RateLimit,
          *, timeout: float, on_chunk: Callable[[int], None] | None = None) -> None:
     """Stream one file from ``source`` to ``target`` (transports). Raises NodeCommandError naming what failed."""
-    with source.open_pipe(send_command(source_path), timeout=timeout, size=size) as reader, \
+    with source.open_pipe(send_command(source_path, size), timeout=timeout, size=size) as reader, \
             target.open_pipe(receive_command(target_path, size), timeout=timeout, size=size) as writer:
         sent = 0
         # Two OS pipes (the shards' ``ssh`` clients): the kernel moves the bytes from one to the other

@@ -12,6 +12,7 @@ import pytest
 
 from console.core.models import Event
 from models_registry import services
+from models_registry.inspection import remote
 from models_registry.models import ModelCopy
 from models_registry.services import transfer
 from nodes.services import probe_node
@@ -48,9 +49,11 @@ def two_nodes(tmp_path_factory):
 def client(request, settings, monkeypatch):
     """Which SSH client streams the shards (3 and 2 MiB): paramiko's pooled channels, or OpenSSH's ``ssh``
     processes (nodes/transports/ssh/openssh.py) for every file of 1 MiB or more. ``opened``: the commands
-    that went through ``ssh``."""
+    that went through ``ssh``. The shards go through the nodes' stream program (splice), as files of 64 MiB
+    and more do, the small files through ``cat`` and the shell receiver."""
     settings.CONSOLE_COPY_SSH_CLIENT = request.param
     settings.CONSOLE_COPY_OPENSSH_MIN_BYTES = 1 << 20
+    monkeypatch.setattr(remote, "STREAM_PROGRAM_MIN_BYTES", 1 << 20)
     opened = []
     real = openssh.open_pipe
 
@@ -146,6 +149,8 @@ def test_a_version_imported_on_a_is_copied_to_b_and_verified_and_a_flipped_byte_
     assert history == ["ready", "verifying", "copying", "pending"]
     # With OpenSSH, the two shards (1 MiB or more) went through ``ssh``: a reader and a writer each.
     assert len(client.opened) == (4 if client.name == "openssh" else 0)
+    assert sorted(c[3] for c in client.opened) == (["boom-receive"] * 2 + ["boom-send"] * 2
+                                                   if client.name == "openssh" else [])
     assert Event.objects.filter(verb="copy", object_id=str(version.pk)).count() == 1
 
     # One byte flipped on B: the re-verify fails naming the file, and an integrity event is written.
