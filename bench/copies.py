@@ -94,15 +94,16 @@ def ssh_config(path: Path, nodes: dict[str, object]) -> None:
     path.write_text("\n".join(lines))
 
 
-def time_scp(config: Path, source: Path, target: Path, *, through_here: bool) -> float:
+def time_scp(config: Path, source: Path, target: Path, *, through_here: bool, cipher: str | None = None) -> float:
+    """``scp`` as an operator types it (OpenSSH's default cipher), or with ``cipher``."""
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     files = sorted(p.name for p in source.iterdir())
+    options = ["-O", "-q", "-F", str(config), *(["-c", cipher] if cipher else [])]
     if through_here:
-        argv = ["scp", "-O", "-3", "-q", "-F", str(config), *(f"node-a:{source}/{f}" for f in files),
-                f"node-b:{target}/"]
+        argv = ["scp", *options, "-3", *(f"node-a:{source}/{f}" for f in files), f"node-b:{target}/"]
     else:  # A's account sends to B's: on this machine, A's files are these files
-        argv = ["scp", "-O", "-q", "-F", str(config), *(str(source / f) for f in files), f"node-b:{target}/"]
+        argv = ["scp", *options, *(str(source / f) for f in files), f"node-b:{target}/"]
     prefault(WARM_BYTES)
     start = time.perf_counter()
     subprocess.run(argv, check=True)
@@ -149,14 +150,18 @@ def time_rsync(config: Path, source: Path, target: Path) -> float:
     return time.perf_counter() - start
 
 
-def console_copy(version, node, path: Path, client: str = "auto") -> dict:
-    """One copy through the console; ``client``: CONSOLE_COPY_SSH_CLIENT (auto: OpenSSH's ssh for the shards)."""
+def console_copy(version, node, path: Path, client: str = "auto", node_program: bool = True) -> dict:
+    """One copy through the console; ``client``: CONSOLE_COPY_SSH_CLIENT (auto: OpenSSH's ssh for the shards);
+    ``node_program=False``: ``cat`` and receive_file.sh on the nodes for every file, as before stream_file.py."""
     from django.conf import settings
 
+    from models_registry.inspection import remote
     from models_registry.models import CopyStatusChange, ModelCopy
     from models_registry.services import copies, transfer
 
     settings.CONSOLE_COPY_SSH_CLIENT = client
+    threshold = remote.STREAM_PROGRAM_MIN_BYTES
+    remote.STREAM_PROGRAM_MIN_BYTES = threshold if node_program else 1 << 62
     shutil.rmtree(path, ignore_errors=True)
     ModelCopy.objects.filter(version=version, node=node).delete()
     prefault(WARM_BYTES)
@@ -167,6 +172,7 @@ def console_copy(version, node, path: Path, client: str = "auto") -> dict:
     elapsed = time.perf_counter() - start
     own_after, children_after = cpu_seconds()
     settings.CONSOLE_COPY_SSH_CLIENT = "auto"
+    remote.STREAM_PROGRAM_MIN_BYTES = threshold
     cpu, cpu_children = own_after - own, children_after - children
     copy.refresh_from_db()
     assert copy.status == "ready", copy.status_detail
@@ -272,10 +278,16 @@ def main(shards: int, shard_mib: int, repeat: int, write: bool, parallel: int) -
         ssh_config(config, daemons)
         target = work / "root-b" / "model" / "v1"
 
-        rows = {"scp": [], "scp3": [], "rsync": [], "relay": [], "stream": [], "ready": [], "cpu": [], "cpu_ssh": [],
-                "paramiko": [], "paramiko_cpu": []}
+        from nodes.transports.ssh import openssh
+
+        console_cipher = (openssh.ciphers("auto") or "").split(",")[0] or None
+        rows = {"scp": [], "scp_same_cipher": [], "scp3": [], "rsync": [], "relay": [], "stream": [], "ready": [],
+                "cpu": [], "cpu_ssh": [],
+                "paramiko": [], "paramiko_cpu": [], "with_cat": []}
         for _ in range(repeat):
             rows["scp"].append(time_scp(config, source, work / "scp-b", through_here=False))
+            rows["scp_same_cipher"].append(time_scp(config, source, work / "scp-b", through_here=False,
+                                                    cipher=console_cipher) if console_cipher else 0.0)
             rows["rsync"].append(time_rsync(config, source, work / "rsync-b") if shutil.which("rsync") else 0.0)
             rows["scp3"].append(time_scp(config, source, work / "scp3-b", through_here=True))
             rows["relay"].append(time_relay(config, source, work / "relay-b", parallel))
@@ -284,13 +296,16 @@ def main(shards: int, shard_mib: int, repeat: int, write: bool, parallel: int) -
             rows["ready"].append(result["total"])
             rows["cpu"].append(result["cpu"])
             rows["cpu_ssh"].append(result["cpu_children"])
+            rows["with_cat"].append(console_copy(version, nodes["node-b"], target, node_program=False)["streaming"])
             old_way = console_copy(version, nodes["node-b"], target, client="paramiko")
             rows["paramiko"].append(old_way["streaming"])
             rows["paramiko_cpu"].append(old_way["cpu"])
-            print(f"scp {rows['scp'][-1]:.2f} s, rsync {rows['rsync'][-1]:.2f} s, scp -3 {rows['scp3'][-1]:.2f} s, "
+            print(f"scp {rows['scp'][-1]:.2f} s, scp -c {console_cipher} {rows['scp_same_cipher'][-1]:.2f} s, "
+                  f"rsync {rows['rsync'][-1]:.2f} s, scp -3 {rows['scp3'][-1]:.2f} s, "
                   f"relay {rows['relay'][-1]:.2f} s, "
                   "console streaming "
-                  f"{result['streaming']:.2f} s, to ready {result['total']:.2f} s, cpu {result['cpu']:.2f} s "
+                  f"{result['streaming']:.2f} s (with cat on the nodes {rows['with_cat'][-1]:.2f} s), "
+                  f"to ready {result['total']:.2f} s, cpu {result['cpu']:.2f} s "
                   f"+ ssh {result['cpu_children']:.2f} s; paramiko streaming {old_way['streaming']:.2f} s, "
                   f"cpu {old_way['cpu']:.2f} s", flush=True)
         resumed = killed_and_resumed(version, nodes["node-b"], work / "root-b" / "resumed", data_dir)
@@ -302,14 +317,19 @@ def main(shards: int, shard_mib: int, repeat: int, write: bool, parallel: int) -
             daemon.cleanup()
         shutil.rmtree(work, ignore_errors=True)
 
-    scp, scp3, stream, ready, rsync, old_way, relay = (median(rows[k]) for k in (
-        "scp", "scp3", "stream", "ready", "rsync", "paramiko", "relay"))
+    scp, same, scp3, stream, ready, rsync, old_way, relay, with_cat = (median(rows[k]) for k in (
+        "scp", "scp_same_cipher", "scp3", "stream", "ready", "rsync", "paramiko", "relay", "with_cat"))
     mib = size / (1 << 20)
     ratio = scp / stream
     per_file_note = ("" if resumed["skipped"] else
                      f"\n  Resuming is per file: with {min(parallel, shards)} shards streaming at once, none was "
                      "complete when the copy was killed, so the resume wrote everything again (with 16 shards of "
                      "128 MiB, 2026-12-05, it kept 8 and was ready in 0.59 of a fresh copy's time).")
+    same_row = (f"| `scp -c {console_cipher}` A's files -> B (one SSH hop, the console's cipher) | {same:.2f} s | "
+                f"{mib / same:.0f} MiB/s |\n" if same else "")
+    same_note = (f";\n  against `scp -c {console_cipher}` (the same cipher as the console's): **{same / stream:.2f}**, "
+                 "run by run " + ", ".join(f"{a / b:.2f}" for a, b in zip(rows["scp_same_cipher"], rows["stream"],
+                                                                          strict=True)) if same else "")
     body = f"""
 `python bench/copies.py --parallel {parallel}`: a version of {shards} safetensors shards of {shard_mib} MiB
 (random bytes) and a config.json, {gib:.2f} GiB in all, imported and verified on node A (a real sshd on
@@ -317,28 +337,34 @@ loopback) and copied to node B (another sshd, its own model root), median of {re
 
 | path | time | rate |
 |---|---|---|
-| `scp` A's files -> B (one SSH hop; the baseline) | {scp:.2f} s | {mib / scp:.0f} MiB/s |
-| `rsync -a --whole-file` A -> B (one SSH hop) | {rsync:.2f} s | {mib / rsync if rsync else 0:.0f} MiB/s |
+| `scp` A's files -> B (one SSH hop, OpenSSH's default cipher; the baseline) | {scp:.2f} s | {mib / scp:.0f} MiB/s |
+{same_row}| `rsync -a --whole-file` A -> B (one SSH hop) | {rsync:.2f} s | {mib / rsync if rsync else 0:.0f} MiB/s |
 | `scp -3` A -> this machine -> B (two hops, like the console) | {scp3:.2f} s | {mib / scp3:.0f} MiB/s |
 | bare relay through this machine: `ssh A cat | ssh B 'cat >'`, {parallel} files at once (no console) | \
 {relay:.2f} s | {mib / relay:.0f} MiB/s |
 | console copy, streaming (default: `ssh` pipes for the shards, {parallel} at once) | {stream:.2f} s | \
 {mib / stream:.0f} MiB/s |
+| console copy, streaming, with `cat` and `receive_file.sh` on the nodes for the shards too (before \
+`stream_file.py`) | {with_cat:.2f} s | {mib / with_cat:.0f} MiB/s |
 | console copy, request to `ready` (streaming + hashing every file on B) | {ready:.2f} s | {mib / ready:.0f} MiB/s |
 | console copy, streaming over paramiko only (`CONSOLE_COPY_SSH_CLIENT=paramiko`) | {old_way:.2f} s | \
 {mib / old_way:.0f} MiB/s |
 
-- Streaming rate against `scp` node to node: **{ratio:.2f}** (goal: at least 0.8); run by run
-  {", ".join(f"{a / b:.2f}" for a, b in zip(rows["scp"], rows["stream"], strict=True))}; against `scp -3`:
-  {scp3 / stream:.2f}; paramiko only: {scp / old_way:.2f} of `scp`.
+- Streaming rate against `scp` node to node, as an operator types it: **{ratio:.2f}** (goal: at least 0.8); run
+  by run {", ".join(f"{a / b:.2f}" for a, b in zip(rows["scp"], rows["stream"], strict=True))}{same_note};
+  against `scp -3`: {scp3 / stream:.2f}; paramiko only: {scp / old_way:.2f} of `scp`.
+- **The cipher is much of it.** `scp` takes OpenSSH's first choice, ChaCha20-Poly1305; the console offers
+  AES-GCM first on a CPU with AES instructions (`openssh.ciphers("auto")`). At the same cipher, one hop
+  (`scp`) against two (A to this machine, this machine to B: every byte encrypted and decrypted twice, by
+  processes that share these 2 cores with both nodes' sshd) is the gap. On a cluster the nodes' work is on
+  the nodes, and the console's part (two `ssh` clients a stream) runs on as many cores as streams.
 - **Against the bare relay** (the same two hops with nothing of the console's: any copy that goes through
-  the console, as the issue asks, with no key between the nodes, pays at least this): **{relay / stream:.2f}**.
-  The relay itself reaches {scp / relay:.2f} of `scp` in this run: on these 2 cores every byte is encrypted and
-  decrypted twice (A to here, here to B) by processes that share the cores with both nodes' sshd, where `scp`
-  does it once, so the relay's ratio to `scp` is about where the console's can be here, and it moves with
-  the machine (two earlier runs of this benchmark, 2026-12-05 after the change, with `prefault`: the console
-  at 0.64 and 0.86 of `scp`, the relay at 0.80 in the second). On a cluster the nodes' work is on the nodes,
-  and the console's part (two `ssh` clients a stream) runs on as many cores as streams.
+  the console, as the issue asks, with no key between the nodes, pays at least this): **{relay / stream:.2f}**;
+  the relay reaches {scp / relay:.2f} of `scp` in this run. The console is faster than the bare relay: 1 MiB
+  pipes and `splice(2)` here, and on the nodes `programs/stream_file.py` (1 MiB pipes, splice between file and
+  pipe) in place of `cat` for the shards: the same copy with `cat` on the nodes took {with_cat / stream:.2f}
+  times as long (run by run {", ".join(f"{a / b:.2f}" for a, b in zip(rows["with_cat"], rows["stream"],
+                                                                        strict=True))}).
 - Before each timed run, of every tool, 3 GiB of memory is touched and freed (`prefault`): this VM hands
   freed memory back to its host (virtio-balloon free page reporting, DAMON paging out idle pages), and
   faulting it in again costs about 2.4 s of CPU a GiB (14 GiB touched: 33.6 s of system time). Without it,
