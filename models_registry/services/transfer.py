@@ -3,9 +3,10 @@
 For every file, two commands run at once: ``cat`` of the file on the source node, and on the target a
 small ``sh`` program (``programs/receive_file.sh``) that writes its input to ``<file>.boom-part`` and
 renames it once it holds the manifest's size; for a large file, ``programs/stream_file.py`` does both
-ends' work with splice(2) (``inspection.remote.send_command``/``receive_command``). The console reads one SSH channel and writes the other:
-nothing touches its disk, and the nodes need no key for each other. Several files stream at once
-(``CONSOLE_COPY_PARALLEL``), each over its own channels of the two pooled connections.
+ends' work with splice(2) (``inspection.remote.send_command``/``receive_command``). The console reads one
+SSH channel and writes the other: nothing touches its disk, and the nodes need no key for each other.
+Several files stream at once (``CONSOLE_COPY_PARALLEL``), each over its own channels of the two pooled
+connections.
 
 Resumable: before streaming, the files already on the target with their manifest size are hashed there,
 and those with the manifest's digest are kept; every other file (missing, partial, different) is written
