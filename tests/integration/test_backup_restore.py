@@ -14,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from nodes.crypto import SecretBox
@@ -90,9 +91,20 @@ class Writer(threading.Thread):
 
 
 def kill_engine(pid: int | None) -> None:
-    if pid:
+    """Kill the engine and its supervisor (supervise.sh, the engine's parent): each runs in a session (and
+    group) of its own, and the supervisor killed first cannot start the engine again."""
+    if not pid:
+        return
+    groups = [pid]
+    try:
+        parent = psutil.Process(pid).parent()
+        if parent is not None and any(arg.endswith("/supervise.sh") for arg in parent.cmdline()):
+            groups.insert(0, parent.pid)
+    except psutil.Error:
+        pass
+    for group in groups:
         try:
-            os.killpg(pid, signal.SIGKILL)  # the engine runs in a session (and group) of its own
+            os.killpg(group, signal.SIGKILL)
         except ProcessLookupError:
             pass
 
