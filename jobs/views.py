@@ -41,7 +41,6 @@ def _require(request, role):
 
 
 @login_required
-@charts.live_view
 def job_list(request):
     jobs = Job.objects.select_related("model_version__model").prefetch_related("instances").order_by("name")
     return render(request, "jobs/job_list.html", {"jobs": jobs, "can_admin": has_role(request.user, ADMIN),
@@ -49,7 +48,6 @@ def job_list(request):
 
 
 @login_required
-@charts.live_view
 def job_detail(request, pk):
     job = get_object_or_404(Job.objects.select_related("model_version__model"), pk=pk)
     instances = list(job.instances.select_related("node").prefetch_related("allocations__accelerator")

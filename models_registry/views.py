@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from console.core import audit
-from console.core.charts import live_view, stream_config
+from console.core.charts import stream_config
 from console.core.confirm import ReasonForm, confirm_page
 from console.core.models import Event
 from console.core.pages import conflict_message, copy_api_errors
@@ -130,7 +130,6 @@ def _register_version(request, form):
 
 
 @login_required
-@live_view
 def version_detail(request, pk):
     version = get_object_or_404(
         ModelVersion.objects.select_related("model", "node", "parent__model")

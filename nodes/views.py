@@ -32,7 +32,6 @@ def _require(request, role):
 
 
 @login_required
-@charts.live_view
 def node_list(request):
     nodes = Node.objects.select_related("credential").annotate(
         nvidia=Count("accelerators", filter=Q(accelerators__vendor="nvidia", accelerators__present=True)),
@@ -49,7 +48,6 @@ def node_list(request):
 
 
 @login_required
-@charts.live_view
 def node_detail(request, pk):
     node = get_object_or_404(Node.objects.select_related("credential"), pk=pk)
     accelerators = list(node.accelerators.order_by("-present", "vendor", "index"))

@@ -21,7 +21,7 @@ from console.alerting.forms import ChannelForm, RuleForm, SilenceForm
 from console.alerting.labels import matchers_text
 from console.alerting.models import Alert, AlertRule, Notification, NotificationChannel, Silence
 from console.core import audit
-from console.core.charts import live_view, stream_config
+from console.core.charts import stream_config
 from console.core.pages import conflict_message
 from console.core.permissions import ADMIN, OPERATOR, VIEWER, has_role
 
@@ -42,7 +42,6 @@ def _serializer_errors_to_form(form, errors) -> None:
 
 
 @login_required
-@live_view
 def alert_list(request):
     _require(request, VIEWER)
     tab = request.GET.get("state", "firing")
@@ -82,7 +81,6 @@ def alert_list(request):
 
 
 @login_required
-@live_view
 def alert_detail(request, pk):
     _require(request, VIEWER)
     alert = get_object_or_404(Alert.objects.select_related("group", "rule", "silenced_by", "inhibited_by"), pk=pk)

@@ -18,9 +18,7 @@ for the overview). The points come from the series store, which registers its re
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,26 +98,6 @@ def region_refresh(request) -> bool:
     return request.headers.get("X-Live-Regions") == "1"
 
 
-_PAGE_CURSOR: ContextVar[int | None] = ContextVar("page_cursor", default=None)
-
-
-def live_view(view):
-    """For a page view that embeds :func:`page_config` or :func:`stream_config`: the stream cursor is read before
-    the view reads anything. Read after, a change committed while the view read its objects was lost: the page
-    showed the state before it, with a cursor after its entry, and its socket never sent it (an import that
-    ended while its version page was being drawn left the page without the files until a reload)."""
-
-    @functools.wraps(view)
-    def wrapper(request, *args, **kwargs):
-        token = _PAGE_CURSOR.set(current_cursor())
-        try:
-            return view(request, *args, **kwargs)
-        finally:
-            _PAGE_CURSOR.reset(token)
-
-    return wrapper
-
-
 def stream_config(topics: list[str]) -> dict:
     """The live config of a page without charts (a list): the stream, its live regions, "updated"."""
     return page_config([], topics, points=False)
@@ -129,13 +107,13 @@ def page_config(charts: list[Chart], topics: list[str], *, range_key: str = DEFA
                 stale_after_s: float = 15.0, points: bool = True) -> dict:
     """Everything live.js needs: figures with their first points, topics, cursor, ranges, strings.
 
-    The cursor is read before the points, so that the socket resumes at or before what was drawn
-    (points it sends again are dropped by time in the browser): no gap between page and stream.
+    The cursor is the newest stream entry written over SETTLE_S seconds ago (broadcast.current_cursor), so the
+    socket resumes before anything committed while the view read its objects and drew its points (what it
+    sends again is harmless: points are dropped by time in the browser, a change stamp re-reads the live
+    regions): no gap between page and stream.
     ``points=False``: the figures without points (a re-read of the page's live regions).
     """
-    cursor = _PAGE_CURSOR.get()
-    if cursor is None:  # a view without live_view: at least before the points
-        cursor = current_cursor()
+    cursor = current_cursor()
     seconds, _live = RANGES[range_key]
     end = timezone.now().timestamp()
     fetched: dict[str, list] = {}

@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from console.core import event_text
 from console.core.audit import SYSTEM
-from console.core.charts import live_view, region_refresh, stream_config
+from console.core.charts import region_refresh, stream_config
 from console.core.models import Event
 from console.core.permissions import ADMIN, has_role
 from console.dashboards import charts
@@ -23,7 +23,6 @@ from nodes.models import Accelerator, Node
 
 
 @login_required
-@live_view
 def dashboard(request):
     """Cluster overview: live tiles, the accelerator heatmap, job throughput, nodes needing attention."""
     node_counts = dict(Node.objects.values_list("status").annotate(n=Count("id")).order_by())
@@ -64,7 +63,6 @@ EVENT_RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 
 
 @login_required
-@live_view
 def events(request):
     """The audit and event log, newest first, filterable by verb, object type, object, actor and time range
     (an unknown value filters nothing rather than failing)."""

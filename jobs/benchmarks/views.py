@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from console.core.charts import live_view, stream_config
+from console.core.charts import stream_config
 from console.core.pages import conflict_message
 from console.core.permissions import OPERATOR, has_role
 from jobs.benchmarks import charts, export, services
@@ -31,7 +31,6 @@ def _messages(errors) -> list[str]:
 
 
 @login_required
-@live_view
 def benchmark_list(request):
     runs = BenchmarkRun.objects.select_related("created_by").order_by("-created_at", "-id")
     job = request.GET.get("job")
@@ -67,7 +66,6 @@ def benchmark_create(request):
 
 
 @login_required
-@live_view
 def benchmark_detail(request, pk):
     run = get_object_or_404(BenchmarkRun.objects.select_related("created_by", "job"), pk=pk)
     return render(request, "jobs/benchmark_detail.html", {

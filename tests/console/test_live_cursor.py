@@ -1,6 +1,6 @@
-"""A live page's stream cursor is read before the page reads what it shows: a change committed while the page
-was being drawn is sent again by its socket, never lost between the two (the version page of an import that
-ended while the page was drawn kept showing no files until a reload: a clean-clone CI run's browser test)."""
+"""A live page's stream cursor comes before what the page shows: a change committed while the page was being
+drawn is sent again by its socket, never lost between the two (the version page of an import that ended while
+the page was drawn kept showing no files until a reload: a clean-clone CI run's browser test)."""
 
 import json
 import re
