@@ -65,9 +65,11 @@ _INSPECT_WRAPPER = (
     'then exec "$py" -c "$b" "$p" "$@"; fi; done; '
     "echo '@@inspect {\"error\": \"neither python3 nor python is installed on this node\"}'; exit 127"
 )
-_HASH_WRAPPER = (
+#: A program with a shell fallback: arguments bootstrap, program, fallback shell text, then the program's own;
+#: without Python the fallback runs with the program's arguments as $1... (hash_files.sh, cat, receive_file.sh).
+_PYTHON_OR_SH_WRAPPER = (
     'b=$1; p=$2; s=$3; shift 3; for py in python3 python; do if command -v "$py" >/dev/null 2>&1; '
-    'then exec "$py" -c "$b" "$p" "$@"; fi; done; exec sh -c "$s" boom-hash-sh "$@"'
+    'then exec "$py" -c "$b" "$p" "$@"; fi; done; exec sh -c "$s" "$0" "$@"'
 )
 
 
@@ -84,13 +86,7 @@ _COPY_WRAPPER = (
 )
 _HASH_B64 = _b64(HASH_PROGRAM)
 _STREAM_B64 = _b64(STREAM_PROGRAM)
-#: ``sh -c`` wrapper of stream_file.py: arguments bootstrap, program, fallback shell text, mode, path[, size];
-#: the fallback runs with the mode, path and size as $1, $2, $3 when the node has no Python.
-_STREAM_WRAPPER = (
-    'b=$1; p=$2; s=$3; shift 3; for py in python3 python; do if command -v "$py" >/dev/null 2>&1; '
-    'then exec "$py" -c "$b" "$p" "$@"; fi; done; exec sh -c "$s" boom-stream "$@"'
-)
-#: receive_file.sh reading its path and size as $2 and $3 (after the mode), for _STREAM_WRAPPER's fallback.
+#: receive_file.sh reading its path and size as $2 and $3 (after stream_file.py's mode), as its fallback.
 RECEIVE_PROGRAM_SHIFTED = 'shift; ' + RECEIVE_PROGRAM
 #: Files this large or larger go through stream_file.py: Python's start (tens of milliseconds on a node) is
 #: repaid many times over by the copies it saves.
@@ -136,7 +132,7 @@ def hash_command(directory: str, files: list[str], method: str = "auto") -> list
         raise ValueError(f"method must be one of {', '.join(HASH_METHODS)}")
     names = [check_relative_path(f) for f in files]
     return [
-        "sh", "-c", _HASH_WRAPPER, "boom-hash", _BOOTSTRAP, _HASH_B64, HASH_SHELL_FALLBACK,
+        "sh", "-c", _PYTHON_OR_SH_WRAPPER, "boom-hash", _BOOTSTRAP, _HASH_B64, HASH_SHELL_FALLBACK,
         method, _check_directory(directory), *names,
     ]
 
@@ -166,7 +162,7 @@ def send_command(path: str, size: int) -> list[str]:
     path = _check_directory(path)
     if int(size) < STREAM_PROGRAM_MIN_BYTES:
         return ["cat", "--", path]
-    return ["sh", "-c", _STREAM_WRAPPER, "boom-send", _BOOTSTRAP, _STREAM_B64, 'exec cat -- "$2"', "send", path]
+    return ["sh", "-c", _PYTHON_OR_SH_WRAPPER, "boom-send", _BOOTSTRAP, _STREAM_B64, 'exec cat -- "$2"', "send", path]
 
 
 def receive_command(path: str, size: int) -> list[str]:
@@ -177,7 +173,7 @@ def receive_command(path: str, size: int) -> list[str]:
     path, size = _check_directory(path), int(size)
     if size < STREAM_PROGRAM_MIN_BYTES:
         return ["sh", "-c", RECEIVE_PROGRAM, "boom-receive", path, str(size)]
-    return ["sh", "-c", _STREAM_WRAPPER, "boom-receive", _BOOTSTRAP, _STREAM_B64, RECEIVE_PROGRAM_SHIFTED,
+    return ["sh", "-c", _PYTHON_OR_SH_WRAPPER, "boom-receive", _BOOTSTRAP, _STREAM_B64, RECEIVE_PROGRAM_SHIFTED,
             "receive", path, str(size)]
 
 
