@@ -4,7 +4,6 @@ language switcher), while English stays the default."""
 
 import ast
 import gettext
-import json
 import re
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ from django.utils import translation
 from nodes.choices import NodeStatus
 from tests import factories
 from tests.jobs import factories as jf
+from tests.live import live_config
 
 BASE = Path(settings.BASE_DIR)
 PO = BASE / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
@@ -217,8 +217,7 @@ def test_the_overview_and_its_live_strings_are_chinese(chinese):
     page = chinese.get(reverse("dashboard")).content.decode()
     for text in ("集群总览", "加速卡热力图", "需要关注的节点", "最近事件", "连接中…"):
         assert text in page, text
-    config = json.loads(re.search(r'<script id="live-config" type="application/json">(.*?)</script>', page,
-                                  re.S).group(1))
+    config = live_config(page)
     assert config["strings"]["no_data"] == "此时间范围内无数据"
     assert [r["label"] for r in config["ranges"]][:2] == ["实时", "15 分钟"]
     assert config["charts"][0]["title"] == "推理服务吞吐（输出 tokens/s）"

@@ -2,22 +2,17 @@
 drawn is sent again by its socket, never lost between the two (the version page of an import that ended while
 the page was drawn kept showing no files until a reload: a clean-clone CI run's browser test)."""
 
-import json
-import re
 
 import pytest
 
 from console.core import broadcast
 from models_registry import services as registry
 from tests.jobs import factories as jf
+from tests.live import live_config
 
 pytestmark = pytest.mark.django_db
 
 
-def embedded_cursor(html: str) -> int:
-    match = re.search(r'<script id="live-config" type="application/json">(.*?)</script>', html, re.S)
-    assert match, "the page embeds no live config"
-    return json.loads(match.group(1))["cursor"]
 
 
 def test_a_change_committed_while_the_version_page_is_drawn_comes_after_the_pages_cursor(client, make_user,
@@ -34,4 +29,4 @@ def test_a_change_committed_while_the_version_page_is_drawn_comes_after_the_page
     monkeypatch.setattr(registry, "lineage", lineage_while_an_import_ends)
     response = client.get(f"/models/versions/{version.pk}/")
     assert response.status_code == 200 and stamps
-    assert embedded_cursor(response.content.decode()) < stamps[0]  # the socket sends the change again
+    assert live_config(response)["cursor"] < stamps[0]  # the socket sends the change again

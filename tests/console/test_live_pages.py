@@ -19,6 +19,7 @@ from nodes.models import AcceleratorSample, NodeSample
 from tests import factories
 from tests.conftest import require
 from tests.jobs import factories as jf
+from tests.live import live_config
 
 pytestmark = pytest.mark.django_db
 NOW = int(time.time() * 1000)
@@ -46,11 +47,6 @@ def grow_cluster(nodes: int, seconds: int = 5):
     return created
 
 
-def live_config(response) -> dict:
-    match = re.search(r'<script id="live-config" type="application/json">(.*?)</script>', response.content.decode(),
-                      re.S)
-    assert match, "the page embeds no live-config"
-    return json.loads(match.group(1))
 
 
 @pytest.fixture

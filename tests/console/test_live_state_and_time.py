@@ -7,7 +7,6 @@ in the user menu), titled with the zone; the API stays in UTC.
 """
 
 import datetime as dt
-import json
 import re
 import zoneinfo
 
@@ -26,6 +25,7 @@ from nodes import services as node_services
 from nodes.choices import NodeStatus
 from tests import factories
 from tests.jobs import factories as jf
+from tests.live import live_config
 
 pytestmark = pytest.mark.django_db
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -115,10 +115,6 @@ def test_the_benchmark_topic_names_an_existing_run(make_user):
 # -- pages
 
 
-def live_config(page: str) -> dict:
-    match = re.search(r'<script id="live-config" type="application/json">(.*?)</script>', page, re.S)
-    assert match, "the page embeds no live-config"
-    return json.loads(match.group(1))
 
 
 def test_a_re_read_of_the_job_page_for_its_regions_reads_no_chart_points(viewer_client):

@@ -2,7 +2,6 @@
 vendor and index; long ranges end with the recent raw samples when the rollups lag, and the throughput
 tile is the current rate whatever the range; a first-run guide on an empty console."""
 
-import json
 import re
 import time
 
@@ -17,15 +16,11 @@ from jobs.models import JobSample, JobSampleMinute
 from nodes.models import AcceleratorSample
 from tests import factories
 from tests.jobs import factories as jf
+from tests.live import live_config
 
 pytestmark = pytest.mark.django_db
 
 
-def live_config(response) -> dict:
-    match = re.search(r'<script id="live-config" type="application/json">(.*?)</script>', response.content.decode(),
-                      re.S)
-    assert match, "the page embeds no live-config"
-    return json.loads(match.group(1))
 
 
 @pytest.fixture

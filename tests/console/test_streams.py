@@ -3,9 +3,7 @@ permission, malformed messages, cursor resume, the one-message-per-topic-per-sec
 loses no points, and both transports (the database poll of the embedded profile, and Redis push)."""
 
 import asyncio
-import json
 import os
-import re
 import threading
 import time
 
@@ -21,6 +19,7 @@ from console.core import broadcast
 from console.core.models import ApiToken, StreamEntry
 from tests import factories
 from tests.conftest import require
+from tests.live import live_config
 from tests.timing import scaled
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -182,10 +181,6 @@ def test_live_entries_arrive_and_a_cursor_resume_first_sends_what_was_missed(vie
     run(scenario)
 
 
-def embedded_cursor(html: str) -> int:
-    match = re.search(r'<script id="live-config" type="application/json">(.*?)</script>', html, re.S)
-    assert match, "the page embeds no live config"
-    return json.loads(match.group(1))["cursor"]
 
 
 @pytest.fixture
@@ -197,47 +192,61 @@ def patient(monkeypatch):
     monkeypatch.setattr(StreamHub, "GAP_WAIT_S", scaled(30))
 
 
+class LateCommit:
+    """A change that publishes ``{"state": state}`` on ``topic`` in a transaction of its own connection and
+    holds it open until :meth:`commit`: its entry's id is taken now, and it becomes visible then."""
+
+    def __init__(self, topic: str, state: dict):
+        self.holding, self.release = threading.Event(), threading.Event()
+        self.writer = threading.Thread(target=self._change, args=(topic, state))
+        self.writer.start()
+        assert self.holding.wait(scaled(20))
+
+    def _change(self, topic: str, state: dict) -> None:
+        try:
+            with transaction.atomic():
+                broadcast.publish(topic, {"state": state})
+                self.holding.set()
+                assert self.release.wait(scaled(20))
+        finally:
+            connection.close()
+
+    def commit(self) -> None:
+        self.release.set()
+        self.writer.join()
+
+
+async def state_once_it_has(socket, key: str) -> dict:
+    """The merged ``state`` of the data messages received until one carried ``key`` (or 10 s went by)."""
+    state: dict = {}
+    deadline = time.monotonic() + scaled(10)
+    while key not in state and time.monotonic() < deadline:
+        message = await receive_type(socket, "data", timeout=max(0.1, deadline - time.monotonic()))
+        state.update(message["data"].get("state", {}))
+    return state
+
+
 def test_an_entry_that_commits_after_a_newer_one_reaches_a_page_drawn_in_between(client, viewer_token, patient):
     """An entry's id is taken in its change's transaction: one that commits late lies below entries already
     visible. A page drawn in between must still get it from its socket (its cursor was the newest id, so
     both the catch-up and a hub started then passed it for ever)."""
     node = factories.node()
     topic = f"node:{node.pk}"
-    holding, release = threading.Event(), threading.Event()
-
-    def slow_change():
-        try:
-            with transaction.atomic():
-                broadcast.publish(topic, {"state": {"slow": 1}})
-                holding.set()
-                assert release.wait(scaled(20))
-        finally:
-            connection.close()
-
-    writer = threading.Thread(target=slow_change)
-    writer.start()
-    assert holding.wait(scaled(20))
+    late = LateCommit(topic, {"slow": 1})
     publish(topic, 2000.0, 1.0)  # a newer entry, committed first
     try:
         client.force_login(User.objects.get(username="viewer-user"))
         page = client.get(f"/nodes/{node.pk}/")
     finally:
-        release.set()
-        writer.join()
+        late.commit()
     assert page.status_code == 200
-    cursor = embedded_cursor(page.content.decode())
-    slow_id = min(StreamEntry.objects.filter(topic=topic).values_list("pk", flat=True))
-    assert cursor < slow_id
+    cursor = live_config(page)["cursor"]
+    assert cursor < min(StreamEntry.objects.filter(topic=topic).values_list("pk", flat=True))
 
     async def scenario():
         socket = await open_socket(viewer_token)
         await socket.send_json_to({"type": "subscribe", "topics": [topic], "cursor": cursor})
-        state = {}
-        deadline = time.monotonic() + scaled(10)
-        while "slow" not in state and time.monotonic() < deadline:
-            message = await receive_type(socket, "data", timeout=max(0.1, deadline - time.monotonic()))
-            state.update(message["data"].get("state", {}))
-        assert state.get("slow") == 1
+        assert (await state_once_it_has(socket, "slow")).get("slow") == 1
         await socket.disconnect()
 
     run(scenario)
@@ -246,20 +255,7 @@ def test_an_entry_that_commits_after_a_newer_one_reaches_a_page_drawn_in_between
 def test_a_hub_that_starts_while_an_entry_is_in_its_transaction_delivers_it_when_it_commits(viewer_token, patient):
     node = factories.node()
     topic = f"node:{node.pk}"
-    holding, release = threading.Event(), threading.Event()
-
-    def slow_change():
-        try:
-            with transaction.atomic():
-                broadcast.publish(topic, {"state": {"slow": 2}})
-                holding.set()
-                assert release.wait(scaled(20))
-        finally:
-            connection.close()
-
-    writer = threading.Thread(target=slow_change)
-    writer.start()
-    assert holding.wait(scaled(20))
+    late = LateCommit(topic, {"slow": 2})
     publish(topic, 3000.0, 1.0)  # a newer entry, committed first
 
     async def scenario():
@@ -272,14 +268,8 @@ def test_a_hub_that_starts_while_an_entry_is_in_its_transaction_delivers_it_when
             while hub.polls < polls + 2:  # the hub has started and polled past the newer entry
                 await asyncio.sleep(0.02)
         finally:
-            release.set()
-            await sync_to_async(writer.join)()
-        state = {}
-        deadline = time.monotonic() + scaled(10)
-        while "slow" not in state and time.monotonic() < deadline:
-            message = await receive_type(socket, "data", timeout=max(0.1, deadline - time.monotonic()))
-            state.update(message["data"].get("state", {}))
-        assert state.get("slow") == 2
+            await sync_to_async(late.commit)()
+        assert (await state_once_it_has(socket, "slow")).get("slow") == 2
         await socket.disconnect()
 
     run(scenario)

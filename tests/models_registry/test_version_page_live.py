@@ -4,7 +4,6 @@ progress, and the page subscribes to that topic instead of polling the API and r
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -13,6 +12,7 @@ from console.core.models import StreamEntry
 from console.streams import TopicError, check_topic
 from models_registry import services
 from models_registry.models import ModelVersion
+from tests.live import live_config
 
 pytestmark = pytest.mark.django_db
 
@@ -30,10 +30,6 @@ def progress(topic: str) -> list[float]:
             if "progress" in p.get("state", {})]
 
 
-def live_config(page: str) -> dict:
-    match = re.search(r'<script id="live-config" type="application/json">(.*?)</script>', page, re.S)
-    assert match, "the page embeds no live-config"
-    return json.loads(match.group(1))
 
 
 def test_an_import_and_a_verification_tell_the_version_page_with_its_progress(model, local_node, safetensors_dir,
