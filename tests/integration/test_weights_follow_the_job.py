@@ -13,7 +13,6 @@ import pytest
 
 from jobs import reconciler
 from jobs.models import Instance, Job
-from models_registry import services
 from models_registry.models import CopyStatusChange, Model, ModelCopy
 from models_registry.services import transfer
 from nodes.models import Node
@@ -21,6 +20,7 @@ from nodes.tasks import probe_node
 from nodes.transports.ssh import BULK_POOL, POOL
 from tests.engines_support.llama_server import require_llama_server
 from tests.engines_support.tiny_gguf import write_tiny_llama
+from tests.models_registry import verified_version
 from tests.sshd import SshdNode, require_sshd
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -36,18 +36,6 @@ def reconcile_until(job_id, predicate, timeout=60.0, what="condition"):
         time.sleep(0.2)
     rows = list(Instance.objects.filter(job_id=job_id).values("state", "state_detail", "last_exit_reason"))
     raise AssertionError(f"timed out waiting for {what}; instances: {rows}")
-
-
-def verified_version(source: Path, node):
-    """The tiny GGUF in ``source`` on ``node``, registered, imported and verified as an operator would."""
-    model = Model.objects.create(name="tiny-llama", family="llama")
-    version = services.register_version(model=model, version="f32", source_uri=str(source), node=node)
-    services.import_version(version.pk)
-    version.refresh_from_db()
-    services.request_verify(version)
-    services.verify_version(version.pk)
-    version.refresh_from_db()
-    return version
 
 
 @pytest.fixture
@@ -92,7 +80,7 @@ def test_a_job_pinned_to_b_waits_for_the_copy_and_starts_llama_server_on_bs_copy
     source = tmp_path / "root-a" / "tiny-llama"
     source.mkdir(parents=True)
     write_tiny_llama(source / "tiny-llama.gguf")
-    version = verified_version(source, node_a)
+    version = verified_version(Model.objects.create(name="tiny-llama", family="llama"), node_a, source, "f32")
     assert version.status == "verified" and version.format == "gguf", version.status_detail
 
     response = admin_api.post("/api/v1/jobs/", {
@@ -161,7 +149,7 @@ def test_a_replica_spanning_two_nodes_gets_the_files_copied_to_both_before_its_l
     source = tmp_path / "root-a" / "tiny-llama"
     source.mkdir(parents=True)
     write_tiny_llama(source / "tiny-llama.gguf")
-    version = verified_version(source, node_a)
+    version = verified_version(Model.objects.create(name="tiny-llama", family="llama"), node_a, source, "f32")
     assert version.status == "verified", version.status_detail
     started = []
 

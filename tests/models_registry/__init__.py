@@ -123,3 +123,18 @@ def old_pythons() -> list[str]:
         if probe.returncode == 0 and probe.stdout.strip() not in found:
             found[probe.stdout.strip()] = exe
     return [found[v] for v in sorted(found)]
+
+
+def verified_version(model, node, directory, version: str = "v1"):
+    """The files in ``directory`` on ``node`` registered as ``version`` of ``model``, imported and verified as
+    an operator would (the worker's tasks run here, in turn)."""
+    from models_registry import services
+
+    row = services.register_version(model=model, version=version, source_uri=str(directory), node=node)
+    services.import_version(row.pk)
+    row.refresh_from_db()
+    services.request_verify(row)
+    services.verify_version(row.pk)
+    row.refresh_from_db()
+    assert row.status == "verified", row.status_detail
+    return row

@@ -17,7 +17,7 @@ from models_registry.models import ModelCopy
 from models_registry.services import transfer
 from nodes.services import probe_node
 from nodes.transports.ssh import BULK_POOL, POOL, openssh
-from tests.models_registry import raw_safetensors
+from tests.models_registry import raw_safetensors, verified_version
 from tests.models_registry.conftest import TINY_LLAMA_CONFIG
 from tests.models_registry.test_registry_ssh import add_node
 from tests.sshd import SshdNode, require_sshd
@@ -91,17 +91,6 @@ def write_model(directory) -> None:
     (directory / "sub dir" / "tokenizer $(x).json").write_bytes(pattern(5000, 3))
 
 
-def verified_version(admin_api, model, node, directory):
-    version = services.register_version(model=model, version="v1", source_uri=str(directory), node=node)
-    services.import_version(version.pk)
-    version.refresh_from_db()
-    services.request_verify(version)
-    services.verify_version(version.pk)
-    version.refresh_from_db()
-    assert version.status == "verified", version.status_detail
-    return version
-
-
 @pytest.fixture
 def setup(admin_api, two_nodes, roots, model):
     sshd_a, sshd_b = two_nodes
@@ -114,7 +103,7 @@ def setup(admin_api, two_nodes, roots, model):
         assert node.host_key, node.status_detail
     source = root_a / "tiny" / "v1"
     write_model(source)
-    version = verified_version(admin_api, model, node_a, source)
+    version = verified_version(model, node_a, source)
     return version, node_a, node_b, root_b
 
 
