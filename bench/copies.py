@@ -239,11 +239,11 @@ def killed_and_resumed(version, node, path: Path, data_dir: Path) -> dict:
 def main(shards: int, shard_mib: int, repeat: int, write: bool, parallel: int) -> None:
     os.environ["CONSOLE_COPY_PARALLEL"] = str(parallel)
     data_dir = setup_django()
-    from models_registry import services
     from models_registry.models import Model
     from nodes import services as node_services
     from nodes.models import Node
     from nodes.transports.ssh import BULK_POOL, POOL
+    from tests.models_registry import verified_version
     from tests.sshd import SshdNode
 
     work = Path(tempfile.mkdtemp(prefix="boom-bench-copies-"))
@@ -265,13 +265,7 @@ def main(shards: int, shard_mib: int, repeat: int, write: bool, parallel: int) -
             nodes[name] = Node.objects.create(name=name, address="127.0.0.1", transport="ssh", ssh_port=daemon.port,
                                               credential=credential, host_key=daemon.host_key_line)
         model = Model.objects.create(name="bench-copy")
-        version = services.register_version(model=model, version="v1", source_uri=str(source), node=nodes["node-a"])
-        services.import_version(version.pk)
-        version.refresh_from_db()
-        services.request_verify(version)
-        services.verify_version(version.pk)
-        version.refresh_from_db()
-        assert version.status == "verified", version.status_detail
+        version = verified_version(model, nodes["node-a"], source)
         size = version.size_bytes
         gib = size / (1 << 30)
         config = work / "ssh_config"
